@@ -1,0 +1,47 @@
+# Edge Factory. `make run` starts a one-node factory on the synthetic Talos release; `make test` runs every suite
+# this machine can run (the boot and netns suites skip, saying why, where they cannot).
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# Longest single package run (the boot suite builds and boots in QEMU under TCG).
+TIMEOUT  ?= 40m
+
+export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
+export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
+export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
+
+.PHONY: all build deps run test test-unit test-boot test-netns bench lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/edgefactory ./cmd/edgefactory
+
+# Host tools for the Talos imager and the parts of the synthetic release (Debian packages, downloaded once).
+deps:
+	./scripts/deps.sh
+
+run: deps build
+	./bin/edgefactory dev
+
+test: test-unit
+
+test-unit:
+	$(GO) test -timeout $(TIMEOUT) ./...
+
+test-boot:
+	$(GO) test -timeout $(TIMEOUT) -tags boot -run 'TestBoot' -v ./e2e/boot/
+
+test-netns:
+	$(GO) test -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

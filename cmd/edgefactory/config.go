@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v4"
+
+	"github.com/edgefactory/edgefactory/node"
+)
+
+// envPrefix names the environment overrides: --upstream-registry is EDGEFACTORY_UPSTREAM_REGISTRY.
+const envPrefix = "EDGEFACTORY_"
+
+// nodeFlags binds the flags every node-running command shares to cfg.
+func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
+	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this member (stable across restarts)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address (API, PXE, OCI, metrics)")
+	fs.StringVar(&cfg.ExternalURL, "external-url", cfg.ExternalURL,
+		"URL clients use to reach this node (default http://<listen>)")
+	fs.StringVar(&cfg.PXEURL, "pxe-url", cfg.PXEURL, "URL used in PXE scripts (default --external-url)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (raft, state.db, cas, inputs, tmp)")
+	fs.StringVar(&cfg.RaftListen, "raft-listen", cfg.RaftListen, "Raft transport address")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect,
+		"members that bootstrap the cluster together (1: one-node cluster)")
+	fs.StringVar(&cfg.Upstream.Registry, "upstream-registry", cfg.Upstream.Registry,
+		"registry holding Talos release images (a local mirror when air-gapped)")
+	fs.StringVar(&cfg.Upstream.Namespace, "upstream-namespace", cfg.Upstream.Namespace,
+		"repository namespace of the release images")
+	fs.BoolVar(&cfg.Upstream.Insecure, "upstream-insecure", cfg.Upstream.Insecure,
+		"talk plain HTTP to the upstream registry")
+	fs.StringVar(&cfg.Upstream.MinVersion, "min-talos-version", cfg.Upstream.MinVersion,
+		"hide Talos versions older than this")
+	fs.StringSliceVar(&cfg.Upstream.Broken, "broken-versions", cfg.Upstream.Broken,
+		"Talos versions to hide and refuse (comma separated)")
+	fs.DurationVar(&cfg.CatalogRefresh, "catalog-refresh", cfg.CatalogRefresh,
+		"how often the leader re-reads the upstream version list")
+	fs.DurationVar(&cfg.CatalogRecheck, "catalog-recheck", cfg.CatalogRecheck,
+		"how often a known version's catalog is read again in full")
+}
+
+// logFlags configure the logger.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (l *logFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
+}
+
+func (l *logFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+
+	opts := &slog.HandlerOptions{Level: level}
+
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: want text or json, got %q", l.format)
+	}
+}
+
+// applyConfigSources fills every flag not given on the command line from, in order of precedence, the
+// environment (EDGEFACTORY_<FLAG>) and the YAML config file (a flat map whose keys are flag names). Unknown keys
+// in the file are errors, so a typo cannot silently fall back to a default.
+func applyConfigSources(cmd *cobra.Command, configFile string) error {
+	file := map[string]any{}
+
+	if configFile != "" {
+		data, err := os.ReadFile(configFile)
+		if err != nil {
+			return fmt.Errorf("read config file: %w", err)
+		}
+
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return fmt.Errorf("parse config file %s: %w", configFile, err)
+		}
+	}
+
+	fs := cmd.Flags()
+
+	for key := range file {
+		if f := fs.Lookup(key); f == nil || key == "config" {
+			return fmt.Errorf("config file %s: unknown setting %q (settings are the flag names of %q)", configFile,
+				key, cmd.CommandPath())
+		}
+	}
+
+	var err error
+
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "config" {
+			return
+		}
+
+		env := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("environment %s: %w", env, serr)
+			}
+
+			return
+		}
+
+		if v, ok := file[f.Name]; ok {
+			if serr := fs.Set(f.Name, fileValue(v)); serr != nil {
+				err = fmt.Errorf("config file %s: %s: %w", configFile, f.Name, serr)
+			}
+		}
+	})
+
+	return err
+}
+
+// fileValue renders a YAML value as the flag syntax expects it (lists comma-joined).
+func fileValue(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, item := range list {
+			parts[i] = fmt.Sprint(item)
+		}
+
+		return strings.Join(parts, ",")
+	}
+
+	return fmt.Sprint(v)
+}

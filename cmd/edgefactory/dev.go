@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgefactory/edgefactory/imager/synthetic"
+	"github.com/edgefactory/edgefactory/node"
+)
+
+// newDevCmd is the embedded default behind `make run`: one node, state under ./data, and an in-process registry
+// holding the synthetic Talos release as its upstream.
+func newDevCmd() *cobra.Command {
+	cfg := node.Defaults()
+	cfg.Version = version
+	cfg.NodeName = "dev"
+	cfg.Listen = "127.0.0.1:8080"
+	cfg.RaftListen = "127.0.0.1:0"
+
+	var (
+		logs  logFlags
+		parts string
+	)
+
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a one-node factory on the synthetic Talos release (no internet needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logs.logger()
+			if err != nil {
+				return err
+			}
+
+			cfg.Logger = log
+			ctx := cmd.Context()
+
+			upstream, err := startSyntheticUpstream(ctx, parts, log)
+			if err != nil {
+				return err
+			}
+
+			cfg.Upstream.Registry = upstream
+			cfg.Upstream.Insecure = true
+
+			n, err := node.New(cfg)
+			if err != nil {
+				return err
+			}
+
+			base := n.URL()
+			log.Info("ready for curl: try these",
+				"create_schematic", fmt.Sprintf(`curl -X POST --data-binary '{"customization":{}}' %s/schematics`, base),
+				"versions", "curl "+base+"/versions",
+				"extensions", "curl "+base+"/version/v1.13.0/extensions/official")
+
+			return n.Run(ctx)
+		},
+	}
+
+	cmd.Flags().StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address")
+	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
+	cmd.Flags().StringVar(&parts, "parts", "", "directory of synthetic release parts (default $EDGEFACTORY_PARTS or ./build/parts)")
+	logs.bind(cmd.Flags())
+
+	return cmd
+}
+
+// startSyntheticUpstream serves an in-process OCI registry on loopback holding the synthetic release and returns
+// its address. It stops when ctx ends.
+func startSyntheticUpstream(ctx context.Context, partsDir string, log *slog.Logger) (string, error) {
+	if partsDir == "" {
+		partsDir = synthetic.DefaultPartsDir()
+	}
+
+	parts, err := synthetic.LoadParts(partsDir, log)
+	if err != nil {
+		return "", err
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen for the synthetic upstream registry: %w", err)
+	}
+
+	srv, err := synthetic.Start(ctx, ln, synthetic.Options{Parts: parts, Logger: log.With("component", "synthetic")})
+	if err != nil {
+		return "", fmt.Errorf("start the synthetic upstream registry: %w", err)
+	}
+
+	go func() {
+		<-ctx.Done()
+		srv.Close() //nolint:errcheck // shutting down
+	}()
+
+	return srv.Addr, nil
+}

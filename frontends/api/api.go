@@ -1,0 +1,163 @@
+// Package api serves the Image Factory HTTP API (API.md §1, §2, §6): schematics, the release catalog, health. It is
+// wire format only; the node behind the interfaces decides everything.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/imager/schematic"
+)
+
+// MaxSchematicBytes bounds a POST /schematics body (the official service has no bound).
+const MaxSchematicBytes = 1 << 20
+
+// API holds what the handlers need.
+type API struct {
+	Schematics frontends.Schematics
+	Catalog    frontends.Catalog
+	Health     frontends.Health
+	Logger     *slog.Logger
+}
+
+// Mount registers the API's routes.
+func (a *API) Mount(r chi.Router) {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	r.Get("/readyz", a.readyz)
+	r.Post("/schematics", a.createSchematic)
+	r.Get("/schematics/{id}", a.getSchematic)
+	r.Get("/versions", a.versions)
+	r.Get("/version/{version}/extensions/official", a.extensions)
+	r.Get("/version/{version}/overlays/official", a.overlays)
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := a.Health.Ready(r.Context()); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+
+		return
+	}
+
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *API) createSchematic(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSchematicBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			err = frontends.NewError(frontends.ClassTooLarge, "schematic body is larger than the 1 MiB limit", err)
+		}
+
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	s, err := schematic.Unmarshal(body)
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	id, canonical, err := a.Schematics.CreateSchematic(r.Context(), s)
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	writeJSON(w, http.StatusCreated, struct {
+		ID        string `json:"id"`
+		Schematic string `json:"schematic"`
+	}{id, string(canonical)})
+}
+
+func (a *API) getSchematic(w http.ResponseWriter, r *http.Request) {
+	yaml, err := a.Schematics.Schematic(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		if frontends.Classify(err) == frontends.ClassNotFound {
+			// the official handler's own literal text
+			http.Error(w, "schematic not found", http.StatusNotFound)
+
+			return
+		}
+
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/yaml")
+	w.WriteHeader(http.StatusOK)
+	w.Write(yaml) //nolint:errcheck // the client hung up; nothing to do
+}
+
+func (a *API) versions(w http.ResponseWriter, r *http.Request) {
+	list := a.Catalog.Versions
+	if r.URL.Query().Get("broken") == "true" {
+		list = a.Catalog.BrokenVersions
+	}
+
+	versions, err := list(r.Context())
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	// an empty broken list is null, as in the official service; an empty version list is []
+	if versions == nil && r.URL.Query().Get("broken") != "true" {
+		versions = []string{}
+	}
+
+	writeJSON(w, http.StatusOK, versions)
+}
+
+func (a *API) extensions(w http.ResponseWriter, r *http.Request) {
+	exts, err := a.Catalog.Extensions(r.Context(), chi.URLParam(r, "version"))
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	writeJSON(w, http.StatusOK, nonNil(exts))
+}
+
+func (a *API) overlays(w http.ResponseWriter, r *http.Request) {
+	overlays, err := a.Catalog.Overlays(r.Context(), chi.URLParam(r, "version"))
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	writeJSON(w, http.StatusOK, nonNil(overlays))
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+
+	return s
+}
+
+// writeJSON answers with v encoded as json.Encoder does (trailing newline) and the JSON content type.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client hung up; nothing to do
+}

@@ -1,0 +1,47 @@
+package frontends
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+)
+
+// Status is the HTTP status code for an error class.
+func Status(c Class) int {
+	switch c {
+	case ClassInvalid:
+		return http.StatusBadRequest
+	case ClassNotFound:
+		return http.StatusNotFound
+	case ClassTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ClassUnavailable:
+		return http.StatusServiceUnavailable
+	case ClassCanceled:
+		return 499 // client went away; nothing is written
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// WriteError answers a plain-text error the way the Image Factory API does (http.Error: text/plain, nosniff,
+// message and newline). Server failures add the request ID so an operator can find the log lines, and are logged.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	class := Classify(err)
+	status := Status(class)
+
+	switch class {
+	case ClassCanceled:
+		return
+	case ClassInternal, ClassUnavailable:
+		log.Error("request failed", "request_id", RequestID(r.Context()), "path", r.URL.Path, "status", status,
+			"error", err)
+	}
+
+	msg := err.Error()
+	if class == ClassInternal {
+		msg = fmt.Sprintf("%s (request ID %s)", msg, RequestID(r.Context()))
+	}
+
+	http.Error(w, msg, status)
+}

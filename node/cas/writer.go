@@ -1,0 +1,208 @@
+package cas
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+)
+
+// Writer receives a blob's bytes into a temp file, hashing as it goes. Aligned 4 KiB blocks of zeros are skipped
+// rather than written, so multi-GB disk images stay sparse. Nothing is visible in the store until Commit succeeds.
+// A Writer is used by one goroutine; Written may be called from any.
+type Writer struct {
+	s            *Store
+	f            *os.File
+	h            hash.Hash
+	expected     string
+	expectedSize int64
+	written      atomic.Int64
+	pend         []byte // the current, incomplete block; it starts at a block-aligned offset
+	err          error  // first failure; every later call returns it
+	done         bool
+}
+
+var errWriterDone = errors.New("writer already committed or aborted")
+
+// Create starts a blob. expected is its digest, or "" when unknown; expectedSize its length, or -1 when unknown.
+// Call Commit to store it or Abort to drop it (Abort after Commit is a no-op, so `defer w.Abort()` is safe).
+func (s *Store) Create(expected string, expectedSize int64) (*Writer, error) {
+	if expected != "" {
+		if err := CheckDigest(expected); err != nil {
+			return nil, fmt.Errorf("create blob: %w", err)
+		}
+	}
+	if expectedSize < -1 {
+		return nil, fmt.Errorf("create blob: invalid expected size %d", expectedSize)
+	}
+	f, err := os.CreateTemp(s.tmpDir(), "blob-*")
+	if err != nil {
+		return nil, fmt.Errorf("create blob: %w", err)
+	}
+	return &Writer{
+		s:            s,
+		f:            f,
+		h:            sha256.New(),
+		expected:     expected,
+		expectedSize: expectedSize,
+		pend:         make([]byte, 0, blockSize),
+	}, nil
+}
+
+// Written returns the number of bytes accepted so far.
+func (w *Writer) Written() int64 { return w.written.Load() }
+
+// Write appends p. Writing past the expected size fails with ErrSizeMismatch.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, fmt.Errorf("write blob: %w", errWriterDone)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	off := w.written.Load()
+	if w.expectedSize >= 0 && off+int64(len(p)) > w.expectedSize {
+		w.err = fmt.Errorf("write blob: %w: more than the expected %d bytes", ErrSizeMismatch, w.expectedSize)
+		return 0, w.err
+	}
+	w.h.Write(p)
+	if err := w.writeSparse(off, p); err != nil {
+		w.err = fmt.Errorf("write blob: %w", err)
+		return 0, w.err
+	}
+	w.written.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// writeSparse writes p, which starts at offset off, completing the pending block first and keeping the trailing
+// partial block pending, so zero detection sees whole aligned blocks however the caller splits its writes.
+func (w *Writer) writeSparse(off int64, p []byte) error {
+	if len(w.pend) > 0 {
+		n := copy(w.pend[len(w.pend):blockSize], p)
+		w.pend = w.pend[:len(w.pend)+n]
+		p = p[n:]
+		off += int64(n)
+		if len(w.pend) < blockSize {
+			return nil
+		}
+		if err := writeBlocks(w.f, off-blockSize, w.pend); err != nil {
+			return err
+		}
+		w.pend = w.pend[:0]
+	}
+	full := len(p) &^ (blockSize - 1)
+	if err := writeBlocks(w.f, off, p[:full]); err != nil {
+		return err
+	}
+	w.pend = append(w.pend, p[full:]...)
+	return nil
+}
+
+// Commit finishes the blob: it checks size and digest against what Create was given (a mismatch deletes the temp
+// file and returns ErrSizeMismatch or ErrDigestMismatch), fsyncs, and renames it into place. If the blob is already
+// present (say, a concurrent writer of the same bytes won), the temp file is dropped and the existing blob kept.
+func (w *Writer) Commit() (digest string, size int64, err error) {
+	if w.done {
+		return "", 0, fmt.Errorf("commit blob: %w", errWriterDone)
+	}
+	w.done = true
+	defer func() {
+		if err != nil {
+			w.discard()
+		}
+	}()
+	if w.err != nil {
+		return "", 0, w.err
+	}
+	size = w.written.Load()
+	if w.expectedSize >= 0 && size != w.expectedSize {
+		return "", 0, fmt.Errorf("commit blob: %w: got %d bytes, expected %d", ErrSizeMismatch, size, w.expectedSize)
+	}
+	digest = digestOf(w.h)
+	if w.expected != "" && digest != w.expected {
+		return "", 0, fmt.Errorf("commit blob: content hashes to %s, expected %s: %w", digest, w.expected,
+			ErrDigestMismatch)
+	}
+	if err := w.flush(size); err != nil {
+		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
+	}
+	if err := w.s.install(w.f.Name(), digest, size); err != nil {
+		return "", 0, fmt.Errorf("commit blob: %w", err)
+	}
+	return digest, size, nil
+}
+
+// flush writes the pending partial block, sets the length (trailing zero blocks were never written), fsyncs and
+// makes the file read-only so no stray writer can change a blob after it is verified.
+func (w *Writer) flush(size int64) error {
+	if len(w.pend) > 0 && !isZero(w.pend) {
+		if _, err := w.f.WriteAt(w.pend, size-int64(len(w.pend))); err != nil {
+			return err
+		}
+	}
+	if err := w.f.Truncate(size); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	return w.f.Chmod(0o444)
+}
+
+// Abort drops the blob and its temp file. It is a no-op after Commit or a previous Abort.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.discard()
+}
+
+func (w *Writer) discard() {
+	w.f.Close()
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		w.s.log.Warn("cas: remove temp file", "path", w.f.Name(), "err", err)
+	}
+}
+
+// install renames a verified, fsynced file at src to digest's final name and indexes it, then evicts to the
+// budget. If the blob is already present, src is removed instead and the existing blob counts as accessed.
+// A failed rename leaves src in place; the error wraps the *os.LinkError, so errors.Is(err, syscall.EXDEV) works.
+func (s *Store) install(src, digest string, size int64) error {
+	s.mu.Lock()
+	if e, ok := s.blobs[digest]; ok {
+		s.touchLocked(e)
+		s.mu.Unlock()
+		if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("cas: remove duplicate", "path", src, "err", err)
+		}
+		return nil
+	}
+	final := s.blobPath(digest)
+	if err := os.Rename(src, final); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("install %s: %w", digest, err)
+	}
+	e := &entry{digest: digest, size: size, disk: size}
+	if info, err := os.Stat(final); err == nil {
+		e.disk = allocated(info)
+	}
+	e.elem = s.lru.PushFront(e)
+	s.blobs[digest] = e
+	s.used += e.disk
+	s.touchLocked(e)
+	// The blob is already verified and visible; a failed directory fsync only weakens durability, so keep it.
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		s.log.Warn("cas: fsync after rename", "digest", digest, "err", err)
+	}
+	evicted := s.evictLocked(e)
+	s.mu.Unlock()
+	s.notifyEvicted(evicted)
+	return nil
+}

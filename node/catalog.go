@@ -1,0 +1,89 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/blang/semver/v4"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/imager/release"
+)
+
+// overlaysSince is the first Talos version with overlay support; older versions have an empty overlay catalog.
+var overlaysSince = semver.MustParse("1.7.0")
+
+// parseVersion accepts a strict semver with or without the "v" prefix, as the official service does on /image,
+// /pxe and the catalog routes, and answers Invalid (400, naming the bad part) otherwise.
+func parseVersion(s string) (semver.Version, error) {
+	v, err := semver.Parse(strings.TrimPrefix(s, "v"))
+	if err != nil {
+		return semver.Version{}, frontends.NewError(frontends.ClassInvalid,
+			fmt.Sprintf("invalid Talos version %q: %v (expected vMAJOR.MINOR.PATCH, e.g. v1.13.0)", s, err), err)
+	}
+
+	return v, nil
+}
+
+// versionCatalog finds the replicated catalog of a version.
+func (n *Node) versionCatalog(version string) (release.Version, semver.Version, error) {
+	v, err := parseVersion(version)
+	if err != nil {
+		return release.Version{}, v, err
+	}
+
+	c, ok, err := n.store.Catalog("v" + v.String())
+	if err != nil {
+		return release.Version{}, v, fmt.Errorf("read catalog of v%s: %w", v, err)
+	}
+
+	if !ok {
+		return release.Version{}, v, frontends.NewError(frontends.ClassNotFound,
+			fmt.Sprintf("version %s is not available", v), nil)
+	}
+
+	return c, v, nil
+}
+
+// Versions lists the available versions, ascending.
+func (n *Node) Versions(context.Context) ([]string, error) {
+	return n.store.Versions()
+}
+
+// BrokenVersions lists the versions configured as broken; nil when there are none (the API answers null then).
+func (n *Node) BrokenVersions(context.Context) ([]string, error) {
+	meta, _, err := n.store.CatalogMeta()
+	if err != nil {
+		return nil, err
+	}
+
+	if len(meta.Broken) == 0 {
+		return nil, nil
+	}
+
+	return meta.Broken, nil
+}
+
+// Extensions lists the official extensions of a version.
+func (n *Node) Extensions(_ context.Context, version string) ([]release.Extension, error) {
+	c, _, err := n.versionCatalog(version)
+
+	return c.Extensions, err
+}
+
+// Overlays lists the official overlays of a version; versions before overlay support have none, known or not.
+func (n *Node) Overlays(_ context.Context, version string) ([]release.Overlay, error) {
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+
+	if v.LT(overlaysSince) {
+		return []release.Overlay{}, nil
+	}
+
+	c, _, err := n.versionCatalog(version)
+
+	return c.Overlays, err
+}

@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/raftstore"
+)
+
+// catalogSync keeps the replicated catalog equal to what the upstream registry publishes. Only the Raft leader
+// runs it, so followers serve catalog endpoints with zero upstream traffic. A version is written whole or not at
+// all; one whose catalog cannot be read is logged and retried on the next, shorter, round.
+type catalogSync struct {
+	src      release.Source
+	store    *raftstore.Store
+	refresh  time.Duration
+	recheck  time.Duration
+	retry    time.Duration
+	metrics  *metrics
+	log      *slog.Logger
+	readConc int
+
+	mu        sync.Mutex
+	lastErr   error
+	checkedAt map[string]time.Time // when each known version was last read in full
+}
+
+func newCatalogSync(src release.Source, store *raftstore.Store, refresh, recheck time.Duration, m *metrics,
+	log *slog.Logger,
+) *catalogSync {
+	return &catalogSync{
+		src: src, store: store, refresh: refresh, recheck: recheck, retry: min(30*time.Second, refresh),
+		metrics: m, log: log, readConc: 4, checkedAt: map[string]time.Time{},
+	}
+}
+
+func (s *catalogSync) lastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.lastErr
+}
+
+// run synchronises whenever this node leads: at once when it gains leadership, then every refresh interval (or
+// the retry interval after a failure), until ctx ends.
+func (s *catalogSync) run(ctx context.Context) {
+	leadership, stop := s.store.WatchLeadership()
+	defer stop()
+
+	leader := false
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case l, ok := <-leadership:
+			if !ok {
+				return
+			}
+
+			leader = l
+			if !leader {
+				timer.Stop()
+
+				continue
+			}
+		}
+
+		if !leader {
+			continue
+		}
+
+		err := s.syncOnce(ctx)
+
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
+
+		wait := s.refresh
+		if err != nil {
+			wait = s.retry
+		}
+
+		timer.Reset(wait)
+	}
+}
+
+// syncOnce lists upstream versions and brings the replicated catalog in line. It returns an error when anything
+// is left to retry; everything it could read is written.
+func (s *catalogSync) syncOnce(ctx context.Context) error {
+	start := time.Now()
+
+	versions, err := s.src.ListVersions(ctx)
+	if err != nil {
+		s.metrics.catalogSyncs.WithLabelValues("failed").Inc()
+		s.log.Error("list upstream versions failed; will retry", "registry", s.src.Registry, "retry_in", s.retry,
+			"error", err)
+
+		return fmt.Errorf("list versions: %w", err)
+	}
+
+	known, err := s.store.Versions()
+	if err != nil {
+		return fmt.Errorf("read replicated versions: %w", err)
+	}
+
+	errs := s.readVersions(ctx, s.due(versions, known))
+
+	for _, v := range known {
+		if !slices.Contains(versions, v) {
+			s.log.Info("version no longer published upstream (or now broken/too old): removing", "version", v)
+
+			if err := s.store.RemoveVersion(ctx, v); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", v, err))
+			}
+		}
+	}
+
+	if err := s.writeMeta(ctx); err != nil {
+		errs = append(errs, err)
+	}
+
+	result := "ok"
+	if len(errs) > 0 {
+		result = "partial"
+	}
+
+	s.metrics.catalogSyncs.WithLabelValues(result).Inc()
+
+	if now, err := s.store.Versions(); err == nil {
+		s.metrics.catalogVersions.Set(float64(len(now)))
+	}
+
+	s.log.Info("catalog synchronised with upstream", "versions", len(versions), "failed", len(errs),
+		"duration", time.Since(start).Round(time.Millisecond))
+
+	return errors.Join(errs...)
+}
+
+// due picks the versions to read in full: new ones, and known ones whose last full read is older than recheck.
+func (s *catalogSync) due(upstream, known []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	var out []string
+
+	for _, v := range upstream {
+		if !slices.Contains(known, v) || time.Since(s.checkedAt[v]) > s.recheck {
+			out = append(out, v)
+		}
+	}
+
+	return out
+}
+
+// readVersions reads catalogs with bounded parallelism and writes each that changed.
+func (s *catalogSync) readVersions(ctx context.Context, versions []string) []error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, s.readConc)
+	)
+
+	for _, v := range versions {
+		wg.Add(1)
+		sem <- struct{}{}
+
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+
+			if err := s.readVersion(ctx, v); err != nil {
+				s.log.Error("read version catalog failed; will retry", "version", v, "retry_in", s.retry,
+					"error", err)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+
+	wg.Wait()
+
+	return errs
+}
+
+func (s *catalogSync) readVersion(ctx context.Context, v string) error {
+	fresh, err := s.src.ReadVersion(ctx, v)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", v, err)
+	}
+
+	old, ok, err := s.store.Catalog(v)
+	if err != nil {
+		return fmt.Errorf("read replicated catalog of %s: %w", v, err)
+	}
+
+	if !ok || !reflect.DeepEqual(old, fresh) {
+		if err := s.store.PutCatalog(ctx, fresh); err != nil {
+			return fmt.Errorf("write catalog of %s: %w", v, err)
+		}
+
+		s.log.Info("version catalog written", "version", v, "extensions", len(fresh.Extensions),
+			"overlays", len(fresh.Overlays), "changed", ok)
+	}
+
+	s.mu.Lock()
+	s.checkedAt[v] = time.Now()
+	s.mu.Unlock()
+
+	return nil
+}
+
+// writeMeta records the broken-version list (and, by existing, that the catalog was read once).
+func (s *catalogSync) writeMeta(ctx context.Context) error {
+	want := raftstore.CatalogMeta{Broken: normalizeVersions(s.src.Broken)}
+
+	have, ok, err := s.store.CatalogMeta()
+	if err != nil {
+		return fmt.Errorf("read catalog meta: %w", err)
+	}
+
+	if ok && slices.Equal(have.Broken, want.Broken) {
+		return nil
+	}
+
+	if err := s.store.PutCatalogMeta(ctx, want); err != nil {
+		return fmt.Errorf("write catalog meta: %w", err)
+	}
+
+	return nil
+}
+
+// normalizeVersions renders versions "v"-prefixed as the API lists them.
+func normalizeVersions(in []string) []string {
+	var out []string
+
+	for _, v := range in {
+		if p, err := parseVersion(v); err == nil {
+			out = append(out, "v"+p.String())
+		}
+	}
+
+	return out
+}

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is everything a member needs to run. The command line, the config file and the environment all fill it
+// (cmd/edgefactory); Defaults gives the values a one-node factory runs with.
+type Config struct {
+	// NodeName identifies the member in Raft and gossip; stable across restarts. Default: the host name.
+	NodeName string
+	// Listen is the HTTP listener (API, PXE, OCI, metrics, peer API) as host:port.
+	Listen string
+	// ExternalURL is how clients reach this node (used in PXE scripts and the schematic extension).
+	// Default: http://<Listen>.
+	ExternalURL string
+	// PXEURL overrides ExternalURL in PXE scripts.
+	PXEURL string
+	// DataDir holds raft/, state.db, cas/, inputs/ and tmp/.
+	DataDir string
+
+	// RaftListen is the Raft transport address (host:port).
+	RaftListen string
+	// BootstrapExpect is the number of members that bootstrap the cluster together (1: a one-node cluster).
+	BootstrapExpect int
+
+	// Upstream is where release inputs come from.
+	Upstream Upstream
+	// CatalogRefresh is how often the leader re-lists upstream versions.
+	CatalogRefresh time.Duration
+	// CatalogRecheck is how often an already known version's catalog is read again in full.
+	CatalogRecheck time.Duration
+
+	// Version is this build's version string.
+	Version string
+	// Logger receives everything the node logs.
+	Logger *slog.Logger
+}
+
+// Upstream names the registry the release inputs are read from.
+type Upstream struct {
+	Registry  string
+	Namespace string
+	// Insecure selects plain HTTP.
+	Insecure bool
+	// MinVersion hides older versions ("1.2.0" like the official service).
+	MinVersion string
+	// Broken versions are hidden and refused.
+	Broken []string
+}
+
+// Defaults returns the configuration of a one-node factory reading ghcr.io.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "edgefactory"
+	}
+
+	return Config{
+		NodeName:        host,
+		Listen:          "0.0.0.0:8080",
+		DataDir:         "./data",
+		RaftListen:      "127.0.0.1:7947",
+		BootstrapExpect: 1,
+		Upstream: Upstream{
+			Registry:   "ghcr.io",
+			Namespace:  "siderolabs",
+			MinVersion: "1.2.0",
+		},
+		CatalogRefresh: 15 * time.Minute,
+		CatalogRecheck: 6 * time.Hour,
+		Version:        "dev",
+	}
+}
+
+// validate fills derived defaults and reports configuration mistakes an operator must fix.
+func (c *Config) validate() error {
+	var errs []error
+
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node name is empty"))
+	}
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
+	}
+
+	if _, _, err := net.SplitHostPort(c.RaftListen); err != nil {
+		errs = append(errs, fmt.Errorf("raft listen address %q: %w", c.RaftListen, err))
+	}
+
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data directory is empty"))
+	}
+
+	if c.Upstream.Registry == "" {
+		errs = append(errs, errors.New("upstream registry is empty"))
+	}
+
+	if c.BootstrapExpect < 1 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect))
+	}
+
+	if c.CatalogRefresh <= 0 {
+		c.CatalogRefresh = Defaults().CatalogRefresh
+	}
+
+	if c.CatalogRecheck <= 0 {
+		c.CatalogRecheck = Defaults().CatalogRecheck
+	}
+
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+
+	return errors.Join(errs...)
+}

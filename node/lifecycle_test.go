@@ -1,0 +1,65 @@
+package node_test
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStateSurvivesRestart creates a schematic, stops the node and starts a new one on the same data directory:
+// the schematic and the catalog are read back from disk (Raft log, snapshots and state.db), not rebuilt.
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	reg := upstream(t)
+
+	first := startReady(t, testConfig(t, dir, reg))
+	resp := first.do(t, "POST", "/schematics", `{"customization":{"extraKernelArgs":["console=ttyS1"]}}`, nil)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, resp.Body)
+	id := resp.Body[len(`{"id":"`) : len(`{"id":"`)+64]
+	first.stop()
+
+	// The upstream is gone on the second start: the catalog must come from the replicated state.
+	cfg := testConfig(t, dir, unreachableRegistry(t))
+	second := start(t, cfg)
+
+	got := second.do(t, "GET", "/schematics/"+id, "", nil)
+	require.Equal(t, http.StatusOK, got.StatusCode)
+	assert.Equal(t, "customization:\n    extraKernelArgs:\n        - console=ttyS1\n", got.Body)
+	require.Eventually(t, func() bool {
+		return second.do(t, "GET", "/readyz", "", nil).StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, `["v1.12.0","v1.13.0"]`+"\n", second.do(t, "GET", "/versions", "", nil).Body)
+}
+
+// TestNotReadyUntilCatalogRead: with an unreachable upstream a fresh node is alive but not ready, and says why.
+func TestNotReadyUntilCatalogRead(t *testing.T) {
+	n := start(t, testConfig(t, t.TempDir(), unreachableRegistry(t)))
+
+	assert.Equal(t, http.StatusOK, n.do(t, "GET", "/healthz", "", nil).StatusCode)
+
+	require.Eventually(t, func() bool {
+		resp := n.do(t, "GET", "/readyz", "", nil)
+
+		return resp.StatusCode == http.StatusServiceUnavailable &&
+			strings.Contains(resp.Body, "release catalog not read yet from") &&
+			strings.Contains(resp.Body, "connection refused")
+	}, 10*time.Second, 50*time.Millisecond)
+
+	assert.Equal(t, "[]\n", n.do(t, "GET", "/versions", "", nil).Body)
+}
+
+// unreachableRegistry returns a loopback address nothing listens on.
+func unreachableRegistry(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	return addr
+}

@@ -1,0 +1,206 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Server is one member of the Raft configuration. Suffrage is "Voter", "Nonvoter" or "Staging".
+type Server struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Suffrage string `json:"suffrage"`
+}
+
+// pollInterval paces the waits below; raft offers no notification for them.
+const pollInterval = 10 * time.Millisecond
+
+// IsLeader reports whether this node is the Raft leader now.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and Raft address as this node knows them; empty when unknown.
+func (s *Store) Leader() (id, addr string) {
+	a, i := s.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitForLeader blocks until this node knows a leader (possibly itself) or ctx ends.
+func (s *Store) WaitForLeader(ctx context.Context) error {
+	return poll(ctx, func() bool { id, _ := s.Leader(); return id != "" })
+}
+
+// WaitApplied blocks until this node's state includes log index idx (e.g. Result.Index of a write made through the
+// leader), giving read-your-writes on a follower.
+func (s *Store) WaitApplied(ctx context.Context, idx uint64) error {
+	return poll(ctx, func() bool { return s.fsm.applied.Load() >= idx })
+}
+
+func poll(ctx context.Context, done func() bool) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Barrier returns once every entry committed before it is applied to this leader's state.
+func (s *Store) Barrier(ctx context.Context) error {
+	return s.wait(ctx, "barrier", s.raft.Barrier(s.timeout(ctx)))
+}
+
+// VerifyLeader confirms with a quorum that this node is still the leader (a linearizable-read check).
+func (s *Store) VerifyLeader(ctx context.Context) error {
+	return s.wait(ctx, "verify leader", s.raft.VerifyLeader())
+}
+
+// AddVoter adds (or promotes) a voting member. Leader only.
+func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
+	return s.wait(ctx, "add voter "+id,
+		s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)))
+}
+
+// AddNonvoter adds a member that replicates the log without voting. Leader only.
+func (s *Store) AddNonvoter(ctx context.Context, id, addr string) error {
+	return s.wait(ctx, "add nonvoter "+id,
+		s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)))
+}
+
+// RemoveServer removes a member. Leader only.
+func (s *Store) RemoveServer(ctx context.Context, id string) error {
+	return s.wait(ctx, "remove server "+id, s.raft.RemoveServer(raft.ServerID(id), 0, s.timeout(ctx)))
+}
+
+func (s *Store) wait(ctx context.Context, what string, f raft.Future) error {
+	if err := await(ctx, f); err != nil {
+		return fmt.Errorf("%s: %w", what, s.raftErr(err))
+	}
+	return nil
+}
+
+// Servers returns the latest Raft configuration.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", s.raftErr(err))
+	}
+	var out []Server
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(srv.ID), Addr: string(srv.Address), Suffrage: srv.Suffrage.String()})
+	}
+	return out, nil
+}
+
+// AppliedIndex is the last log index whose effect is in this node's state file.
+func (s *Store) AppliedIndex() uint64 { return s.fsm.applied.Load() }
+
+// Stats returns raft's counters plus the state machine's.
+func (s *Store) Stats() map[string]string {
+	st := s.raft.Stats()
+	st["fsm_applied_index"] = strconv.FormatUint(s.fsm.applied.Load(), 10)
+	st["fsm_halted"] = ""
+	if err := s.fsm.failure(); err != nil {
+		st["fsm_halted"] = err.Error()
+	}
+	st["raft_addr"] = s.addr
+	return st
+}
+
+// Snapshot takes a snapshot now and truncates the log behind it (keeping TrailingLogs). Nothing new to snapshot is
+// not an error.
+func (s *Store) Snapshot() error {
+	err := s.raft.Snapshot().Error()
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("snapshot: %w", s.raftErr(err))
+	}
+	return nil
+}
+
+// WatchLeadership returns a channel that first carries whether this node leads now, then every change; a slow
+// reader sees only the latest value. The channel closes (after a final false) when the store closes or stop is
+// called. The node starts and stops leader-only work (the catalog sync) on it.
+func (s *Store) WatchLeadership() (ch <-chan bool, stop func()) {
+	return s.lead.subscribe()
+}
+
+func (s *Store) watchLeadership() {
+	defer s.wg.Done()
+	for {
+		select {
+		case isLeader := <-s.raft.LeaderCh():
+			s.lead.set(isLeader)
+			id, addr := s.Leader()
+			s.log.Info("raft leadership changed", "is_leader", isLeader, "leader", id, "leader_addr", addr)
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// leadership fans raft's single leader channel out to any number of watchers.
+type leadership struct {
+	mu     sync.Mutex
+	leader bool
+	subs   map[chan bool]struct{}
+	closed bool
+}
+
+// offer replaces whatever ch holds with v. Only called under mu, so the send never blocks on the 1-slot buffer.
+func offer(ch chan bool, v bool) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- v
+}
+
+func (l *leadership) set(v bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leader = v
+	for ch := range l.subs {
+		offer(ch, v)
+	}
+}
+
+func (l *leadership) subscribe() (<-chan bool, func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := make(chan bool, 1)
+	if l.closed {
+		ch <- false
+		close(ch)
+		return ch, func() {}
+	}
+	ch <- l.leader
+	l.subs[ch] = struct{}{}
+	return ch, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if _, ok := l.subs[ch]; ok {
+			delete(l.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (l *leadership) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for ch := range l.subs {
+		offer(ch, false)
+		close(ch)
+	}
+	l.subs = nil
+}
