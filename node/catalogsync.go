@@ -211,7 +211,7 @@ func (s *catalogSync) readVersion(ctx context.Context, v string) error {
 		}
 
 		s.log.Info("version catalog written", "version", v, "extensions", len(fresh.Extensions),
-			"overlays", len(fresh.Overlays), "changed", ok)
+			"overlays", len(fresh.Overlays), "replaced", ok)
 	}
 
 	s.mu.Lock()

@@ -65,7 +65,7 @@ func New(cfg Config) (*Node, error) {
 		StatePath: filepath.Join(cfg.DataDir, "state.db"),
 		BindAddr:  cfg.RaftListen,
 		Bootstrap: cfg.BootstrapExpect == 1,
-		Logger:    n.log.With("component", "raft"),
+		Logger:    n.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open replicated state in %s: %w", cfg.DataDir, err)

@@ -64,6 +64,9 @@ func newDevCmd() *cobra.Command {
 
 	cmd.Flags().StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address")
 	cmd.Flags().StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
+	cmd.Flags().StringVar(&cfg.ExternalURL, "external-url", cfg.ExternalURL,
+		"URL clients use to reach this node (default http://<listen>)")
+	cmd.Flags().StringVar(&cfg.PXEURL, "pxe-url", cfg.PXEURL, "URL used in PXE scripts (default --external-url)")
 	cmd.Flags().StringVar(&parts, "parts", "", "directory of synthetic release parts (default $EDGEFACTORY_PARTS or ./build/parts)")
 	logs.bind(cmd.Flags())
 

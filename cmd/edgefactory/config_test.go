@@ -1,0 +1,78 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
+)
+
+// TestConfigPrecedence: command line beats environment beats config file beats defaults.
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "edgefactory.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`
+listen: 127.0.0.1:9000
+upstream-registry: file.example:5000
+upstream-insecure: true
+broken-versions: [1.10.0, v1.11.1]
+catalog-refresh: 2m
+data: /from/file
+`), 0o600))
+
+	t.Setenv("EDGEFACTORY_UPSTREAM_REGISTRY", "env.example:5000")
+	t.Setenv("EDGEFACTORY_DATA", "/from/env")
+
+	cfg := parse(t, file, "--data", "/from/flag")
+
+	assert.Equal(t, "/from/flag", cfg.DataDir, "flag wins")
+	assert.Equal(t, "env.example:5000", cfg.Upstream.Registry, "environment beats the file")
+	assert.Equal(t, "127.0.0.1:9000", cfg.Listen, "file beats the default")
+	assert.True(t, cfg.Upstream.Insecure)
+	assert.Equal(t, []string{"1.10.0", "v1.11.1"}, cfg.Upstream.Broken)
+	assert.Equal(t, 2*time.Minute, cfg.CatalogRefresh)
+	assert.Equal(t, node.Defaults().Upstream.Namespace, cfg.Upstream.Namespace, "default kept")
+}
+
+func TestConfigFileErrors(t *testing.T) {
+	dir := t.TempDir()
+
+	for name, content := range map[string]string{
+		"unknown key": "listn: 127.0.0.1:9000\n",
+		"bad value":   "catalog-refresh: soon\n",
+		"not yaml":    "listen: [\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(dir, "c.yaml")
+			require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
+
+			cmd, _ := newTestCmd()
+			require.NoError(t, cmd.ParseFlags(nil))
+			require.Error(t, applyConfigSources(cmd, file))
+		})
+	}
+}
+
+func newTestCmd() (*cobra.Command, *node.Config) {
+	cfg := node.Defaults()
+	cmd := &cobra.Command{Use: "serve"}
+	cmd.Flags().String("config", "", "")
+	nodeFlags(cmd.Flags(), &cfg)
+
+	return cmd, &cfg
+}
+
+func parse(t *testing.T, file string, args ...string) *node.Config {
+	t.Helper()
+
+	cmd, cfg := newTestCmd()
+	require.NoError(t, cmd.ParseFlags(args))
+	require.NoError(t, applyConfigSources(cmd, file))
+
+	return cfg
+}

@@ -1,0 +1,100 @@
+// Package e2e holds black-box tests of the edgefactory binary: they build it, run it as a user would, and talk to
+// it over the network only.
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReadmeWalkthrough runs the README's curl walkthrough, as written, against `edgefactory dev`: the README's
+// promise that these commands work is checked on every CI run.
+func TestReadmeWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+
+	dev := startDev(t)
+	blocks := readmeBlocks(t, "## A walkthrough with curl")
+	require.Len(t, blocks, 2, "the walkthrough has a block of commands and a block of mistakes")
+
+	t.Run("commands", func(t *testing.T) {
+		script := dev.rewrite(blocks[0])
+		out, err := exec.Command("bash", "-euo", "pipefail", "-c", script).CombinedOutput()
+		require.NoError(t, err, "walkthrough failed:\n%s", out)
+		assert.Contains(t, string(out), `["v1.12.0","v1.13.0"]`)
+		assert.Contains(t, string(out), `"id":"9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c"`)
+		assert.Contains(t, string(out), "siderolabs/amd-ucode")
+		assert.Contains(t, string(out), "rpi_generic")
+	})
+
+	t.Run("mistakes", func(t *testing.T) {
+		// Each command is followed by a comment "# <status> <start of the answer>".
+		lines := strings.Split(strings.TrimSpace(blocks[1]), "\n")
+		require.Equal(t, 0, len(lines)%2)
+
+		for i := 0; i < len(lines); i += 2 {
+			cmd := dev.rewrite(lines[i]) + ` -w '%{http_code}'`
+			want := regexp.MustCompile(`^# (\d{3}) (.*?)(\.\.\..*)?$`).FindStringSubmatch(lines[i+1])
+			require.NotNil(t, want, "expected-answer comment: %q", lines[i+1])
+
+			out, err := exec.Command("bash", "-c", cmd).Output()
+			require.NoError(t, err, cmd)
+
+			cut := strings.LastIndex(string(out), "\n")
+			require.Positive(t, cut, "answer %q", out)
+			body, status := string(out[:cut]), string(out[cut+1:])
+			assert.Equal(t, want[1], status, cmd)
+			assert.True(t, strings.HasPrefix(body, want[2]), "%s\nanswered %q, README says %q", cmd, body, want[2])
+		}
+	})
+}
+
+// readmeBlocks returns the ```sh blocks of one README section.
+func readmeBlocks(t *testing.T, heading string) []string {
+	t.Helper()
+
+	f, err := os.Open(filepath.Join(repoRoot(t), "README.md"))
+	require.NoError(t, err)
+
+	defer f.Close()
+
+	var (
+		blocks    []string
+		inSection bool
+		inBlock   bool
+		current   strings.Builder
+	)
+
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+
+		switch {
+		case strings.HasPrefix(line, "## "):
+			inSection = line == heading
+		case inSection && line == "```sh":
+			inBlock = true
+
+			current.Reset()
+		case inSection && inBlock && line == "```":
+			inBlock = false
+
+			blocks = append(blocks, current.String())
+		case inBlock:
+			current.WriteString(line + "\n")
+		}
+	}
+
+	require.NoError(t, sc.Err())
+
+	return blocks
+}
