@@ -11,6 +11,7 @@ package frontends
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/schematic"
@@ -35,6 +36,39 @@ type Catalog interface {
 	Extensions(ctx context.Context, version string) ([]release.Extension, error)
 	// Overlays lists a version's official overlays (empty for versions without overlay support).
 	Overlays(ctx context.Context, version string) ([]release.Overlay, error)
+}
+
+// Assets finds boot assets, building them when needed.
+type Assets interface {
+	// Asset returns the asset at path (an /image path: API.md §3.1) for a schematic and Talos version. The caller
+	// must Close it.
+	Asset(ctx context.Context, schematicID, version, path string) (Asset, error)
+	// PXE returns what an iPXE script for a `<platform>-<arch>[-secureboot]` path needs.
+	PXE(ctx context.Context, schematicID, version, path string) (PXEBoot, error)
+	// SecureBootCertificate returns the PEM certificate secure-boot assets are signed with.
+	SecureBootCertificate(ctx context.Context) ([]byte, error)
+}
+
+// Asset is one stored, verified boot asset. Every frontend serves it through this one shape.
+type Asset interface {
+	// Content reads the bytes; it is an *os.File where possible so the kernel can send it (sendfile).
+	Content() io.ReadSeeker
+	Size() int64
+	// Digest is "sha256:<hex>" of the bytes.
+	Digest() string
+	MediaType() string
+	// Filename is the default download name (the normalised path).
+	Filename() string
+	Close() error
+}
+
+// PXEBoot is the data of an iPXE script.
+type PXEBoot struct {
+	// Version is the normalised "v"-prefixed Talos version, Arch the normalised architecture.
+	Version, Platform, Arch string
+	SecureBoot              bool
+	// Cmdline is the kernel command line of the cmdline-<platform>-<arch>[-secureboot] asset.
+	Cmdline string
 }
 
 // Health reports whether the node can serve.

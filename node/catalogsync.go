@@ -48,51 +48,12 @@ func (s *catalogSync) lastError() error {
 	return s.lastErr
 }
 
-// run synchronises whenever this node leads: at once when it gains leadership, then every refresh interval (or
-// the retry interval after a failure), until ctx ends.
-func (s *catalogSync) run(ctx context.Context) {
-	leadership, stop := s.store.WatchLeadership()
-	defer stop()
+// setLastError records the outcome of the latest round for readiness reports.
+func (s *catalogSync) setLastError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 
-	leader := false
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case l, ok := <-leadership:
-			if !ok {
-				return
-			}
-
-			leader = l
-			if !leader {
-				timer.Stop()
-
-				continue
-			}
-		}
-
-		if !leader {
-			continue
-		}
-
-		err := s.syncOnce(ctx)
-
-		s.mu.Lock()
-		s.lastErr = err
-		s.mu.Unlock()
-
-		wait := s.refresh
-		if err != nil {
-			wait = s.retry
-		}
-
-		timer.Reset(wait)
-	}
+	s.lastErr = err
 }
 
 // syncOnce lists upstream versions and brings the replicated catalog in line. It returns an error when anything

@@ -37,6 +37,17 @@ type Config struct {
 	// CatalogRecheck is how often an already known version's catalog is read again in full.
 	CatalogRecheck time.Duration
 
+	// CacheSize bounds the bytes of assets kept on this node (least recently used go first); 0 is unlimited.
+	CacheSize int64
+	// BuildConcurrency bounds simultaneous builds on this node.
+	BuildConcurrency int
+	// BuildTimeout bounds one build.
+	BuildTimeout time.Duration
+	// SecureBoot names the signing material in files; when empty the cluster generates its own once.
+	SecureBoot SecureBootFiles
+	// SecureBootKeyBits is the size of a generated UKI signing key (4096; tests use 2048).
+	SecureBootKeyBits int
+
 	// Version is this build's version string.
 	Version string
 	// Logger receives everything the node logs.
@@ -54,6 +65,13 @@ type Upstream struct {
 	// Broken versions are hidden and refused.
 	Broken []string
 }
+
+// SecureBootFiles are PEM files of the secure-boot signing key (PKCS#1), its certificate and the PCR key.
+type SecureBootFiles struct {
+	Key, Cert, PCRKey string
+}
+
+func (f SecureBootFiles) configured() bool { return f.Key != "" || f.Cert != "" || f.PCRKey != "" }
 
 // Defaults returns the configuration of a one-node factory reading ghcr.io.
 func Defaults() Config {
@@ -73,9 +91,12 @@ func Defaults() Config {
 			Namespace:  "siderolabs",
 			MinVersion: "1.2.0",
 		},
-		CatalogRefresh: 15 * time.Minute,
-		CatalogRecheck: 6 * time.Hour,
-		Version:        "dev",
+		CatalogRefresh:    15 * time.Minute,
+		CatalogRecheck:    6 * time.Hour,
+		BuildConcurrency:  2,
+		BuildTimeout:      20 * time.Minute,
+		SecureBootKeyBits: 4096,
+		Version:           "dev",
 	}
 }
 
@@ -105,6 +126,22 @@ func (c *Config) validate() error {
 
 	if c.BootstrapExpect < 1 {
 		errs = append(errs, fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect))
+	}
+
+	if c.SecureBoot.configured() && (c.SecureBoot.Key == "" || c.SecureBoot.Cert == "" || c.SecureBoot.PCRKey == "") {
+		errs = append(errs, errors.New("secure-boot key, certificate and PCR key files must be given together"))
+	}
+
+	if c.BuildConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("build concurrency must be at least 1, got %d", c.BuildConcurrency))
+	}
+
+	if c.BuildTimeout <= 0 {
+		c.BuildTimeout = Defaults().BuildTimeout
+	}
+
+	if c.SecureBootKeyBits == 0 {
+		c.SecureBootKeyBits = Defaults().SecureBootKeyBits
 	}
 
 	if c.CatalogRefresh <= 0 {

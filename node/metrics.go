@@ -8,6 +8,10 @@ type metrics struct {
 	schematicsDuplicate prometheus.Counter
 	catalogSyncs        *prometheus.CounterVec
 	catalogVersions     prometheus.Gauge
+	cacheHits           prometheus.Counter
+	builds              *prometheus.CounterVec
+	buildSeconds        *prometheus.HistogramVec
+	buildConflicts      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +32,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgefactory_catalog_versions",
 			Help: "Talos versions in the replicated catalog.",
 		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgefactory_cache_hits_total",
+			Help: "Asset requests answered from this node's store without building or fetching.",
+		}),
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefactory_builds_total",
+			Help: "Asset builds run on this node, by output kind and result (ok, failed).",
+		}, []string{"kind", "result"}),
+		buildSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edgefactory_build_duration_seconds",
+			Help:    "Time to build an asset, by output kind.",
+			Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200},
+		}, []string{"kind"}),
+		buildConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgefactory_build_conflicts_total",
+			Help: "Builds whose bytes lost to a different, earlier recorded build of the same recipe.",
+		}),
 	}
 
-	reg.MustRegister(m.schematicsCreated, m.schematicsDuplicate, m.catalogSyncs, m.catalogVersions)
+	reg.MustRegister(m.schematicsCreated, m.schematicsDuplicate, m.catalogSyncs, m.catalogVersions, m.cacheHits,
+		m.builds, m.buildSeconds, m.buildConflicts)
 
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,7 +24,12 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
+	"github.com/edgefactory/edgefactory/frontends/pxe"
+	"github.com/edgefactory/edgefactory/imager"
+	"github.com/edgefactory/edgefactory/imager/hosttools"
+	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -35,6 +41,11 @@ type Node struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	sync    *catalogSync
+	keys    *keyRing
+	cas     *cas.Store
+	assets  *assetService
+
+	cmdlines smallCache
 
 	ln     net.Listener
 	server *http.Server
@@ -49,42 +60,26 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 
-	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "raft"), filepath.Join(cfg.DataDir, "tmp")} {
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "raft"), filepath.Join(cfg.DataDir, "tmp"),
+		filepath.Join(cfg.DataDir, "tools")} {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), cmdlines: smallCache{max: 100_000}}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
 
-	store, err := raftstore.Open(raftstore.Config{
-		NodeID:    cfg.NodeName,
-		RaftDir:   filepath.Join(cfg.DataDir, "raft"),
-		StatePath: filepath.Join(cfg.DataDir, "state.db"),
-		BindAddr:  cfg.RaftListen,
-		Bootstrap: cfg.BootstrapExpect == 1,
-		Logger:    n.log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open replicated state in %s: %w", cfg.DataDir, err)
-	}
+	if err := n.open(); err != nil {
+		n.closeState()
 
-	n.store = store
-
-	src := release.Source{
-		Registry:   cfg.Upstream.Registry,
-		Namespace:  cfg.Upstream.Namespace,
-		Insecure:   cfg.Upstream.Insecure,
-		MinVersion: cfg.Upstream.MinVersion,
-		Broken:     cfg.Upstream.Broken,
+		return nil, err
 	}
-	n.sync = newCatalogSync(src, store, cfg.CatalogRefresh, cfg.CatalogRecheck, n.metrics, n.log.With("component", "catalog"))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		store.Close() //nolint:errcheck // already failing
+		n.closeState()
 
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -101,6 +96,102 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	return n, nil
+}
+
+// open opens the member's state: the replicated store, the CAS, release inputs, the builder and its tools.
+func (n *Node) open() error {
+	cfg := n.cfg
+
+	store, err := raftstore.Open(raftstore.Config{
+		NodeID:    cfg.NodeName,
+		RaftDir:   filepath.Join(cfg.DataDir, "raft"),
+		StatePath: filepath.Join(cfg.DataDir, "state.db"),
+		BindAddr:  cfg.RaftListen,
+		Bootstrap: cfg.BootstrapExpect == 1,
+		Logger:    n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("open replicated state in %s: %w", cfg.DataDir, err)
+	}
+
+	n.store = store
+
+	src := release.Source{
+		Registry:   cfg.Upstream.Registry,
+		Namespace:  cfg.Upstream.Namespace,
+		Insecure:   cfg.Upstream.Insecure,
+		MinVersion: cfg.Upstream.MinVersion,
+		Broken:     cfg.Upstream.Broken,
+	}
+	n.sync = newCatalogSync(src, store, cfg.CatalogRefresh, cfg.CatalogRecheck, n.metrics, n.log.With("component", "catalog"))
+
+	if n.keys, err = newKeyRing(store, cfg.SecureBoot, cfg.SecureBootKeyBits, n.log.With("component", "keys")); err != nil {
+		return err
+	}
+
+	if n.cas, err = cas.Open(filepath.Join(cfg.DataDir, "cas"), cas.Options{
+		Budget: cfg.CacheSize, Logger: n.log.With("component", "cas"),
+	}); err != nil {
+		return fmt.Errorf("open asset store: %w", err)
+	}
+
+	inputs, err := inputs.Open(filepath.Join(cfg.DataDir, "inputs"), src, n.log.With("component", "inputs"))
+	if err != nil {
+		return fmt.Errorf("open release inputs: %w", err)
+	}
+
+	if err := n.installTools(); err != nil {
+		return err
+	}
+
+	builder, err := imager.New(imager.Config{
+		TmpDir:      filepath.Join(cfg.DataDir, "tmp"),
+		Concurrency: cfg.BuildConcurrency,
+		Timeout:     cfg.BuildTimeout,
+		Inputs:      inputs,
+		SecureBoot:  n.keys.current,
+		RequestID:   frontends.RequestID,
+		Logger:      n.log.With("component", "builder"),
+	})
+	if err != nil {
+		return fmt.Errorf("set up the builder: %w", err)
+	}
+
+	n.assets = &assetService{store: store, cas: n.cas, builder: builder, metrics: n.metrics,
+		log: n.log.With("component", "assets"), node: cfg.NodeName}
+
+	return nil
+}
+
+// installTools puts the host-tool adapters first on PATH and reports tools the imager will miss.
+func (n *Node) installTools() error {
+	dir := filepath.Join(n.cfg.DataDir, "tools")
+	if err := hosttools.Install(dir); err != nil {
+		return fmt.Errorf("install host-tool adapters: %w", err)
+	}
+
+	if err := hosttools.PrependPath(dir); err != nil {
+		return fmt.Errorf("host-tool adapters on PATH: %w", err)
+	}
+
+	report := hosttools.Check(context.Background())
+	if missing := report.MissingRequired(); len(missing) > 0 {
+		n.log.Error("host tools missing: builds that need them will fail; run `make deps` or `edgefactory doctor`",
+			"missing", missing)
+	}
+
+	return nil
+}
+
+// closeState closes whatever open opened.
+func (n *Node) closeState() {
+	if n.store != nil {
+		n.store.Close() //nolint:errcheck // already failing
+	}
+
+	if n.cas != nil {
+		n.cas.Close() //nolint:errcheck // already failing
+	}
 }
 
 // advertisable turns a listener address into one a client can dial (0.0.0.0 and :: become the host name).
@@ -120,15 +211,33 @@ func advertisable(addr string) string {
 }
 
 func (n *Node) router() http.Handler {
-	a := &api.API{Schematics: n, Catalog: n, Health: n, Logger: n.log}
+	a := &api.API{Schematics: n, Catalog: n, Assets: n, Health: n, Logger: n.log}
+	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
 
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, func(r chi.Router) {
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})
+}
+
+// pxeURL is where PXE scripts point: --pxe-url, else this node's advertised URL.
+func (n *Node) pxeURL() *url.URL {
+	raw := n.cfg.PXEURL
+	if raw == "" {
+		raw = n.cfg.ExternalURL
+	}
+
+	u, err := url.Parse(raw)
+	if err != nil {
+		n.log.Error("bad PXE URL; using the listener address", "url", raw, "error", err)
+
+		return &url.URL{Scheme: "http", Host: n.Addr()}
+	}
+
+	return u
 }
 
 // Addr is the HTTP listener's address.
@@ -151,7 +260,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() {
 		defer close(syncDone)
 
-		n.sync.run(ctx)
+		n.leaderDuties(ctx)
 	}()
 
 	var err error
@@ -180,7 +289,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.ln.Close() //nolint:errcheck // may already be closed by Shutdown
-		n.closeErr = n.store.Close()
+		n.closeErr = errors.Join(n.assets.builder.Close(), n.store.Close(), n.cas.Close())
 	})
 
 	return n.closeErr

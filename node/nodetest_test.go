@@ -43,6 +43,7 @@ func testConfig(t testing.TB, dataDir, registry string) node.Config {
 	cfg.Upstream.Registry = registry
 	cfg.Upstream.Insecure = true
 	cfg.Logger = testLogger(t)
+	cfg.SecureBootKeyBits = 2048
 
 	return cfg
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v4"
@@ -41,6 +42,31 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"how often the leader re-reads the upstream version list")
 	fs.DurationVar(&cfg.CatalogRecheck, "catalog-recheck", cfg.CatalogRecheck,
 		"how often a known version's catalog is read again in full")
+	fs.Var((*byteSize)(&cfg.CacheSize), "cache-size",
+		"disk budget for cached assets, e.g. 50GiB (0: unlimited); least recently used assets go first")
+	fs.IntVar(&cfg.BuildConcurrency, "build-concurrency", cfg.BuildConcurrency, "simultaneous builds on this node")
+	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", cfg.BuildTimeout, "time limit of one build")
+	fs.StringVar(&cfg.SecureBoot.Key, "secureboot-key", cfg.SecureBoot.Key,
+		"secure-boot signing key, PKCS#1 PEM (default: generated once per cluster)")
+	fs.StringVar(&cfg.SecureBoot.Cert, "secureboot-cert", cfg.SecureBoot.Cert, "secure-boot signing certificate, PEM")
+	fs.StringVar(&cfg.SecureBoot.PCRKey, "pcr-key", cfg.SecureBoot.PCRKey, "PCR signing key, PKCS#1 PEM")
+}
+
+// byteSize is a flag holding a size in bytes written with units ("50GiB", "200 MB", "0").
+type byteSize int64
+
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+
+	*b = byteSize(n) //nolint:gosec // sizes beyond 8 EiB are not a concern
+
+	return nil
 }
 
 // logFlags configure the logger.

@@ -22,6 +22,7 @@ const MaxSchematicBytes = 1 << 20
 type API struct {
 	Schematics frontends.Schematics
 	Catalog    frontends.Catalog
+	Assets     frontends.Assets
 	Health     frontends.Health
 	Logger     *slog.Logger
 }
@@ -39,6 +40,8 @@ func (a *API) Mount(r chi.Router) {
 	r.Get("/versions", a.versions)
 	r.Get("/version/{version}/extensions/official", a.extensions)
 	r.Get("/version/{version}/overlays/official", a.overlays)
+	r.Get("/image/{schematic}/{version}/{path}", a.image)
+	r.Get("/secureboot/signing-cert.pem", a.secureBootCert)
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

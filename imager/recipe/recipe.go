@@ -2,6 +2,9 @@
 // (schematic, Talos version, normalised output path, the digest of every input image, secure-boot key
 // fingerprint, builder version), and a Key that hashes it. Planning is pure: no I/O, so every node computes the
 // same key from the same replicated state. A Recipe becomes a Talos imager profile once its inputs are on disk.
+//
+// The path grammar, the build-time checks and the per-output customizations follow the official Talos Image
+// Factory (API.md §2-§3); every mistake a client can make is reported as an *InvalidError (HTTP 400).
 package recipe
 
 import (
@@ -33,7 +36,8 @@ type Image struct {
 	Repository string `json:"repository"`
 	// Digest is "sha256:<hex>": a manifest digest, or an index digest when Platform selects from it.
 	Digest string `json:"digest"`
-	// Platform ("linux/amd64") selects the image from an index; empty when Digest is a single image.
+	// Platform ("linux/amd64") selects the image from an index. With a manifest digest it names the platform of
+	// that manifest (the OCI layout handed to the imager must record it); empty when it does not matter.
 	Platform string `json:"platform,omitempty"`
 	// Tag is informational (e.g. "v1.13.0"); it never takes part in lookups.
 	Tag string `json:"tag,omitempty"`
@@ -47,8 +51,12 @@ type Inputs struct {
 	InstallerBase *Image `json:"installerBase,omitempty"`
 	// Extensions in schematic order (after alias resolution).
 	Extensions []Image `json:"extensions,omitempty"`
-	// Overlay is set when the schematic (or a legacy board path) names an overlay.
+	// Overlay is set when the schematic (or a legacy board path) names an overlay, for every output but kernel and
+	// cmdline. Its image is for the build host's architecture: the imager runs the overlay installer there.
 	Overlay *Overlay `json:"overlay,omitempty"`
+	// OverlayInstaller is the same overlay image for the target architecture, set only for installer outputs with
+	// an overlay: the installer image carries the overlay installer that runs on the target machine.
+	OverlayInstaller *Image `json:"overlayInstaller,omitempty"`
 }
 
 // Overlay is an overlay input: its image, the name of the overlay inside it, and the schematic's options.
@@ -88,6 +96,10 @@ type Paths struct {
 	SchematicExtension string
 	// Overlay is an OCI layout directory of the overlay image for the build host's architecture.
 	Overlay string
+	// OverlayInstaller is an OCI layout directory of the overlay image for the target architecture (installer
+	// outputs with an overlay only). It may be the same directory as Overlay when that layout's index holds both
+	// architectures: the imager picks the manifest by platform.
+	OverlayInstaller string
 	// SecureBoot is set for secure-boot assets.
 	SecureBoot *profile.SecureBootAssets
 }

@@ -1,0 +1,72 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/edgefactory/edgefactory/frontends"
+)
+
+// checksumSuffix asks for the sha256 of an asset instead of the asset (served free; the official service wants
+// Enterprise for it).
+const checksumSuffix = ".sha256"
+
+// image serves GET and HEAD /image/{schematic}/{version}/{path}: Range (206) and If-Range, ETag with
+// If-None-Match (304), X-Content-Sha256, and the `<path>.sha256` checksum file. The body is sent straight from the
+// stored file.
+func (a *API) image(w http.ResponseWriter, r *http.Request) {
+	path := chi.URLParam(r, "path")
+	checksum := strings.HasSuffix(path, checksumSuffix)
+	path = strings.TrimSuffix(path, checksumSuffix)
+
+	asset, err := a.Assets.Asset(r.Context(), chi.URLParam(r, "schematic"), chi.URLParam(r, "version"), path)
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+	defer asset.Close()
+
+	name := asset.Filename()
+	if override := r.URL.Query().Get("filename"); override != "" {
+		name = override
+	}
+
+	hexDigest := strings.TrimPrefix(asset.Digest(), "sha256:")
+	h := w.Header()
+
+	if checksum {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "%s  %s\n", hexDigest, name)
+
+		return
+	}
+
+	h.Set("Content-Type", asset.MediaType())
+	h.Set("Content-Disposition", `attachment; filename="`+dispositionName.Replace(name)+`"`)
+	h.Set("ETag", `"`+asset.Digest()+`"`)
+	h.Set("X-Content-Sha256", hexDigest)
+
+	// ServeContent answers Range, If-Range and If-None-Match against the ETag set above, and copies from the file
+	// with sendfile. A zero modification time keeps Last-Modified out: the ETag is the validator.
+	http.ServeContent(w, r, "", time.Time{}, asset.Content())
+}
+
+// dispositionName keeps a ?filename= override from breaking out of the quoted header value.
+var dispositionName = strings.NewReplacer(`"`, "'", "\\", "", "\r", "", "\n", "")
+
+func (a *API) secureBootCert(w http.ResponseWriter, r *http.Request) {
+	pem, err := a.Assets.SecureBootCertificate(r.Context())
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Write(pem) //nolint:errcheck // the client hung up; nothing to do
+}

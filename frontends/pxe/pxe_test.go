@@ -1,0 +1,50 @@
+package pxe
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/edgefactory/edgefactory/frontends"
+)
+
+func TestScriptBytes(t *testing.T) {
+	const id = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+
+	cmdline := "talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on consoleblank=0 " +
+		"nvme_core.io_timeout=4294967295 printk.devkmsg=on selinux=1"
+
+	for _, tc := range []struct {
+		name string
+		base string
+		boot frontends.PXEBoot
+		want string
+	}{
+		{
+			name: "standard",
+			base: "http://localhost:8080",
+			boot: frontends.PXEBoot{Version: "v1.11.0", Platform: "metal", Arch: "amd64", Cmdline: cmdline},
+			want: "#!ipxe\n\nimgfree\n" +
+				"kernel http://localhost:8080/image/" + id + "/v1.11.0/kernel-amd64 " + cmdline + "\n" +
+				"initrd http://localhost:8080/image/" + id + "/v1.11.0/initramfs-amd64.xz\n" +
+				"boot\n",
+		},
+		{
+			name: "secure boot uses the UKI and still appends the command line",
+			base: "http://10.0.0.5:8080/factory/",
+			boot: frontends.PXEBoot{Version: "v1.13.0", Platform: "metal", Arch: "amd64", SecureBoot: true,
+				Cmdline: cmdline + " lockdown=confidentiality"},
+			want: "#!ipxe\n\nimgfree\n" +
+				"kernel http://10.0.0.5:8080/factory/image/" + id + "/v1.13.0/metal-amd64-secureboot-uki.efi " +
+				cmdline + " lockdown=confidentiality\n" +
+				"boot\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, err := url.Parse(tc.base)
+			assert.NoError(t, err)
+			assert.Equal(t, tc.want, string(Script(base, id, tc.boot)))
+		})
+	}
+}

@@ -1,0 +1,70 @@
+// Package inspect reads Talos boot assets back and checks their structure: compression framing, the concatenated
+// cpio archives of an initramfs, ISO 9660 with El Torito, PE/UKI sections and profiles, GPT disks, qcow2, VHD, OVA
+// and installer image tarballs.
+//
+// Guarantee: a checker returns a report only when every structure it parses is consistent (magic numbers, the
+// checksums the format defines, offsets that stay inside the input); otherwise it returns an error that names the
+// structure, the offset and what was expected. Structural defects wrap ErrMalformed; inputs that end early wrap
+// io.ErrUnexpectedEOF. The checkers read headers and metadata, never a whole disk image into memory, and run no
+// external tools.
+package inspect
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrMalformed is wrapped by every error that reports a structural defect in the input, as opposed to an I/O error
+// of the underlying reader or an input that ends early.
+var ErrMalformed = errors.New("malformed")
+
+type malformedError struct{ msg string }
+
+func (e *malformedError) Error() string { return e.msg }
+
+func (e *malformedError) Unwrap() error { return ErrMalformed }
+
+// malformed formats a structural error that wraps ErrMalformed without repeating its text.
+func malformed(format string, args ...any) error {
+	return &malformedError{msg: fmt.Sprintf(format, args...)}
+}
+
+// short turns the io.EOF of a read that found nothing into io.ErrUnexpectedEOF: every caller expected bytes there.
+func short(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+
+	return err
+}
+
+// readAt reads exactly len(p) bytes at off and names the structure when the input is too short.
+func readAt(r io.ReaderAt, p []byte, off int64, what string) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+
+	return fmt.Errorf("read %s (%d bytes at offset %d, got %d): %w", what, len(p), off, n, err)
+}
+
+// markedError gives an error found by a decoder the ErrMalformed identity without changing its message.
+type markedError struct{ err error }
+
+func (e *markedError) Error() string { return e.err.Error() }
+
+func (e *markedError) Unwrap() []error { return []error{ErrMalformed, e.err} }
+
+// markMalformed marks err as a structural defect of the input.
+func markMalformed(err error) error {
+	if err == nil || errors.Is(err, ErrMalformed) {
+		return err
+	}
+
+	return &markedError{err: err}
+}
