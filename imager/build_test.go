@@ -26,13 +26,13 @@ import (
 	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
-// Reproducibility of each output kind with the Talos v1.13 imager on Debian 12 (details in reproducible).
+// Reproducibility of each output kind with the Talos v1.13 imager on Debian 12 (details in reproducibleHere).
 type reproducibility int
 
 const (
 	reproducible    reproducibility = iota // always: built twice here, bytes must match
-	needsCpioMtimes                        // once cpio archives files with SOURCE_DATE_EPOCH mtimes
-	needsXFSTime                           // additionally once mkfs.xfs stamps SOURCE_DATE_EPOCH (xfsprogs >= 6.13)
+	needsCpioMtimes                        // once cpio archives files with SOURCE_DATE_EPOCH mtimes (cpio adapter)
+	needsXFSTime                           // additionally once mkfs.xfs stamps SOURCE_DATE_EPOCH (libfaketime)
 	notReproducible                        // the imager stamps time.Now(): Authenticode signing time, image config
 )
 
@@ -43,15 +43,17 @@ func reproducibleHere(r reproducibility) (bool, string) {
 	switch r {
 	case reproducible:
 		return true, ""
-	case needsCpioMtimes:
-		if cpio {
-			return true, ""
+	case needsCpioMtimes, needsXFSTime:
+		if !cpio {
+			return false, "the imager's cpio archives (extensions, schematic) record the build time as mtime: needs " +
+				"a cpio adapter that sets listed files' mtimes to SOURCE_DATE_EPOCH"
 		}
 
-		return false, "the imager's cpio archives (extensions, schematic) record the build time as mtime: needs a " +
-			"cpio adapter that sets listed files' mtimes to SOURCE_DATE_EPOCH"
-	case needsXFSTime:
-		return false, "mkfs.xfs 6.1 stamps inode times with the clock (and needs the cpio fix too)"
+		if r == needsXFSTime && hosttools.FaketimeLibrary() == "" {
+			return false, "mkfs.xfs 6.1 stamps inode times with the clock: install " + hosttools.FaketimePackage
+		}
+
+		return true, ""
 	default:
 		return false, "the Talos imager writes time.Now() into the output (PKCS#7 signing time, image config created)"
 	}

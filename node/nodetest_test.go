@@ -142,3 +142,21 @@ func (r *running) do(t testing.TB, method, path, body string, header map[string]
 
 	return response{StatusCode: resp.StatusCode, Header: resp.Header, Body: string(data)}
 }
+
+// repoFile returns the absolute path of a file in the repository.
+func repoFile(t testing.TB, rel string) string {
+	t.Helper()
+
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+
+	for {
+		if _, err := os.Stat(dir + "/go.mod"); err == nil {
+			return dir + "/" + rel
+		}
+
+		parent := dir[:strings.LastIndex(dir, "/")]
+		require.NotEqual(t, parent, dir, "go.mod not found")
+		dir = parent
+	}
+}

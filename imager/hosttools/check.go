@@ -21,6 +21,7 @@ type Tool struct {
 	VersionArgs []string       // how to ask its version
 	VersionRE   *regexp.Regexp // first submatch is the version; nil means the first dotted number
 	Dir         string         // when set, the directory that must exist instead of a command
+	File        bool           // a library the adapters load, found by name (Check knows where), not a command
 }
 
 // Tools is what the Talos v1.13 imager runs on the host (see HOST-TOOLS.md), kept as data so doctor and tests
@@ -47,6 +48,7 @@ var Tools = []Tool{
 	{Name: "mkfs.xfs", Package: "xfsprogs", Required: true, UsedFor: "disk images", VersionArgs: []string{"-V"}, VersionRE: xfsVersionRE},
 	{Name: "qemu-img", Package: "qemu-utils", Required: true, UsedFor: "qcow2, vhd, ova", VersionArgs: []string{"--version"}},
 	{Name: "vmdk-convert", Package: "qemu-utils (open-vmdk is not in Debian 12)", Required: true, UsedFor: "ova", VersionArgs: []string{"--version"}},
+	{Name: "libfaketime", Package: FaketimePackage, UsedFor: "reproducible disk images (mkfs.xfs at SOURCE_DATE_EPOCH)", File: true},
 	{Name: "busybox", Package: "busybox-static", UsedFor: "synthetic release initramfs", VersionArgs: []string{"--help"}},
 }
 
@@ -121,6 +123,8 @@ func checkTool(ctx context.Context, h *host, t Tool) ToolStatus {
 	switch {
 	case t.Dir != "":
 		checkDir(&s)
+	case t.Name == "libfaketime":
+		checkFaketime(&s)
 	case t.Name == "mksquashfs":
 		checkMksquashfs(ctx, h, &s)
 	case t.Name == "vmdk-convert":
@@ -136,6 +140,18 @@ func checkTool(ctx context.Context, h *host, t Tool) ToolStatus {
 	}
 
 	return s
+}
+
+func checkFaketime(s *ToolStatus) {
+	lib := findFaketime()
+	if lib == "" {
+		s.Status, s.Why = StatusMissing, fmt.Sprintf("not found: install %s, or disk images differ between builds "+
+			"(mkfs.xfs stamps the clock)", s.Package)
+
+		return
+	}
+
+	s.Status, s.Path = StatusOK, lib
 }
 
 func checkDir(s *ToolStatus) {
@@ -178,12 +194,33 @@ func toolVersion(ctx context.Context, path string, args []string, re *regexp.Reg
 func adaptedWhy(s *ToolStatus) {
 	switch s.Name {
 	case "mkfs.xfs":
-		// Only xfsprogs < 6.5 needs "-p file=" rewritten; "-c options=F" is dropped on any host lacking F.
+		// Only xfsprogs < 6.5 needs "-p file=" rewritten ("-c options=F" is dropped on any host lacking F); the clock
+		// is stopped on any host that has libfaketime.
+		var why []string
 		if !atLeast(s.Version, 6, 5) {
-			s.Status = StatusAdapted
-			s.Why = fmt.Sprintf("xfsprogs %s < 6.5: '-p file=X' -> '-p X'; '-c options=F' dropped when F is missing",
-				orNone(s.Version))
+			why = append(why, fmt.Sprintf("xfsprogs %s < 6.5: '-p file=X' -> '-p X'; '-c options=F' dropped when "+
+				"F is missing", orNone(s.Version)))
 		}
+
+		// Without libfaketime nothing changes here; its own row says what that costs.
+		if lib := findFaketime(); lib != "" {
+			why = append(why, "clock stopped at SOURCE_DATE_EPOCH by "+lib+" (inode times)")
+		}
+
+		if len(why) > 0 {
+			s.Status, s.Why = StatusAdapted, strings.Join(why, "; ")
+		}
+	case "tar":
+		s.Status = StatusAdapted
+		s.Why = "with SOURCE_DATE_EPOCH set, archives are created with it as every mtime, owner 0:0 (TAR_OPTIONS)"
+	case "qemu-img":
+		s.Status = StatusAdapted
+		s.Why = "with SOURCE_DATE_EPOCH set, vpc and vmdk outputs get a fixed timestamp and derived ids instead of " +
+			"the clock and random ones"
+	case "cpio":
+		// Adapted on every host: GNU cpio has no option to record a fixed mtime.
+		s.Status = StatusAdapted
+		s.Why = "with SOURCE_DATE_EPOCH set, archived files' mtimes are set to it first (--reproducible keeps them)"
 	case "mkfs.vfat":
 		// Adapted on every host: the FAT type is chosen by size, not by tool version (mtools 4.0.32 is the reason).
 		s.Status = StatusAdapted
@@ -206,7 +243,11 @@ func checkMksquashfs(ctx context.Context, h *host, s *ToolStatus) {
 }
 
 func checkVMDK(ctx context.Context, h *host, s *ToolStatus) {
+	const cid = "with SOURCE_DATE_EPOCH set, the random VMDK CID is replaced by a derived one"
+
 	if locate(ctx, h, s, "vmdk-convert", s.VersionArgs, s.VersionRE) {
+		s.Status, s.Why = StatusAdapted, cid
+
 		return
 	}
 
@@ -217,7 +258,7 @@ func checkVMDK(ctx context.Context, h *host, s *ToolStatus) {
 	}
 
 	s.Status = StatusAdapted
-	s.Why = "vmdk-convert SRC DST -> qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST"
+	s.Why = "vmdk-convert SRC DST -> qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST; " + cid
 }
 
 func checkXorrisofs(ctx context.Context, h *host, s *ToolStatus) {

@@ -45,7 +45,7 @@ func TestCheckReportsEveryTool(t *testing.T) {
 		require.NotEmpty(t, s.Path, s.Name)
 		require.False(t, strings.HasPrefix(s.Path, tools), "%s resolved to its own adapter %s", s.Name, s.Path)
 
-		if s.Dir == "" {
+		if s.Dir == "" && !s.File {
 			require.NotEmpty(t, s.Version, "%s at %s: version not recognised", s.Name, s.Path)
 		}
 
@@ -58,9 +58,64 @@ func TestCheckReportsEveryTool(t *testing.T) {
 		require.Equal(t, StatusAdapted, vfat.Status)
 	}
 
+	faketime := FaketimeLibrary()
+
 	if xfs := findStatus(t, r, "mkfs.xfs"); xfs.Status != StatusMissing {
-		require.Equal(t, !atLeast(xfs.Version, 6, 5), xfs.Status == StatusAdapted, xfs.Why)
+		require.Equal(t, !atLeast(xfs.Version, 6, 5) || faketime != "", xfs.Status == StatusAdapted, xfs.Why)
+		require.Equal(t, faketime != "", strings.Contains(xfs.Why, "clock stopped at SOURCE_DATE_EPOCH"), xfs.Why)
 	}
+
+	// Adapted on every host: these tools have no option that keeps the clock or randomness out of their output.
+	for _, name := range []string{"cpio", "tar", "qemu-img", "vmdk-convert"} {
+		if s := findStatus(t, r, name); s.Status != StatusMissing {
+			require.Equal(t, StatusAdapted, s.Status, name)
+			require.Contains(t, s.Why, "SOURCE_DATE_EPOCH", name)
+		}
+	}
+
+	lib := findStatus(t, r, "libfaketime")
+	require.False(t, lib.Required, "builds work without it, only not reproducibly")
+
+	if faketime != "" {
+		require.Equal(t, StatusOK, lib.Status)
+		require.Equal(t, faketime, lib.Path)
+	} else {
+		require.Equal(t, StatusMissing, lib.Status)
+	}
+}
+
+func TestCheckFaketime(t *testing.T) {
+	present := filepath.Join(t.TempDir(), "libfaketime.so.1")
+	require.NoError(t, os.WriteFile(present, []byte("\x7fELF"), 0o644))
+
+	t.Run("missing", func(t *testing.T) {
+		t.Setenv(FaketimeEnv, "/nonexistent/libfaketime.so.1")
+
+		r := Check(context.Background())
+		lib := findStatus(t, r, "libfaketime")
+		require.Equal(t, StatusMissing, lib.Status)
+		require.Contains(t, lib.Why, "install libfaketime")
+		require.Contains(t, lib.Why, "disk images differ between builds")
+		require.NotContains(t, r.MissingRequired(), lib, "optional")
+
+		if xfs := findStatus(t, r, "mkfs.xfs"); xfs.Status != StatusMissing {
+			require.NotContains(t, xfs.Why, "clock stopped")
+		}
+	})
+
+	t.Run("present", func(t *testing.T) {
+		t.Setenv(FaketimeEnv, present)
+
+		r := Check(context.Background())
+		lib := findStatus(t, r, "libfaketime")
+		require.Equal(t, StatusOK, lib.Status)
+		require.Equal(t, present, lib.Path)
+
+		if xfs := findStatus(t, r, "mkfs.xfs"); xfs.Status != StatusMissing {
+			require.Equal(t, StatusAdapted, xfs.Status)
+			require.Contains(t, xfs.Why, "clock stopped at SOURCE_DATE_EPOCH by "+present)
+		}
+	})
 }
 
 func TestCheckMissing(t *testing.T) {

@@ -1,22 +1,32 @@
-// Package hosttools makes the host's command-line tools speak what the Talos v1.13 imager expects on Debian 12.
+// Package hosttools makes the host's command-line tools speak what the Talos v1.13 imager expects on Debian 12, and
+// makes their outputs reproducible.
 //
-// The imager runs mkfs.xfs, mkfs.vfat, mksquashfs, vmdk-convert, xorrisofs and others found on PATH. Where Debian
-// 12's version is too old or absent, the edgefactory binary itself stands in: it is a multi-call binary, and when
-// started under an adapter's name (through a link made by Install) it translates the arguments and execs the real
-// tool. RunIfAdapter must therefore be the first call in main and in the TestMain of packages that build images.
+// The imager runs mkfs.xfs, mkfs.vfat, mksquashfs, cpio, qemu-img, tar and others found on PATH. Where Debian 12's
+// version is too old, absent, or stamps the clock into its output, the edgefactory binary itself stands in: it is a
+// multi-call binary, and when started under an adapter's name (through a link made by Install) it translates the
+// arguments and execs the real tool. RunIfAdapter must therefore be the first call in main and in the TestMain of
+// packages that build images.
 //
 // The translations (each adapter logs one line to stderr naming what it changed, nothing when it changed nothing):
-//   - mkfs.xfs: "-c options=F" dropped when F does not exist; "-p file=X" → "-p X" when xfsprogs < 6.5.
+//   - mkfs.xfs: "-c options=F" dropped when F does not exist; "-p file=X" → "-p X" when xfsprogs < 6.5; with
+//     SOURCE_DATE_EPOCH set, run under libfaketime with the clock stopped at it (xfsprogs 6.1 stamps every inode
+//     with the clock), or a warning that disk images will differ when libfaketime is missing.
 //   - mkfs.vfat: "-F 32" dropped when the target is a file smaller than 64 MiB (mtools 4.0.32 cannot read it).
 //   - mksquashfs: the system one if ≥ 4.6, else the one at $EDGEFACTORY_MKSQUASHFS or DefaultMksquashfsPath if it
 //     runs and is ≥ 4.6, else the system 4.5 without "-xattrs-exclude" and pseudo-xattr "-p" definitions, plus
 //     "-no-xattrs" (SELinux labels lost; logged as a warning).
+//   - cpio: with SOURCE_DATE_EPOCH set, an archive's file list is read from stdin, each listed path's mtime set to
+//     SOURCE_DATE_EPOCH, and the same list handed to the real cpio (its --reproducible keeps mtimes).
+//   - qemu-img: with SOURCE_DATE_EPOCH set, "convert -O vpc|vmdk" runs as a child and the output's VHD footer
+//     timestamp and unique id, or VMDK CID, are then replaced by values derived from SOURCE_DATE_EPOCH.
+//   - tar: with SOURCE_DATE_EPOCH set, archives are created with it as every mtime and owner 0:0 (TAR_OPTIONS).
 //   - vmdk-convert SRC DST: a real open-vmdk vmdk-convert if present, else
-//     "qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST".
+//     "qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST"; the CID normalized as for qemu-img.
 //   - xorrisofs: the real one if present, else "xorriso -as mkisofs".
 //
 // Guarantee: every tool the imager needs is either used as is, adapted with one of these translations, or
-// reported missing by Check before any build starts.
+// reported missing by Check before any build starts; with SOURCE_DATE_EPOCH set and libfaketime installed, no
+// adapted tool puts the clock or a random id into its output.
 // An adapter never runs itself: it skips every PATH entry that is the running executable, and refuses to start
 // when its own exec comes back to it.
 package hosttools
@@ -31,6 +41,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -46,6 +57,9 @@ var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
 type plan struct {
 	path    string
 	args    []string
+	env     []string     // KEY=VALUE set for the tool, replacing inherited values
+	stdin   []byte       // when not nil, what the tool reads on stdin instead of the adapter's (already read) stdin
+	after   func() error // when set, the tool runs as a child and after runs once it has succeeded
 	changes []string
 	warn    bool // the change loses something: log at warning level
 }
@@ -58,9 +72,12 @@ type adapter struct {
 
 // adapters are the tool names Install links to this executable.
 var adapters = []adapter{
+	{name: "cpio", plan: planCpio},
 	{name: "mkfs.xfs", plan: planXFS},
 	{name: "mkfs.vfat", plan: planVFAT},
 	{name: "mksquashfs", plan: planMksquashfs},
+	{name: "qemu-img", plan: planQemuImg},
+	{name: "tar", plan: planTar},
 	{name: "vmdk-convert", plan: planVMDK},
 	{name: "xorrisofs", plan: planXorrisofs},
 }
@@ -137,19 +154,83 @@ func run(ctx context.Context, a adapter, args []string, logger *slog.Logger) err
 			"changed", strings.Join(p.changes, "; "))
 	}
 
-	argv := append([]string{filepath.Base(p.path)}, p.args...)
-	env := []string{loopGuardEnv + "=" + a.name}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, loopGuardEnv+"=") {
-			env = append(env, kv)
+	if p.stdin != nil {
+		if err := replaceStdin(p.stdin); err != nil {
+			return err
 		}
 	}
 
+	env := execEnv(os.Environ(), a.name, p.env)
+	if p.after != nil {
+		return runThenExit(ctx, p, env)
+	}
+
+	argv := append([]string{filepath.Base(p.path)}, p.args...)
 	if err := syscall.Exec(p.path, argv, env); err != nil {
 		return fmt.Errorf("exec %s: %w", p.path, err)
 	}
 
 	return nil
+}
+
+// runThenExit runs p's tool as a child with the adapter's stdio, then p.after, and exits with the tool's status;
+// it returns only when the tool could not start or after failed. The child dies with the adapter: a build that kills the adapter on timeout leaves
+// nothing running.
+func runThenExit(ctx context.Context, p plan, env []string) error {
+	cmd := exec.CommandContext(ctx, p.path, p.args...)
+	cmd.Args[0] = filepath.Base(p.path)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+
+	// Pdeathsig fires when the thread that started the child exits: keep this goroutine on its thread.
+	runtime.LockOSThread()
+
+	err := cmd.Run()
+
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		os.Exit(max(exit.ExitCode(), 1)) // killed by a signal: -1
+	}
+
+	if err != nil {
+		return fmt.Errorf("run %s: %w", p.path, err)
+	}
+
+	if err := p.after(); err != nil {
+		return err
+	}
+
+	os.Exit(0)
+
+	return nil
+}
+
+// execEnv is environ with the loop guard set to name and each KEY=VALUE of set replacing KEY's inherited value.
+func execEnv(environ []string, name string, set []string) []string {
+	env := append([]string{loopGuardEnv + "=" + name}, set...)
+	replaced := func(kv string) bool {
+		key, _, _ := strings.Cut(kv, "=")
+		if key == loopGuardEnv {
+			return true
+		}
+
+		for _, s := range set {
+			if k, _, _ := strings.Cut(s, "="); k == key {
+				return true
+			}
+		}
+
+		return false
+	}
+
+	for _, kv := range environ {
+		if !replaced(kv) {
+			env = append(env, kv)
+		}
+	}
+
+	return env
 }
 
 // host finds real tools: on PATH, then in sbinDirs, never the running executable.
@@ -222,7 +303,15 @@ func planXFS(ctx context.Context, h *host, args []string) (plan, error) {
 		return err == nil
 	}, oldProto)
 
-	return plan{path: tool, args: out, changes: changes}, nil
+	p := plan{path: tool, args: out, changes: changes}
+
+	// xfsprogs 6.1 (Debian 12) stamps every inode with the clock, whatever SOURCE_DATE_EPOCH says; the stopped clock
+	// is harmless to versions that would honour it.
+	if err := underFaketime(&p, "mkfs.xfs stamps inode times with the clock"); err != nil {
+		return plan{}, err
+	}
+
+	return p, nil
 }
 
 func planVFAT(_ context.Context, h *host, args []string) (plan, error) {
@@ -248,7 +337,12 @@ func regularFileSize(p string) (int64, bool) {
 // planVMDK prefers a real open-vmdk vmdk-convert and falls back to qemu-img.
 func planVMDK(_ context.Context, h *host, args []string) (plan, error) {
 	if tool, err := h.lookPath("vmdk-convert"); err == nil {
-		return plan{path: tool, args: args}, nil
+		p := plan{path: tool, args: args}
+		if len(args) == 2 {
+			return p, normalizeOutput(&p, "vmdk", args[1])
+		}
+
+		return p, nil
 	}
 
 	qemuImg, err := h.lookPath("qemu-img")
@@ -261,7 +355,9 @@ func planVMDK(_ context.Context, h *host, args []string) (plan, error) {
 		return plan{}, err
 	}
 
-	return plan{path: qemuImg, args: out, changes: []string{"vmdk-convert SRC DST -> qemu-img " + strings.Join(out, " ")}}, nil
+	p := plan{path: qemuImg, args: out, changes: []string{"vmdk-convert SRC DST -> qemu-img " + strings.Join(out, " ")}}
+
+	return p, normalizeAfter(&p, out)
 }
 
 // planXorrisofs uses a real xorrisofs unchanged, else xorriso's mkisofs personality.
