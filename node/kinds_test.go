@@ -73,12 +73,12 @@ func TestEveryAssetKind(t *testing.T) {
 			require.True(t, strings.HasPrefix(k, "MZ"))
 			require.Equal(t, "ARM\x64", k[0x38:0x3c], "arm64 Image magic")
 		},
-		"initramfs-amd64.xz": checkInitramfs("amd64"),
-		"initramfs-arm64.xz": checkInitramfs("arm64"),
-		"metal-amd64.iso":    checkISO(inspect.PlatformBIOS, inspect.PlatformEFI),
-		"metal-arm64.iso":    checkISO(inspect.PlatformEFI),
+		"initramfs-amd64.xz":         checkInitramfs("amd64"),
+		"initramfs-arm64.xz":         checkInitramfs("arm64"),
+		"metal-amd64.iso":            checkISO(inspect.PlatformBIOS, inspect.PlatformEFI),
+		"metal-arm64.iso":            checkISO(inspect.PlatformEFI),
 		"metal-amd64-secureboot.iso": checkISO(inspect.PlatformEFI),
-		"metal-amd64-uki.efi": checkUKI(metalCmdline113+" edgefactory.test=1", false),
+		"metal-amd64-uki.efi":        checkUKI(metalCmdline113+" edgefactory.test=1", false),
 		"metal-amd64-secureboot-uki.efi": checkUKI(metalCmdline113+" lockdown=confidentiality edgefactory.test=1",
 			true),
 		"installer-amd64.tar":            checkInstaller("amd64"),
