@@ -1,5 +1,3 @@
-// Package e2e holds black-box tests of the edgefactory binary: they build it, run it as a user would, and talk to
-// it over the network only.
 package e2e
 
 import (
@@ -22,12 +20,12 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Skip("builds and runs the binary; skipped with -short")
 	}
 
-	dev := startDev(t)
+	dev := StartDev(t)
 	blocks := readmeBlocks(t, "## A walkthrough with curl")
 	require.Len(t, blocks, 2, "the walkthrough has a block of commands and a block of mistakes")
 
 	t.Run("commands", func(t *testing.T) {
-		script := dev.rewrite(blocks[0])
+		script := dev.Rewrite(blocks[0])
 		out, err := exec.Command("bash", "-euo", "pipefail", "-c", script).CombinedOutput()
 		require.NoError(t, err, "walkthrough failed:\n%s", out)
 		assert.Contains(t, string(out), `["v1.12.0","v1.13.0"]`)
@@ -42,7 +40,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		require.Equal(t, 0, len(lines)%2)
 
 		for i := 0; i < len(lines); i += 2 {
-			cmd := dev.rewrite(lines[i]) + ` -w '%{http_code}'`
+			cmd := dev.Rewrite(lines[i]) + ` -w '%{http_code}'`
 			want := regexp.MustCompile(`^# (\d{3}) (.*?)(\.\.\..*)?$`).FindStringSubmatch(lines[i+1])
 			require.NotNil(t, want, "expected-answer comment: %q", lines[i+1])
 
@@ -62,7 +60,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 func readmeBlocks(t *testing.T, heading string) []string {
 	t.Helper()
 
-	f, err := os.Open(filepath.Join(repoRoot(t), "README.md"))
+	f, err := os.Open(filepath.Join(RepoRoot(t), "README.md"))
 	require.NoError(t, err)
 
 	defer f.Close()

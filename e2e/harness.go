@@ -1,3 +1,5 @@
+// Package e2e holds black-box tests of the edgefactory binary (they build it, run it as a user would, and talk to
+// it over the network only) and the harness other end-to-end suites (e2e/boot, e2e/netns, benchmarks) share.
 package e2e
 
 import (
@@ -22,8 +24,8 @@ var (
 	buildErr  error
 )
 
-// binary builds bin/edgefactory once per test run, into a temporary directory.
-func binary(t *testing.T) string {
+// Binary builds bin/edgefactory once per test run, into a temporary directory.
+func Binary(t testing.TB) string {
 	t.Helper()
 
 	buildOnce.Do(func() {
@@ -36,7 +38,7 @@ func binary(t *testing.T) string {
 
 		binPath = filepath.Join(dir, "edgefactory")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/edgefactory")
-		cmd.Dir = repoRoot(t)
+		cmd.Dir = RepoRoot(t)
 
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = &buildError{out: string(out), err: err}
@@ -55,7 +57,7 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
-func repoRoot(t *testing.T) string {
+func RepoRoot(t testing.TB) string {
 	t.Helper()
 
 	dir, err := os.Getwd()
@@ -72,26 +74,33 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// devServer is a running `edgefactory dev`.
-type devServer struct {
-	addr string
+// Dev is a running `edgefactory dev`.
+type Dev struct {
+	// Addr is the listener (127.0.0.1:port), URL its http:// form.
+	Addr, URL string
+	// PID is the server's process ID (for resident-memory measurements).
+	PID  int
 	logs *bytes.Buffer
 }
 
-// rewrite points README commands (written for 127.0.0.1:8080) at this server.
-func (d *devServer) rewrite(s string) string {
-	return strings.ReplaceAll(s, "127.0.0.1:8080", d.addr)
+// Rewrite points README commands (written for 127.0.0.1:8080) at this server.
+func (d *Dev) Rewrite(s string) string {
+	return strings.ReplaceAll(s, "127.0.0.1:8080", d.Addr)
 }
 
-// startDev runs `edgefactory dev` on a free port with its own data directory until the test ends, and waits until
-// it is ready.
-func startDev(t *testing.T, extraArgs ...string) *devServer {
+// StartDev runs `edgefactory dev` on a free port with its own data directory until the test ends, and waits until
+// it is ready. extraArgs are added to the command line (e.g. --external-url).
+func StartDev(t testing.TB, extraArgs ...string) *Dev {
 	t.Helper()
 
-	addr := freeAddr(t)
+	addr := FreeAddr(t)
 	logs := &bytes.Buffer{}
 	args := append([]string{"dev", "--listen", addr, "--data", t.TempDir()}, extraArgs...)
-	cmd := exec.Command(binary(t), args...)
+	if os.Getenv("EDGEFACTORY_MKSQUASHFS") == "" {
+		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(RepoRoot(t), "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
+	}
+
+	cmd := exec.Command(Binary(t), args...)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
@@ -116,10 +125,11 @@ func startDev(t *testing.T, extraArgs ...string) *devServer {
 		return resp.StatusCode == http.StatusOK
 	}, 60*time.Second, 100*time.Millisecond, "edgefactory dev never became ready")
 
-	return &devServer{addr: addr, logs: logs}
+	return &Dev{Addr: addr, URL: "http://" + addr, PID: cmd.Process.Pid, logs: logs}
 }
 
-func freeAddr(t *testing.T) string {
+// FreeAddr returns a loopback address with a port nothing listens on (yet).
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
