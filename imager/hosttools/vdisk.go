@@ -115,24 +115,38 @@ func normalizeVHD(path string, t time.Time) error {
 	return f.Close()
 }
 
-// vmdkCIDRE matches the content id line of a VMDK descriptor; qemu-img and open-vmdk write 8 hex digits.
-var vmdkCIDRE = regexp.MustCompile(`(?m)^CID=([0-9a-fA-F]{8})$`)
+// vmdkCIDRE matches the content id line of a VMDK descriptor: qemu-img writes it with "%x", so 1 to 8 hex digits.
+var vmdkCIDRE = regexp.MustCompile(`(?m)^CID=([0-9a-fA-F]{1,8})$`)
 
-// normalizeVMDKDescriptor replaces the CID in an embedded descriptor (NUL-padded text) with one derived from the
-// rest of the descriptor and t. It reports false when there is no CID line.
+// normalizeVMDKDescriptor replaces, in place, the CID in an embedded descriptor (text padded with NULs to its
+// fixed size) with 8 hex digits derived from the rest of the descriptor and t. It reports false when there is no
+// CID line or no room for the longer line.
 func normalizeVMDKDescriptor(desc []byte, t time.Time) bool {
-	m := vmdkCIDRE.FindSubmatchIndex(desc)
+	text := desc
+	if end := bytes.IndexByte(desc, 0); end >= 0 {
+		text = desc[:end]
+	}
+
+	m := vmdkCIDRE.FindSubmatchIndex(text)
 	if m == nil {
 		return false
 	}
 
-	copy(desc[m[2]:m[3]], "00000000")
-
 	h := sha256.New()
 	fmt.Fprintf(h, "edgefactory vmdk cid\x00%d\x00", t.Unix())
-	h.Write(desc)
+	h.Write(text[:m[2]])
+	h.Write(text[m[3]:])
 
-	copy(desc[m[2]:m[3]], fmt.Sprintf("%08x", binary.BigEndian.Uint32(h.Sum(nil))))
+	var out []byte
+	out = append(out, text[:m[2]]...)
+	out = fmt.Appendf(out, "%08x", binary.BigEndian.Uint32(h.Sum(nil)))
+	out = append(out, text[m[3]:]...)
+
+	if len(out) > len(desc) {
+		return false
+	}
+
+	clear(desc[copy(desc, out):])
 
 	return true
 }
@@ -175,7 +189,7 @@ func normalizeVMDK(path string, t time.Time) error {
 	}
 
 	if !normalizeVMDKDescriptor(desc, t) {
-		return fmt.Errorf("%s: descriptor has no CID line", path)
+		return fmt.Errorf("%s: descriptor has no CID line, or no room for it", path)
 	}
 
 	if _, err := f.WriteAt(desc, int64(off)); err != nil {

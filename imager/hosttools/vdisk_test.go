@@ -131,5 +131,12 @@ func TestNormalizeVMDKDescriptor(t *testing.T) {
 	require.True(t, normalizeVMDKDescriptor(c, at.Add(time.Second)))
 	require.NotEqual(t, a, c, "the CID follows SOURCE_DATE_EPOCH")
 
-	require.False(t, normalizeVMDKDescriptor([]byte("version=1\nparentCID=ffffffff\n"), at))
+	// qemu-img writes the CID with %x: a small one has fewer digits, and the padding makes room for all 8.
+	short := desc("4b1")
+	require.True(t, normalizeVMDKDescriptor(short, at))
+	require.Equal(t, a[:len(a)-5], short[:len(a)-5], "the same CID, the text shifted into the padding")
+	require.Len(t, short, len(desc("4b1")))
+
+	require.False(t, normalizeVMDKDescriptor([]byte("version=1\nparentCID=ffffffff\n"), at), "no CID")
+	require.False(t, normalizeVMDKDescriptor([]byte("CID=1\n"), at), "no room")
 }
