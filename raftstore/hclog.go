@@ -67,6 +67,11 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
+
+	if level == hclog.Warn && routineWarnings[msg] {
+		level = hclog.Info
+	}
+
 	if !a.enabled(level) {
 		return
 	}
@@ -75,6 +80,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	attrs = append(attrs, a.implied...)
 	attrs = append(attrs, args...)
 	a.log.Log(context.Background(), toSlog(level), msg, attrs...)
+}
+
+// routineWarnings are events raft logs as warnings that happen in every healthy cluster (each start elects a
+// leader; a joining member lacks the log): an operator should not be woken by them.
+var routineWarnings = map[string]bool{
+	"heartbeat timeout reached, starting election": true,
+	"failed to get previous log":                   true,
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
