@@ -30,6 +30,21 @@ type Config struct {
 	// BootstrapExpect is the number of members that bootstrap the cluster together (1: a one-node cluster).
 	BootstrapExpect int
 
+	// GossipListen is the memberlist (gossip) address, host:port.
+	GossipListen string
+	// Join lists members' gossip addresses to join (host:port).
+	Join []string
+	// Zone is a free-form location label gossiped with the member (shown by /cluster).
+	Zone string
+	// GossipKey encrypts gossip (16, 24 or 32 bytes, base64 on the command line); empty: plain.
+	GossipKey []byte
+	// ClusterSecret authenticates the peer API between members; required when there is more than one member.
+	ClusterSecret string
+	// Replicas is how many members hold each asset (the owner builds, the others keep copies).
+	Replicas int
+	// RingPartitions is the ring's partition count; it is fixed when the cluster is created (kept in Raft).
+	RingPartitions int
+
 	// Upstream is where release inputs come from.
 	Upstream Upstream
 	// CatalogRefresh is how often the leader re-lists upstream versions.
@@ -86,6 +101,9 @@ func Defaults() Config {
 		DataDir:         "./data",
 		RaftListen:      "127.0.0.1:7947",
 		BootstrapExpect: 1,
+		GossipListen:    "0.0.0.0:7946",
+		Replicas:        2,
+		RingPartitions:  271,
 		Upstream: Upstream{
 			Registry:   "ghcr.io",
 			Namespace:  "siderolabs",
@@ -122,6 +140,23 @@ func (c *Config) validate() error {
 
 	if c.Upstream.Registry == "" {
 		errs = append(errs, errors.New("upstream registry is empty"))
+	}
+
+	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" {
+		errs = append(errs, errors.New("a cluster of more than one member needs --cluster-secret (the same on "+
+			"every member): it authenticates the members' peer API"))
+	}
+
+	if c.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("replicas must be at least 1, got %d", c.Replicas))
+	}
+
+	if c.RingPartitions < 1 {
+		errs = append(errs, fmt.Errorf("ring partitions must be at least 1, got %d", c.RingPartitions))
+	}
+
+	if n := len(c.GossipKey); n != 0 && n != 16 && n != 24 && n != 32 {
+		errs = append(errs, fmt.Errorf("gossip key must be 16, 24 or 32 bytes, got %d", n))
 	}
 
 	if c.BootstrapExpect < 1 {

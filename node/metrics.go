@@ -12,6 +12,9 @@ type metrics struct {
 	builds              *prometheus.CounterVec
 	buildSeconds        *prometheus.HistogramVec
 	buildConflicts      prometheus.Counter
+	peerFetches         *prometheus.CounterVec
+	peerVerifyFailures  prometheus.Counter
+	peerAuthFailures    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,8 +52,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgefactory_build_conflicts_total",
 			Help: "Builds whose bytes lost to a different, earlier recorded build of the same recipe.",
 		}),
+		peerFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgefactory_peer_fetches_total",
+			Help: "Asset copies fetched from other members, by result (ok, error, unreachable).",
+		}, []string{"result"}),
+		peerVerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgefactory_peer_verify_failures_total",
+			Help: "Copies from members whose bytes did not match the asset's digest (dropped, never served whole).",
+		}),
+		peerAuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgefactory_peer_auth_failures_total",
+			Help: "Peer API requests refused for a missing or wrong cluster secret.",
+		}),
 	}
 
+	reg.MustRegister(m.peerFetches, m.peerVerifyFailures, m.peerAuthFailures)
 	reg.MustRegister(m.schematicsCreated, m.schematicsDuplicate, m.catalogSyncs, m.catalogVersions, m.cacheHits,
 		m.builds, m.buildSeconds, m.buildConflicts)
 

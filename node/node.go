@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/raftstore"
+	"github.com/edgefactory/edgefactory/ring"
 )
 
 // Node is one running member.
@@ -44,6 +46,12 @@ type Node struct {
 	keys    *keyRing
 	cas     *cas.Store
 	assets  *assetService
+	cluster *view
+	peers   *peerClient
+
+	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
+	ctx    context.Context //nolint:containedctx // the node's lifetime
+	cancel context.CancelFunc
 
 	cmdlines smallCache
 
@@ -67,7 +75,9 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), cmdlines: smallCache{max: 100_000}}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), cmdlines: smallCache{max: 100_000},
+		peers: newPeerClient(cfg.ClusterSecret)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
 
@@ -88,6 +98,10 @@ func New(cfg Config) (*Node, error) {
 	if n.cfg.ExternalURL == "" {
 		n.cfg.ExternalURL = "http://" + advertisable(ln.Addr().String())
 	}
+
+	n.cfg.ExternalURL = strings.TrimSuffix(n.cfg.ExternalURL, "/")
+	n.cluster = newView(cfg.NodeName, n.cfg.ExternalURL, ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))
+	n.assets.cluster = n.cluster
 
 	n.server = &http.Server{
 		Handler:           n.router(),
@@ -157,8 +171,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("set up the builder: %w", err)
 	}
 
-	n.assets = &assetService{store: store, cas: n.cas, builder: builder, metrics: n.metrics,
-		log: n.log.With("component", "assets"), node: cfg.NodeName}
+	n.assets = &assetService{
+		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, replicas: cfg.Replicas,
+		metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
+		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
+	}
 
 	return nil
 }
@@ -213,12 +230,13 @@ func advertisable(addr string) string {
 func (n *Node) router() http.Handler {
 	a := &api.API{Schematics: n, Catalog: n, Assets: n, Health: n, Logger: n.log}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
+	peer := &peerAPI{n: n}
 
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, peer.mount, func(r chi.Router) {
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})
 }
@@ -288,6 +306,7 @@ func (n *Node) Run(ctx context.Context) error {
 // Close releases the node's state; Run calls it on the way out.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.cancel()
 		n.ln.Close() //nolint:errcheck // may already be closed by Shutdown
 		n.closeErr = errors.Join(n.assets.builder.Close(), n.store.Close(), n.cas.Close())
 	})

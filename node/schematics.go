@@ -6,10 +6,11 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/schematic"
+	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// CreateSchematic stores s through Raft (write-once by ID) and returns after the write has committed. Creating an
-// existing schematic is not an error: the official service answers 201 either way.
+// CreateSchematic stores s through Raft (write-once by ID) from any node and returns after the write has committed
+// and is readable here. Creating an existing schematic is not an error: the official service answers 201 either way.
 func (n *Node) CreateSchematic(ctx context.Context, s *schematic.Schematic) (string, []byte, error) {
 	canonical, err := s.Marshal()
 	if err != nil {
@@ -24,7 +25,9 @@ func (n *Node) CreateSchematic(ctx context.Context, s *schematic.Schematic) (str
 		return id, canonical, nil
 	}
 
-	if err := n.store.PutSchematic(ctx, id, canonical); err != nil {
+	if _, err := n.apply(ctx, raftstore.Command{
+		V: raftstore.CommandVersion, Op: raftstore.OpPutSchematic, ID: id, YAML: canonical,
+	}); err != nil {
 		return "", nil, fmt.Errorf("store schematic %s: %w", id, err)
 	}
 
@@ -33,10 +36,15 @@ func (n *Node) CreateSchematic(ctx context.Context, s *schematic.Schematic) (str
 	return id, canonical, nil
 }
 
-// Schematic returns the canonical YAML of schematic id. IDs that are not 64 hex digits are simply not found, as in
-// the official service.
-func (n *Node) Schematic(_ context.Context, id string) ([]byte, error) {
-	if schematic.ValidID(id) {
+// Schematic returns the canonical YAML of schematic id. A schematic missing here is confirmed with the leader
+// before the answer is "not found", so a schematic created through any node is readable through every node at once.
+// IDs that are not 64 hex digits are simply not found, as in the official service.
+func (n *Node) Schematic(ctx context.Context, id string) ([]byte, error) {
+	if !schematic.ValidID(id) {
+		return nil, schematicNotFound(id)
+	}
+
+	for confirmed := false; ; confirmed = true {
 		yaml, ok, err := n.store.Schematic(id)
 		if err != nil {
 			return nil, fmt.Errorf("read schematic %s: %w", id, err)
@@ -45,7 +53,17 @@ func (n *Node) Schematic(_ context.Context, id string) ([]byte, error) {
 		if ok {
 			return yaml, nil
 		}
-	}
 
-	return nil, frontends.NewError(frontends.ClassNotFound, fmt.Sprintf("schematic ID %q not found", id), nil)
+		if confirmed {
+			return nil, schematicNotFound(id)
+		}
+
+		if err := n.confirmWithLeader(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func schematicNotFound(id string) error {
+	return frontends.NewError(frontends.ClassNotFound, fmt.Sprintf("schematic ID %q not found", id), nil)
 }

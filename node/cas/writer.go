@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
 
 // Writer receives a blob's bytes into a temp file, hashing as it goes. Aligned 4 KiB blocks of zeros are skipped
 // rather than written, so multi-GB disk images stay sparse. Nothing is visible in the store until Commit succeeds.
-// A Writer is used by one goroutine; Written may be called from any.
+// A Writer is used by one goroutine; Written and ReadAt may be called from any.
 type Writer struct {
+	mu           sync.Mutex // guards f and pend against concurrent ReadAt
 	s            *Store
 	f            *os.File
 	h            hash.Hash
@@ -69,12 +72,51 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	w.h.Write(p)
-	if err := w.writeSparse(off, p); err != nil {
+	w.mu.Lock()
+	err := w.writeSparse(off, p)
+	if err == nil {
+		w.written.Add(int64(len(p)))
+	}
+	w.mu.Unlock()
+	if err != nil {
 		w.err = fmt.Errorf("write blob: %w", err)
 		return 0, w.err
 	}
-	w.written.Add(int64(len(p)))
 	return len(p), nil
+}
+
+// ReadAt reads bytes already written, while the blob is still being written: a node streams a blob to its client
+// as it arrives from a peer. Reading past Written returns io.EOF. The bytes are not verified until Commit, so a
+// caller must not hand out the last byte before Commit succeeds.
+func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return 0, fmt.Errorf("read blob: %w", errWriterDone)
+	}
+	written := w.written.Load()
+	if off >= written {
+		return 0, io.EOF
+	}
+	want := p
+	if rest := written - off; int64(len(want)) > rest {
+		want = want[:rest]
+	}
+	// Skipped zero blocks (and the tail beyond the file's current length) read as zeros.
+	n, err := w.f.ReadAt(want, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("read blob: %w", err)
+	}
+	clear(want[n:])
+	pendStart := written - int64(len(w.pend))
+	if end := off + int64(len(want)); end > pendStart {
+		from := max(off, pendStart)
+		copy(want[from-off:], w.pend[from-pendStart:end-pendStart])
+	}
+	if len(want) < len(p) {
+		return len(want), io.EOF
+	}
+	return len(want), nil
 }
 
 // writeSparse writes p, which starts at offset off, completing the pending block first and keeping the trailing
@@ -105,6 +147,8 @@ func (w *Writer) writeSparse(off int64, p []byte) error {
 // file and returns ErrSizeMismatch or ErrDigestMismatch), fsyncs, and renames it into place. If the blob is already
 // present (say, a concurrent writer of the same bytes won), the temp file is dropped and the existing blob kept.
 func (w *Writer) Commit() (digest string, size int64, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.done {
 		return "", 0, fmt.Errorf("commit blob: %w", errWriterDone)
 	}
@@ -157,6 +201,8 @@ func (w *Writer) flush(size int64) error {
 
 // Abort drops the blob and its temp file. It is a no-op after Commit or a previous Abort.
 func (w *Writer) Abort() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.done {
 		return
 	}

@@ -1,0 +1,464 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/imager/recipe"
+	"github.com/edgefactory/edgefactory/node/cas"
+	"github.com/edgefactory/edgefactory/raftstore"
+)
+
+// badSourceMemory is how long a member that sent corrupt bytes of a blob is skipped for that blob.
+const badSourceMemory = 10 * time.Minute
+
+// fromHolders asks the key's holders in ring order — the owner first — to get or build the asset, and streams the
+// first answer (every waiter on this node shares one request). A holder that cannot be reached is skipped: the next
+// one builds if it must.
+func (s *assetService) fromHolders(ctx context.Context, r recipe.Recipe) (frontends.Asset, error) {
+	ch := s.flight.DoChan("ask:"+r.Key, func() (any, error) {
+		return s.askHolders(context.WithoutCancel(ctx), r)
+	})
+
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+
+		return s.attach(ctx, res.Val.(*transfer)) //nolint:forcetypeassert // askHolders returns transfers
+	}
+}
+
+func (s *assetService) askHolders(ctx context.Context, r recipe.Recipe) (*transfer, error) {
+	var errs []error
+
+	for _, name := range s.cluster.Holders(r.Key, len(s.cluster.Members())) {
+		if name == s.cluster.Self() {
+			continue
+		}
+
+		base, ok := s.cluster.URL(name)
+		if !ok {
+			continue
+		}
+
+		s.log.Info("asking a holder for an asset", "key", r.Key[:16], "asset", r.Asset.Path, "holder", name,
+			"ring", s.cluster.RingVersion(), "request_id", frontends.RequestID(ctx))
+
+		resp, err := s.peers.open(ctx, base, peerAssetPath(r, s.store.AppliedIndex()), 0)
+		if err != nil {
+			s.metrics.peerFetches.WithLabelValues("unreachable").Inc()
+			s.log.Warn("holder could not deliver; trying the next one", "holder", name, "error", err)
+			errs = append(errs, err)
+
+			var pe *peerError
+			if errors.As(err, &pe) && pe.Status >= 400 && pe.Status < 500 && pe.Status != http.StatusConflict {
+				// The request itself is wrong (say, an unknown extension): every holder would say the same.
+				return nil, frontends.NewError(classOf(pe.Status), pe.Msg, err)
+			}
+
+			continue
+		}
+
+		rec, err := recordOf(resp, r.Key)
+		if err != nil {
+			resp.Body.Close()
+			errs = append(errs, fmt.Errorf("holder %s: %w", name, err))
+
+			continue
+		}
+
+		return s.startTransfer(rec, &source{name: name, body: resp.Body}, s.sources(r.Key, rec)), nil
+	}
+
+	return nil, fmt.Errorf("no holder delivered %s: %w", r.Asset.Path, errors.Join(errs...))
+}
+
+// classOf maps a peer's 4xx status to the error class the client should see.
+func classOf(status int) frontends.Class {
+	if status == http.StatusNotFound {
+		return frontends.ClassNotFound
+	}
+
+	return frontends.ClassInvalid
+}
+
+// recordOf reads the asset record a peer sent with an asset and checks it describes the body.
+func recordOf(resp *http.Response, key string) (raftstore.AssetRecord, error) {
+	var rec raftstore.AssetRecord
+	if err := json.Unmarshal([]byte(resp.Header.Get(recordHeader)), &rec); err != nil {
+		return rec, fmt.Errorf("bad asset record header: %w", err)
+	}
+
+	if rec.Key != key {
+		return rec, fmt.Errorf("asked for key %s, got a record of %s", key, rec.Key)
+	}
+
+	if err := cas.CheckDigest(rec.Digest); err != nil {
+		return rec, err
+	}
+
+	if resp.ContentLength != rec.Size {
+		return rec, fmt.Errorf("record says %d bytes, response %d", rec.Size, resp.ContentLength)
+	}
+
+	return rec, nil
+}
+
+// sources lists the members to fetch a blob from, best first: the key's holders on the ring, the member that built
+// it, then everyone else (a member that lacks it answers 404 at once). This node and members that recently sent
+// corrupt bytes of it are left out.
+func (s *assetService) sources(key string, rec raftstore.AssetRecord) []string {
+	members := s.cluster.Members()
+	order := append(s.cluster.Holders(key, s.replicas), rec.Builder)
+	order = append(order, members...)
+
+	s.mu.Lock()
+	bad := s.bad[rec.Digest]
+	s.mu.Unlock()
+
+	var out []string
+
+	for _, name := range order {
+		if name == "" || name == s.cluster.Self() || slices.Contains(out, name) || !slices.Contains(members, name) {
+			continue
+		}
+
+		if when, ok := bad[name]; ok && time.Since(when) < badSourceMemory {
+			continue
+		}
+
+		out = append(out, name)
+	}
+
+	return out
+}
+
+// source is one place bytes come from: an open body (the owner's answer) or a member's blob endpoint.
+type source struct {
+	name string
+	body io.ReadCloser // nil: open the member's blob endpoint at the current offset
+}
+
+// fetch copies rec's blob from the named members, unless a copy is already arriving. It returns nil when there is
+// nobody to fetch from.
+func (s *assetService) fetch(rec raftstore.AssetRecord, from []string) *transfer {
+	if len(from) == 0 {
+		return nil
+	}
+
+	return s.startTransfer(rec, nil, from)
+}
+
+// startTransfer begins (or joins) the transfer of rec's blob: first from first (if any), then from the members in
+// from, resuming at the byte already written.
+func (s *assetService) startTransfer(rec raftstore.AssetRecord, first *source, from []string) *transfer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if t, ok := s.inflight[rec.Digest]; ok {
+		if first != nil {
+			first.body.Close()
+		}
+
+		return t
+	}
+
+	w, err := s.cas.Create(rec.Digest, rec.Size)
+	if err != nil {
+		t := newTransfer(rec, nil)
+		t.err = fmt.Errorf("start a local copy: %w", err)
+
+		return t
+	}
+
+	t := newTransfer(rec, w)
+	s.inflight[rec.Digest] = t
+
+	sources := make([]source, 0, len(from)+1)
+	if first != nil {
+		sources = append(sources, *first)
+	}
+
+	for _, name := range from {
+		if first == nil || name != first.name {
+			sources = append(sources, source{name: name})
+		}
+	}
+
+	go s.run(t, sources)
+
+	return t
+}
+
+// attach gives a request a reader of t — or, if t has already finished, the stored blob.
+func (s *assetService) attach(ctx context.Context, t *transfer) (frontends.Asset, error) {
+	s.mu.Lock()
+	if s.inflight[t.rec.Digest] == t {
+		a := newTransferAsset(ctx, t)
+		s.mu.Unlock()
+
+		return a, nil
+	}
+	s.mu.Unlock()
+
+	if t.err != nil && t.w == nil {
+		return nil, t.err
+	}
+
+	a, err := s.local(t.rec)
+	if errors.Is(err, errMiss) {
+		return nil, fmt.Errorf("fetching %s from peers failed; retry", t.rec.Digest)
+	}
+
+	return a, err
+}
+
+// run feeds t from its sources until the copy is stored and verified. A source that fails is left for the next,
+// which resumes where it stopped; a copy that does not match its digest is dropped (its readers' responses end
+// short), the source is told to check its copy, and the copy starts over from the next source.
+func (s *assetService) run(t *transfer, sources []source) {
+	log := s.log.With("digest", t.rec.Digest, "size", t.rec.Size)
+	start := time.Now()
+
+	var errs []error
+
+	for i := 0; i < len(sources); i++ {
+		src := sources[i]
+
+		err := s.copyFrom(t, src)
+		stored := false
+
+		if err == nil {
+			stored = true
+			if err = t.complete(s.cas); err == nil {
+				s.metrics.peerFetches.WithLabelValues("ok").Inc()
+				log.Info("asset copied from a peer", "from", src.name, "duration", time.Since(start).Round(time.Millisecond))
+				s.finishTransfer(t)
+
+				return
+			}
+		}
+
+		errs = append(errs, fmt.Errorf("%s: %w", src.name, err))
+
+		if errors.Is(err, cas.ErrDigestMismatch) || errors.Is(err, cas.ErrSizeMismatch) {
+			s.metrics.peerVerifyFailures.Inc()
+			log.Error("a peer sent bytes that do not match the asset's digest: dropped, asking it to check its copy",
+				"from", src.name, "error", err)
+			t.fail(err)
+			s.markBad(t.rec.Digest, src.name)
+
+			if i+1 < len(sources) {
+				if next := s.restartTransfer(t); next != nil {
+					t = next
+
+					continue
+				}
+			}
+
+			break
+		}
+
+		if stored {
+			break // the local store failed: another source would not help
+		}
+
+		s.metrics.peerFetches.WithLabelValues("error").Inc()
+		log.Warn("copy from a peer failed; resuming from the next source", "from", src.name,
+			"at", t.written(), "error", err)
+	}
+
+	t.fail(fmt.Errorf("no member delivered a verified copy: %w", errors.Join(errs...)))
+	s.finishTransfer(t)
+}
+
+// restartTransfer replaces a transfer whose bytes turned out corrupt with a fresh one (new requests join the fresh
+// one; readers of the old one have already been failed).
+func (s *assetService) restartTransfer(old *transfer) *transfer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	w, err := s.cas.Create(old.rec.Digest, old.rec.Size)
+	if err != nil {
+		return nil
+	}
+
+	t := newTransfer(old.rec, w)
+	if s.inflight[old.rec.Digest] == old {
+		s.inflight[old.rec.Digest] = t
+	}
+
+	old.closeReader()
+
+	return t
+}
+
+// finishTransfer forgets t (later requests find the stored blob) and drops the fetcher's reference to it.
+func (s *assetService) finishTransfer(t *transfer) {
+	s.mu.Lock()
+	if s.inflight[t.rec.Digest] == t {
+		delete(s.inflight, t.rec.Digest)
+	}
+	s.mu.Unlock()
+
+	t.closeReader()
+}
+
+func (s *assetService) markBad(digest, name string) {
+	s.mu.Lock()
+	if s.bad[digest] == nil {
+		s.bad[digest] = map[string]time.Time{}
+	}
+	s.bad[digest][name] = time.Now()
+	s.mu.Unlock()
+
+	if base, ok := s.cluster.URL(name); ok {
+		go func() {
+			ctx, cancel := context.WithTimeout(s.bg, peerTimeout)
+			defer cancel()
+
+			if err := s.peers.verify(ctx, base, digest); err != nil {
+				s.log.Warn("could not ask a peer to check its copy", "peer", name, "error", err)
+			}
+		}()
+	}
+}
+
+// copyFrom copies from src into t, from the byte t has reached, failing if src stalls.
+func (s *assetService) copyFrom(t *transfer, src source) error {
+	ctx, cancel := context.WithCancel(s.bg)
+	defer cancel()
+
+	body := src.body
+	if body == nil {
+		base, ok := s.cluster.URL(src.name)
+		if !ok {
+			return fmt.Errorf("member %s has no address", src.name)
+		}
+
+		resp, err := s.peers.open(ctx, base, "/blobs/"+t.rec.Digest, t.written())
+		if err != nil {
+			return err
+		}
+
+		if err := checkResumed(resp, t.written(), t.rec.Size); err != nil {
+			resp.Body.Close()
+
+			return err
+		}
+
+		body = resp.Body
+	} else if t.written() > 0 {
+		body.Close()
+
+		return errors.New("an open stream cannot resume")
+	}
+	defer body.Close()
+
+	// A peer that stops sending for peerIdleTimeout is abandoned (the next source resumes).
+	idle := time.AfterFunc(peerIdleTimeout, cancel)
+	defer idle.Stop()
+
+	stop := context.AfterFunc(ctx, func() { body.Close() })
+	defer stop()
+
+	buf := make([]byte, 256<<10)
+
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			idle.Reset(peerIdleTimeout)
+
+			if _, werr := t.w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+
+			t.progress()
+		}
+
+		switch {
+		case errors.Is(err, io.EOF):
+			if t.written() != t.rec.Size {
+				return fmt.Errorf("stream ended at %d of %d bytes", t.written(), t.rec.Size)
+			}
+
+			return nil
+		case err != nil:
+			if ctx.Err() != nil {
+				return fmt.Errorf("no bytes for %s: %w", peerIdleTimeout, err)
+			}
+
+			return err
+		}
+	}
+}
+
+// checkResumed checks a blob response starts where the copy stopped.
+func checkResumed(resp *http.Response, offset, size int64) error {
+	if offset == 0 {
+		if resp.ContentLength != size {
+			return fmt.Errorf("peer sends %d bytes, the asset has %d", resp.ContentLength, size)
+		}
+
+		return nil
+	}
+
+	want := "bytes " + strconv.FormatInt(offset, 10) + "-" + strconv.FormatInt(size-1, 10) + "/" +
+		strconv.FormatInt(size, 10)
+	if got := resp.Header.Get("Content-Range"); got != want {
+		return fmt.Errorf("peer resumed with %q, want %q", got, want)
+	}
+
+	return nil
+}
+
+// push asks the key's other holders to copy a freshly built asset from this node, in the background, so losing this
+// node does not cost a rebuild.
+func (s *assetService) push(key string, rec raftstore.AssetRecord) {
+	for _, name := range s.cluster.Holders(key, s.replicas) {
+		if name == s.cluster.Self() {
+			continue
+		}
+
+		base, ok := s.cluster.URL(name)
+		if !ok {
+			continue
+		}
+
+		go func() {
+			ctx, cancel := context.WithTimeout(s.bg, peerTimeout)
+			defer cancel()
+
+			if err := s.peers.pull(ctx, base, pullRequest{Record: rec, From: []string{s.cluster.Self()}}); err != nil {
+				s.log.Warn("could not ask a holder to keep a copy", "holder", name, "digest", rec.Digest, "error", err)
+			}
+		}()
+	}
+}
+
+// prefetch copies rec's blob here in the background unless it is already here (a holder asked by a builder).
+func (s *assetService) prefetch(rec raftstore.AssetRecord, from []string) {
+	if s.cas.Has(rec.Digest) {
+		return
+	}
+
+	for _, name := range s.sources(rec.Key, rec) {
+		if !slices.Contains(from, name) {
+			from = append(from, name)
+		}
+	}
+
+	s.fetch(rec, from)
+}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/raftstore"
+)
+
+// writeDeadline bounds how long a write waits for a reachable leader (an election takes a second or two; longer
+// means this node has lost its quorum).
+const writeDeadline = 8 * time.Second
+
+// apply commits cmd through Raft from any node: on the leader directly, elsewhere forwarded over the peer API. It
+// returns after commit and after this node has applied the entry too, so the caller reads its own write. While no
+// leader is reachable it retries until writeDeadline and then answers Unavailable (503).
+func (n *Node) apply(ctx context.Context, cmd raftstore.Command) (raftstore.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeDeadline)
+	defer cancel()
+
+	var last error
+
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		res, err := n.applyOnce(ctx, cmd)
+		if err == nil || !retryable(err) {
+			return res, err
+		}
+
+		last = err
+
+		select {
+		case <-ctx.Done():
+			return raftstore.Result{}, frontends.NewError(frontends.ClassUnavailable, fmt.Sprintf(
+				"cannot write: no Raft leader reachable from node %s (the cluster is electing a leader or this "+
+					"node is cut off from its quorum); reads of existing data still work: %v", n.cfg.NodeName, last),
+				last)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (n *Node) applyOnce(ctx context.Context, cmd raftstore.Command) (raftstore.Result, error) {
+	res, err := n.store.ApplyCommand(ctx, cmd)
+
+	var notLeader *raftstore.NotLeaderError
+	if !errors.As(err, &notLeader) {
+		return res, err
+	}
+
+	if notLeader.LeaderID == "" {
+		return res, err // an election is on: retry
+	}
+
+	base, ok := n.cluster.URL(notLeader.LeaderID)
+	if !ok {
+		return res, fmt.Errorf("leader %s is not a known member: %w", notLeader.LeaderID, raftstore.ErrNotLeader)
+	}
+
+	res, err = n.peers.apply(ctx, base, cmd)
+	if err != nil {
+		return res, err
+	}
+
+	// Read-your-writes: wait until this node has applied what the leader committed.
+	if werr := n.store.WaitApplied(ctx, res.Index); werr != nil {
+		return res, fmt.Errorf("committed at index %d but not yet applied here: %w", res.Index, werr)
+	}
+
+	return res, nil
+}
+
+// retryable reports whether a write failed for want of a reachable leader (rather than being refused).
+func retryable(err error) bool {
+	if errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, raftstore.ErrLeadershipLost) {
+		return true
+	}
+
+	var pe *peerError
+
+	return errors.As(err, &pe) && (pe.Status == 0 || pe.Status == http.StatusMisdirectedRequest ||
+		pe.Status == http.StatusServiceUnavailable)
+}
+
+// confirmWithLeader catches this node up with everything the leader had committed when asked: afterwards a local
+// read sees every write that returned before the call. On the leader itself it is free.
+func (n *Node) confirmWithLeader(ctx context.Context) error {
+	if n.store.IsLeader() {
+		return nil
+	}
+
+	id, _ := n.store.Leader()
+
+	base, ok := n.cluster.URL(id)
+	if id == "" || !ok {
+		return frontends.NewError(frontends.ClassUnavailable,
+			"cannot confirm with the Raft leader: none is reachable from node "+n.cfg.NodeName, nil)
+	}
+
+	idx, err := n.peers.readIndex(ctx, base)
+	if err != nil {
+		return frontends.NewError(frontends.ClassUnavailable, "cannot confirm with the Raft leader: "+err.Error(), err)
+	}
+
+	return n.store.WaitApplied(ctx, idx)
+}
