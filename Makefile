@@ -25,7 +25,7 @@ deps:
 run: deps build
 	./bin/edgefactory dev
 
-test: test-unit
+test: test-unit test-boot
 
 test-unit:
 	$(GO) test -timeout $(TIMEOUT) ./...

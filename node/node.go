@@ -197,6 +197,11 @@ func (n *Node) installTools() error {
 			"missing", missing)
 	}
 
+	if missing := report.MissingForReproducibility(); len(missing) > 0 {
+		n.log.Warn("host tools missing for reproducible builds: the same asset built on two nodes will differ; "+
+			"run `make deps` or `edgefactory doctor`", "missing", missing)
+	}
+
 	return nil
 }
 
@@ -237,6 +242,7 @@ func (n *Node) router() http.Handler {
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
 	}, a.Mount, p.Mount, peer.mount, func(r chi.Router) {
+		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})
 }

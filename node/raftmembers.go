@@ -34,8 +34,9 @@ type raftMembers struct {
 	// Set before run; newRaftMembers fills defaults.
 	interval time.Duration // periodic re-check besides membership and leadership changes
 	settle   time.Duration // the alive set must hold still this long before bootstrapping
-	// removeSelf asks the leader to remove this node (leave). The default runs removeServer here, which works
-	// only on the leader; the node sets it to forward over the peer API.
+	// removeSelf asks the leader to remove this node when it leaves, returning once the removal committed: the
+	// node sets it to run removeServer here and, on raftstore.ErrNotLeader, on the leader over the peer API.
+	// When nil, leave relies on the leader seeing the leave in gossip.
 	removeSelf func(ctx context.Context, id string) error
 
 	bootstraps atomic.Int32 // bootstrap attempts made, for tests
@@ -54,7 +55,6 @@ func newRaftMembers(store *raftstore.Store, m *membership, expect int, grace tim
 	r := &raftMembers{store: store, m: m, expect: max(expect, 1), grace: grace,
 		log: log.With("component", "raft-members", "node", store.ID()), interval: 10 * time.Second, settle: 3 * time.Second,
 		gone: map[string]time.Time{}}
-	r.removeSelf = r.removeServer
 	if err := m.updateMeta(func(mm *memberMeta) { mm.Expect = r.expect; mm.Formed = r.formed() }, time.Second); err != nil {
 		r.log.Warn("advertising bootstrap settings", "error", err)
 	}
@@ -133,7 +133,10 @@ func (r *raftMembers) tryBootstrap() {
 		r.aliveSet, r.aliveFrom = set, time.Now()
 	}
 	servers, why := bootstrapServers(r.m.cfg.NodeName, r.expect, alive)
-	if why == "" && r.m.hasSeeds() && time.Since(r.aliveFrom) < r.settle {
+	// Candidates must bootstrap from the same view: wait until gossip has stopped bringing news. Only a lone
+	// node with nobody to wait for starts at once.
+	lone := r.expect == 1 && !r.m.hasSeeds()
+	if why == "" && !lone && time.Since(r.aliveFrom) < r.settle {
 		why = "waiting for the member list to settle"
 	}
 	if why != "" {
@@ -424,18 +427,9 @@ func (r *raftMembers) leave(ctx context.Context) error {
 				r.log.Warn("handing over leadership before leaving", "error", err)
 			}
 		}
-		if err := r.removeSelf(ctx, self); err != nil {
-			r.log.Info("asking the leader to remove this node; it will on seeing the leave", "error", err)
-		}
-		// The leader sends the removal to the member it removes, so this node sees it in its own configuration.
-		for r.member(self) && ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		if r.member(self) {
-			r.log.Warn("leaving while still in the raft configuration; the leader removes it when it sees the leave")
+		if err := r.removeFromRaft(ctx, self); err != nil {
+			r.log.Warn("leaving without a confirmed removal; the leader removes this node when it sees the leave",
+				"error", err)
 		}
 	}
 	timeout := 5 * time.Second
@@ -443,6 +437,36 @@ func (r *raftMembers) leave(ctx context.Context) error {
 		timeout = max(time.Until(dl), 100*time.Millisecond)
 	}
 	return r.m.Leave(timeout)
+}
+
+// removeFromRaft has the leader remove this node, retrying through the election a leadership transfer causes.
+func (r *raftMembers) removeFromRaft(ctx context.Context, self string) error {
+	if r.removeSelf == nil {
+		// Nobody to forward to: the leader removes this node when gossip shows the leave, and sends the removal
+		// to the removed member on a best-effort basis, so look for it here for a moment.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		for r.member(self) {
+			select {
+			case <-ctx.Done():
+				return errors.New("removal not seen in this node's raft configuration")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	for {
+		err := r.removeSelf(ctx, self)
+		if err == nil {
+			r.log.Info("removed from the raft configuration")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (r *raftMembers) member(id string) bool {

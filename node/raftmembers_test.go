@@ -422,16 +422,18 @@ func TestRaftMembersGrowAndShrink(t *testing.T) {
 		require.Zero(t, n.rm.bootstraps.Load(), "%s joined an existing cluster", n.name)
 	}
 
-	// The leader leaves: it hands leadership over, is removed, and n6 (first by name) takes its vote.
+	// The leader leaves: it hands leadership over, has the new leader remove it (forwarded as the peer API
+	// does), and n6 (first by name) takes its vote.
+	nodes = slices.DeleteFunc(nodes, func(n *testNode) bool { return n == leader })
+	leader.rm.removeSelf = forwardToLeader(nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	require.NoError(t, leader.rm.leave(ctx))
-	require.NotContains(t, leader.config(t), leader.name, "leave waits until the removal reached this node")
+	next := leaderOf(t, nodes...)
+	require.NotContains(t, next.config(t), leader.name, "leave returns once the removal has committed")
 	leader.kill()
-	nodes = slices.DeleteFunc(nodes, func(n *testNode) bool { return n == leader })
 	afterLeave := with(without(seven, leader.name), "Voter", "n6")
-	next := eventuallyConfig(t, afterLeave, nodes...)
-	require.NotEqual(t, leader.name, next.name)
+	eventuallyConfig(t, afterLeave, nodes...)
 	require.Eventually(t, func() bool { return stateOf(next.m, leader.name).State == stateLeft },
 		5*time.Second, 10*time.Millisecond)
 
@@ -465,4 +467,28 @@ func TestRaftMembersOneNodeCluster(t *testing.T) {
 	require.Equal(t, int32(1), n1.rm.bootstraps.Load())
 	require.Zero(t, n2.rm.bootstraps.Load(), "a member that finds a cluster never bootstraps its own")
 	require.Zero(t, n3.rm.bootstraps.Load())
+
+	// Without a way to reach the leader, a leaving member is removed by the leader on seeing the leave.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leaver := n3
+	if n3.store.IsLeader() {
+		leaver = n2
+	}
+	require.NoError(t, leaver.rm.leave(ctx))
+	leaver.kill()
+	rest := slices.DeleteFunc([]*testNode{n1, n2, n3}, func(n *testNode) bool { return n == leaver })
+	eventuallyConfig(t, without(voters("n1", "n2", "n3"), leaver.name), rest...)
+}
+
+// forwardToLeader stands in for the peer API: it runs removeServer on whichever node leads now.
+func forwardToLeader(nodes []*testNode) func(context.Context, string) error {
+	return func(ctx context.Context, id string) error {
+		for _, n := range nodes {
+			if n.store.IsLeader() {
+				return n.rm.removeServer(ctx, id)
+			}
+		}
+		return raftstore.ErrNotLeader
+	}
 }

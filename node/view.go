@@ -54,3 +54,15 @@ func (v *view) URL(name string) (string, bool) {
 
 	return u, ok
 }
+
+// memberStates lists the members as gossip sees them (this view's alive members until gossip runs).
+func (n *Node) memberStates() []MemberStatus {
+	var out []MemberStatus
+
+	for _, name := range n.cluster.Members() {
+		url, _ := n.cluster.URL(name)
+		out = append(out, MemberStatus{Name: name, URL: url, State: "alive"})
+	}
+
+	return out
+}

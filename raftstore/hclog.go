@@ -87,6 +87,9 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 var routineWarnings = map[string]bool{
 	"heartbeat timeout reached, starting election": true,
 	"failed to get previous log":                   true,
+	// A member waiting to be added (or bootstrapped) has no configuration yet, and a non-voter never stands.
+	"no known peers, aborting election":                   true,
+	"not part of stable configuration, aborting election": true,
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

@@ -110,6 +110,7 @@ type Store struct {
 	fsm   *fsm
 	logs  *raftboltdb.BoltStore
 	trans *raft.NetworkTransport
+	snaps raft.SnapshotStore
 	raft  *raft.Raft
 	addr  string
 
@@ -161,6 +162,7 @@ func (s *Store) open() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	s.snaps = snaps
 	restore, err := s.stateBehindSnapshot(snaps)
 	if err != nil {
 		return err
@@ -216,30 +218,12 @@ func (s *Store) bootstrap() error {
 	if len(servers) == 0 {
 		servers = []Server{{ID: s.cfg.NodeID, Addr: s.addr, Suffrage: raft.Voter.String()}}
 	}
-	conf := raft.Configuration{}
-	self := false
-	for _, srv := range servers {
-		suffrage := raft.Voter
-		if srv.Suffrage == raft.Nonvoter.String() {
-			suffrage = raft.Nonvoter
-		}
-		self = self || srv.ID == s.cfg.NodeID
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: suffrage, ID: raft.ServerID(srv.ID),
-			Address: raft.ServerAddress(srv.Addr)})
-	}
-	if !self {
-		return fmt.Errorf("bootstrap servers do not include this node %q", s.cfg.NodeID)
-	}
-	err := s.raft.BootstrapCluster(conf).Error()
-	switch {
-	case errors.Is(err, raft.ErrCantBootstrap):
+	err := s.BootstrapCluster(servers)
+	if errors.Is(err, ErrCantBootstrap) {
 		s.log.Debug("raft state exists; bootstrap skipped")
-	case err != nil:
-		return fmt.Errorf("bootstrap: %w", err)
-	default:
-		s.log.Info("bootstrapped raft cluster", "servers", len(conf.Servers))
+		return nil
 	}
-	return nil
+	return err
 }
 
 // Close shuts Raft down and closes the log and state files. It is safe to call more than once.

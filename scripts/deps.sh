@@ -29,6 +29,8 @@ HOST_PACKAGES=(
 	# the Talos imager's tools
 	xorriso grub-common grub-pc-bin grub-efi-amd64-bin mtools dosfstools xfsprogs squashfs-tools cpio xz-utils
 	zstd pigz qemu-utils kmod busybox-static
+	# reproducible disk images: the mkfs.xfs adapter runs xfsprogs 6.1 with its clock stopped at SOURCE_DATE_EPOCH
+	libfaketime
 	# boot tests
 	qemu-system-x86 ovmf ipxe-qemu
 	# registry tooling for tests, and the benchmarks' baseline web server

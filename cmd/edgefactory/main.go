@@ -22,6 +22,9 @@ func main() {
 	// Invoked under a host tool's name (mkfs.xfs, ...), the binary is that tool's adapter.
 	hosttools.RunIfAdapter()
 
+	// File modes inside built archives (cpio, tar) follow the umask: fix it so every node builds the same bytes.
+	syscall.Umask(0o022)
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -32,7 +35,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd())
+	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd(), newStatusCmd())
 
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edgefactory:", err)

@@ -22,6 +22,7 @@ type Tool struct {
 	VersionRE   *regexp.Regexp // first submatch is the version; nil means the first dotted number
 	Dir         string         // when set, the directory that must exist instead of a command
 	File        bool           // a library the adapters load, found by name (Check knows where), not a command
+	Repro       bool           // builds work without it, but some outputs then differ from build to build
 }
 
 // Tools is what the Talos v1.13 imager runs on the host (see HOST-TOOLS.md), kept as data so doctor and tests
@@ -48,7 +49,7 @@ var Tools = []Tool{
 	{Name: "mkfs.xfs", Package: "xfsprogs", Required: true, UsedFor: "disk images", VersionArgs: []string{"-V"}, VersionRE: xfsVersionRE},
 	{Name: "qemu-img", Package: "qemu-utils", Required: true, UsedFor: "qcow2, vhd, ova", VersionArgs: []string{"--version"}},
 	{Name: "vmdk-convert", Package: "qemu-utils (open-vmdk is not in Debian 12)", Required: true, UsedFor: "ova", VersionArgs: []string{"--version"}},
-	{Name: "libfaketime", Package: FaketimePackage, UsedFor: "reproducible disk images (mkfs.xfs at SOURCE_DATE_EPOCH)", File: true},
+	{Name: "libfaketime", Package: FaketimePackage, UsedFor: "reproducible disk images (mkfs.xfs at SOURCE_DATE_EPOCH)", File: true, Repro: true},
 	{Name: "busybox", Package: "busybox-static", UsedFor: "synthetic release initramfs", VersionArgs: []string{"--help"}},
 }
 
@@ -87,6 +88,20 @@ func (r Report) MissingRequired() []ToolStatus {
 
 	for _, t := range r.Tools {
 		if t.Required && t.Status == StatusMissing {
+			missing = append(missing, t)
+		}
+	}
+
+	return missing
+}
+
+// MissingForReproducibility lists the missing tools without which builds still work but some outputs differ
+// between builds (and so between nodes): worth one warning at startup.
+func (r Report) MissingForReproducibility() []ToolStatus {
+	var missing []ToolStatus
+
+	for _, t := range r.Tools {
+		if t.Repro && t.Status == StatusMissing {
 			missing = append(missing, t)
 		}
 	}

@@ -97,6 +97,7 @@ func TestCheckFaketime(t *testing.T) {
 		require.Contains(t, lib.Why, "install libfaketime")
 		require.Contains(t, lib.Why, "disk images differ between builds")
 		require.NotContains(t, r.MissingRequired(), lib, "optional")
+		require.Equal(t, []ToolStatus{lib}, r.MissingForReproducibility())
 
 		if xfs := findStatus(t, r, "mkfs.xfs"); xfs.Status != StatusMissing {
 			require.NotContains(t, xfs.Why, "clock stopped")
@@ -110,6 +111,7 @@ func TestCheckFaketime(t *testing.T) {
 		lib := findStatus(t, r, "libfaketime")
 		require.Equal(t, StatusOK, lib.Status)
 		require.Equal(t, present, lib.Path)
+		require.Empty(t, r.MissingForReproducibility())
 
 		if xfs := findStatus(t, r, "mkfs.xfs"); xfs.Status != StatusMissing {
 			require.Equal(t, StatusAdapted, xfs.Status)

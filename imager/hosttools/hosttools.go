@@ -174,8 +174,8 @@ func run(ctx context.Context, a adapter, args []string, logger *slog.Logger) err
 }
 
 // runThenExit runs p's tool as a child with the adapter's stdio, then p.after, and exits with the tool's status;
-// it returns only when the tool could not start or after failed. The child dies with the adapter: a build that kills the adapter on timeout leaves
-// nothing running.
+// it returns only when the tool could not start or after failed. The child dies with the adapter: a build that
+// kills the adapter on timeout leaves nothing running.
 func runThenExit(ctx context.Context, p plan, env []string) error {
 	cmd := exec.CommandContext(ctx, p.path, p.args...)
 	cmd.Args[0] = filepath.Base(p.path)
