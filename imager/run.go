@@ -45,6 +45,12 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 		return nil, timedOut(ctx, b.cfg.Timeout, fmt.Errorf("build %s: %w", r.Asset.Kind, err))
 	}
 
+	if r.Asset.Kind == profile.OutKindInstaller {
+		if err := pinInstallerCreated(path); err != nil {
+			return nil, fmt.Errorf("build %s: %w", r.Asset.Kind, err)
+		}
+	}
+
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: output: %w", r.Asset.Kind, err)
