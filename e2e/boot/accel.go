@@ -23,14 +23,26 @@ type Accel struct {
 	Why  string
 }
 
-// BootTimeout is a generous bound for one boot (firmware, boot loader, kernel, init) with this accelerator: TCG
-// boots take 5-40 s on 2 busy cores.
-func (a Accel) BootTimeout() time.Duration {
-	if a.Name == "kvm" {
-		return 60 * time.Second
+// BootTimeoutEnv overrides the per-boot timeout (a Go duration, e.g. "5m" on a very slow machine).
+const BootTimeoutEnv = "EDGEFACTORY_BOOT_TIMEOUT"
+
+// BootTimeout is a generous bound for one boot (firmware, boot loader, kernel, init) with this accelerator, unless
+// BootTimeoutEnv says otherwise: TCG boots take 10-50 s on 2 busy cores.
+func (a Accel) BootTimeout() (time.Duration, error) {
+	if v := os.Getenv(BootTimeoutEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("$%s=%q: want a positive duration such as 3m", BootTimeoutEnv, v)
+		}
+
+		return d, nil
 	}
 
-	return 180 * time.Second
+	if a.Name == "kvm" {
+		return 60 * time.Second, nil
+	}
+
+	return 180 * time.Second, nil
 }
 
 // AccelFromEnv returns the accelerator forced by AccelEnv, if it is set.
