@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns bench lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns bench bench-serving lint clean
 
 all: build
 
@@ -38,6 +38,11 @@ test-netns:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Serving benchmarks only (e2e/bench): Edge Factory vs nginx on the same bytes, and memory under parallel
+# downloads. Needs `make deps`; about 4 minutes.
+bench-serving:
+	$(GO) test -run '^$$' -bench . -benchtime 10s -timeout 60m ./e2e/bench/
 
 lint:
 	gofmt -l . | (! grep .)

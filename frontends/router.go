@@ -205,7 +205,7 @@ func accessLog(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler
 			m.observe(route, req.Method, ww.Status(), elapsed)
 
 			level := slog.LevelInfo
-			if quietRoutes[route] {
+			if quietRoutes[route] || (ww.Status() < 400 && strings.HasPrefix(route, "/pxe/")) {
 				level = slog.LevelDebug
 			}
 
@@ -216,5 +216,6 @@ func accessLog(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler
 	}
 }
 
-// quietRoutes are polled by monitoring; their requests are logged at debug level.
+// quietRoutes are polled by monitoring; their requests are logged at debug level, like successful PXE scripts (a
+// rack booting asks for thousands; the downloads that follow are logged).
 var quietRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}

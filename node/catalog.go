@@ -26,17 +26,36 @@ func parseVersion(s string) (semver.Version, error) {
 	return v, nil
 }
 
-// versionCatalog finds the replicated catalog of a version.
+// catalogEntry is a decoded catalog and the catalog generation it was read at.
+type catalogEntry struct {
+	gen     uint64
+	found   bool
+	catalog release.Version
+}
+
+// versionCatalog finds the replicated catalog of a version. Decoded catalogs are kept until the catalog changes:
+// every asset and PXE request needs one.
 func (n *Node) versionCatalog(version string) (release.Version, semver.Version, error) {
 	v, err := parseVersion(version)
 	if err != nil {
 		return release.Version{}, v, err
 	}
 
-	c, ok, err := n.store.Catalog("v" + v.String())
-	if err != nil {
-		return release.Version{}, v, fmt.Errorf("read catalog of v%s: %w", v, err)
+	key := "v" + v.String()
+	gen := n.store.CatalogGeneration()
+
+	e, cached := n.catalogs.get(key)
+	if !cached || e.gen != gen {
+		c, ok, err := n.store.Catalog(key)
+		if err != nil {
+			return release.Version{}, v, fmt.Errorf("read catalog of %s: %w", key, err)
+		}
+
+		e = catalogEntry{gen: gen, found: ok, catalog: c}
+		n.catalogs.put(key, e)
 	}
+
+	c, ok := e.catalog, e.found
 
 	if !ok {
 		return release.Version{}, v, frontends.NewError(frontends.ClassNotFound,

@@ -27,6 +27,7 @@ type keyRing struct {
 	mu     sync.Mutex
 	raw    []byte // the setting last parsed
 	parsed *signing.SecureBootKeys
+	fp     string // fingerprint of fixed or parsed, computed once: it is on every request's path
 }
 
 func newKeyRing(store *raftstore.Store, files SecureBootFiles, bits int, log *slog.Logger) (*keyRing, error) {
@@ -38,17 +39,26 @@ func newKeyRing(store *raftstore.Store, files SecureBootFiles, bits int, log *sl
 			return nil, fmt.Errorf("secure-boot keys from files: %w", err)
 		}
 
-		k.fixed = keys
+		k.fixed, k.fp = keys, keys.Fingerprint()
 		log.Info("secure-boot keys loaded from files", "fingerprint", keys.Fingerprint())
 	}
 
 	return k, nil
 }
 
-// current returns the keys, or nil while generated keys have not reached this node yet.
+// current returns the keys, or nil while generated keys have not reached this node yet. Keys never change once
+// stored (the first committed value wins), so after the first successful read they come from memory.
 func (k *keyRing) current() *signing.SecureBootKeys {
 	if k.fixed != nil {
 		return k.fixed
+	}
+
+	k.mu.Lock()
+	parsed := k.parsed
+	k.mu.Unlock()
+
+	if parsed != nil {
+		return parsed
 	}
 
 	raw, ok, err := k.store.Setting(secureBootSetting)
@@ -67,10 +77,22 @@ func (k *keyRing) current() *signing.SecureBootKeys {
 			return nil
 		}
 
-		k.raw, k.parsed = raw, &keys
+		k.raw, k.parsed, k.fp = raw, &keys, keys.Fingerprint()
 	}
 
 	return k.parsed
+}
+
+// fingerprint is the fingerprint of the current keys, "" while there are none.
+func (k *keyRing) fingerprint() string {
+	if k.current() == nil {
+		return ""
+	}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+
+	return k.fp
 }
 
 // ensure is a leader duty: generate the keys if the cluster has none. The first committed value wins, so two

@@ -314,7 +314,8 @@ func (m *membership) selfMeta() memberMeta {
 	return m.self.memberMeta
 }
 
-// updateMeta changes this node's metadata and gossips it, waiting up to timeout for the broadcast to go out.
+// updateMeta changes this node's metadata and gossips it, waiting up to timeout (> 0) for the broadcast to go
+// out; a timeout is reported, but the update still spreads.
 func (m *membership) updateMeta(change func(*memberMeta), timeout time.Duration) error {
 	return m.setWire(func(w *wireMeta) { change(&w.memberMeta) }, timeout)
 }
@@ -368,8 +369,7 @@ func (m *membership) Leave(timeout time.Duration) error {
 	}
 	m.stopJoining()
 	start := time.Now()
-	err := m.setWire(func(w *wireMeta) { w.Leaving = true }, timeout/2)
-	if err != nil {
+	if err := m.announceLeave(timeout / 2); err != nil {
 		m.log.Warn("announcing the leave", "error", err)
 	}
 	if err := m.list.Leave(max(timeout-time.Since(start), time.Millisecond)); err != nil {
@@ -377,6 +377,19 @@ func (m *membership) Leave(timeout time.Duration) error {
 	}
 	m.log.Info("left the cluster")
 	return nil
+}
+
+// announceLeave tells the others this node is about to leave, so they stop counting it before it goes, and can
+// tell its departure from a failure. It waits up to timeout for the news to go out: memberlist's own leave
+// message replaces any older message about this node still queued, so it must not overtake this one.
+func (m *membership) announceLeave(timeout time.Duration) error {
+	m.mu.Lock()
+	announced := m.self.Leaving
+	m.mu.Unlock()
+	if announced {
+		return nil
+	}
+	return m.setWire(func(w *wireMeta) { w.Leaving = true }, timeout)
 }
 
 // Shutdown stops gossip without a leave (others will declare this node dead). Safe to call more than once.

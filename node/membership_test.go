@@ -225,9 +225,10 @@ func TestMembershipLeaveAndFailure(t *testing.T) {
 	require.Equal(t, stateLeft, stateOf(b, "b").State)
 	b.Shutdown()
 	require.Error(t, b.Leave(time.Second), "no leave after shutdown (memberlist would panic)")
-	eventuallyAlive(t, []*membership{a, c}, "a", "c")
-	require.Equal(t, stateLeft, stateOf(a, "b").State, "a graceful leave is told apart from a failure")
-	require.Equal(t, stateLeft, stateOf(c, "b").State)
+	eventuallyAlive(t, []*membership{a, c}, "a", "c") // leaving members are no longer alive
+	require.Eventually(t, func() bool {
+		return stateOf(a, "b").State == stateLeft && stateOf(c, "b").State == stateLeft
+	}, 5*time.Second, 10*time.Millisecond, "a graceful leave is told apart from a failure")
 
 	c.Shutdown() // no leave: a must detect the failure
 	eventuallyAlive(t, []*membership{a}, "a")

@@ -30,6 +30,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/imager/schematic"
 	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/raftstore"
 	"github.com/edgefactory/edgefactory/ring"
@@ -53,7 +54,9 @@ type Node struct {
 	ctx    context.Context //nolint:containedctx // the node's lifetime
 	cancel context.CancelFunc
 
-	cmdlines smallCache
+	pxe        *memo[pxeEntry]             // PXE request → answer
+	schematics *memo[*schematic.Schematic] // schematic ID → parsed schematic
+	catalogs   *memo[catalogEntry]         // version → decoded catalog (see versionCatalog)
 
 	ln     net.Listener
 	server *http.Server
@@ -75,7 +78,8 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), cmdlines: smallCache{max: 100_000},
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: newMemo[pxeEntry](100_000),
+		schematics: newMemo[*schematic.Schematic](10_000), catalogs: newMemo[catalogEntry](1_000),
 		peers: newPeerClient(cfg.ClusterSecret)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -14,8 +14,12 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// maxVoters caps the Raft voters: 5 tolerate two failures, and more only slow every commit down.
-const maxVoters = 5
+const (
+	// maxVoters caps the Raft voters: 5 tolerate two failures, and more only slow every commit down.
+	maxVoters = 5
+	// metaTimeout bounds the wait for a metadata broadcast; the update spreads anyway.
+	metaTimeout = 250 * time.Millisecond
+)
 
 // raftMembers keeps the Raft configuration in line with gossip membership:
 //   - before any cluster exists, the first `expect` members (sorted by name) bootstrap it together, once;
@@ -44,7 +48,8 @@ type raftMembers struct {
 	gone      map[string]time.Time // servers not alive in gossip → since when (leader only)
 	aliveSet  string               // names of alive members at the last pass, for settle
 	aliveFrom time.Time
-	waitLog   string // last reason given for not bootstrapping, so it is logged once
+	wakeAt    time.Time // when a pending decision comes due (settle or grace ends); zero: none
+	waitLog   string    // last reason given for not bootstrapping, so it is logged once
 }
 
 func newRaftMembers(store *raftstore.Store, m *membership, expect int, grace time.Duration,
@@ -53,10 +58,11 @@ func newRaftMembers(store *raftstore.Store, m *membership, expect int, grace tim
 		grace = 5 * time.Minute
 	}
 	r := &raftMembers{store: store, m: m, expect: max(expect, 1), grace: grace,
-		log: log.With("component", "raft-members", "node", store.ID()), interval: 10 * time.Second, settle: 3 * time.Second,
-		gone: map[string]time.Time{}}
-	if err := m.updateMeta(func(mm *memberMeta) { mm.Expect = r.expect; mm.Formed = r.formed() }, time.Second); err != nil {
-		r.log.Warn("advertising bootstrap settings", "error", err)
+		log:      log.With("component", "raft-members", "node", store.ID()),
+		interval: 10 * time.Second, settle: 3 * time.Second, gone: map[string]time.Time{}}
+	if err := m.updateMeta(func(mm *memberMeta) { mm.Expect = r.expect; mm.Formed = r.formed() },
+		metaTimeout); err != nil {
+		r.log.Debug("advertising bootstrap settings", "error", err)
 	}
 	return r
 }
@@ -67,19 +73,27 @@ func (r *raftMembers) run(ctx context.Context) {
 	defer stopWatch()
 	leadership, stopLead := r.store.WatchLeadership()
 	defer stopLead()
-	tick := time.NewTicker(r.interval)
-	defer tick.Stop()
+	attempted := r.m.joinAttempted() // bootstrapping waits for the first join attempt
+	timer := time.NewTimer(r.interval)
+	defer timer.Stop()
 	for {
 		r.reconcile(ctx)
+		next := r.interval
+		if !r.wakeAt.IsZero() {
+			next = min(next, time.Until(r.wakeAt)+10*time.Millisecond)
+		}
+		timer.Reset(max(next, time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return
 		case <-changes:
+		case <-attempted:
+			attempted = nil
 		case _, ok := <-leadership:
 			if !ok {
 				return
 			}
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
@@ -91,12 +105,13 @@ func (r *raftMembers) formed() bool {
 }
 
 func (r *raftMembers) reconcile(ctx context.Context) {
+	r.wakeAt = time.Time{}
 	if !r.formed() {
 		r.tryBootstrap()
 		return
 	}
 	if !r.m.selfMeta().Formed {
-		if err := r.m.updateMeta(func(mm *memberMeta) { mm.Formed = true }, time.Second); err != nil {
+		if err := r.m.updateMeta(func(mm *memberMeta) { mm.Formed = true }, metaTimeout); err != nil {
 			r.log.Debug("advertising cluster membership", "error", err)
 		}
 	}
@@ -106,7 +121,13 @@ func (r *raftMembers) reconcile(ctx context.Context) {
 	}
 	for range 2 * maxVoters { // one change per step; a bound so a flapping member cannot spin the loop
 		if ctx.Err() != nil || !r.step(ctx) {
-			return
+			break
+		}
+	}
+	now := time.Now()
+	for _, since := range r.gone {
+		if due := since.Add(r.grace); due.After(now) && (r.wakeAt.IsZero() || due.Before(r.wakeAt)) {
+			r.wakeAt = due
 		}
 	}
 }
@@ -138,6 +159,7 @@ func (r *raftMembers) tryBootstrap() {
 	lone := r.expect == 1 && !r.m.hasSeeds()
 	if why == "" && !lone && time.Since(r.aliveFrom) < r.settle {
 		why = "waiting for the member list to settle"
+		r.wakeAt = r.aliveFrom.Add(r.settle)
 	}
 	if why != "" {
 		if why != r.waitLog {
@@ -418,7 +440,7 @@ func (r *raftMembers) removeServer(ctx context.Context, id string) error {
 // The node calls it on SIGTERM before shutting Raft down; ctx bounds the whole sequence.
 func (r *raftMembers) leave(ctx context.Context) error {
 	self := r.store.ID()
-	if err := r.m.setWire(func(w *wireMeta) { w.Leaving = true }, time.Second); err != nil {
+	if err := r.m.announceLeave(time.Second); err != nil {
 		r.log.Warn("announcing the leave", "error", err)
 	}
 	if r.member(self) && !r.onlyVoter(self) {
@@ -456,6 +478,9 @@ func (r *raftMembers) removeFromRaft(ctx context.Context, self string) error {
 		return nil
 	}
 	for {
+		if r.store.IsLeader() {
+			return errors.New("still the raft leader: leadership could not be handed over")
+		}
 		err := r.removeSelf(ctx, self)
 		if err == nil {
 			r.log.Info("removed from the raft configuration")

@@ -241,7 +241,9 @@ func startTestNode(t testing.TB, name, dir string, o nodeOpts) *testNode {
 	}
 	n := &testNode{name: name, dir: dir, store: store, m: m, done: make(chan struct{}),
 		rm: newRaftMembers(store, m, o.expect, testGrace, log)}
-	n.rm.interval, n.rm.settle = 100*time.Millisecond, 300*time.Millisecond
+	// No periodic re-check: every decision must come from a membership or leadership change, the first join
+	// attempt, or a settle or grace period ending.
+	n.rm.interval, n.rm.settle = time.Hour, 300*time.Millisecond
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
 	go func() { defer close(n.done); n.rm.run(ctx) }()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager"
@@ -24,20 +23,19 @@ func (n *Node) Asset(ctx context.Context, schematicID, version, path string) (fr
 }
 
 // PXE returns the data of the iPXE script for a `<platform>-<arch>[-secureboot]` path: the command line comes
-// from the cmdline asset, built (and cached) like any other.
+// from the cmdline asset, built (and cached) like any other. A rack booting at once asks for the same script
+// thousands of times, so answers are remembered per request until the catalog or the signing keys change.
 func (n *Node) PXE(ctx context.Context, schematicID, version, path string) (frontends.PXEBoot, error) {
+	memoKey := schematicID + "/" + version + "/" + path
+	stamp := pxeStamp{catalog: n.store.CatalogGeneration(), keys: n.keys.fingerprint()}
+
+	if e, ok := n.pxe.get(memoKey); ok && e.stamp == stamp {
+		return e.boot, nil
+	}
+
 	r, err := n.plan(ctx, schematicID, version, path, recipe.ParsePXEPath)
 	if err != nil {
 		return frontends.PXEBoot{}, err
-	}
-
-	boot := frontends.PXEBoot{Version: r.Version, Platform: r.Asset.Platform, Arch: r.Asset.Arch,
-		SecureBoot: r.Asset.SecureBoot}
-
-	if cmdline, ok := n.cmdlines.get(r.Key); ok {
-		boot.Cmdline = cmdline
-
-		return boot, nil
 	}
 
 	a, err := n.assets.get(ctx, r, false)
@@ -51,10 +49,22 @@ func (n *Node) PXE(ctx context.Context, schematicID, version, path string) (fron
 		return frontends.PXEBoot{}, fmt.Errorf("read command line: %w", err)
 	}
 
-	boot.Cmdline = strings.TrimSpace(string(data))
-	n.cmdlines.put(r.Key, boot.Cmdline)
+	boot := frontends.PXEBoot{Version: r.Version, Platform: r.Asset.Platform, Arch: r.Asset.Arch,
+		SecureBoot: r.Asset.SecureBoot, Cmdline: strings.TrimSpace(string(data))}
+	n.pxe.put(memoKey, pxeEntry{stamp: stamp, boot: boot})
 
 	return boot, nil
+}
+
+// pxeStamp is what a remembered PXE answer depends on besides its request (schematics never change).
+type pxeStamp struct {
+	catalog uint64
+	keys    string
+}
+
+type pxeEntry struct {
+	stamp pxeStamp
+	boot  frontends.PXEBoot
 }
 
 // plan resolves a request into a recipe: schematic (404), version (400/404), path (400), then the build-time
@@ -77,15 +87,19 @@ func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 		return recipe.Recipe{}, err
 	}
 
-	s, err := schematic.Unmarshal(canonical)
-	if err != nil {
-		return recipe.Recipe{}, fmt.Errorf("stored schematic %s does not parse: %w", schematicID, err)
+	s, ok := n.schematics.get(schematicID)
+	if !ok {
+		if s, err = schematic.Unmarshal(canonical); err != nil {
+			return recipe.Recipe{}, fmt.Errorf("stored schematic %s does not parse: %w", schematicID, err)
+		}
+
+		n.schematics.put(schematicID, s)
 	}
 
 	opts := recipe.PlanOptions{Author: n.author(), Builder: imager.Version}
 
-	if keys := n.keys.current(); keys != nil {
-		opts.SecureBootKeys = keys.Fingerprint()
+	if fingerprint := n.keys.fingerprint(); fingerprint != "" {
+		opts.SecureBootKeys = fingerprint
 	} else if a.SecureBoot {
 		return recipe.Recipe{}, frontends.NewError(frontends.ClassUnavailable,
 			"secure-boot signing keys are not available yet (the cluster leader creates them); retry shortly", nil)
@@ -107,32 +121,4 @@ func (n *Node) SecureBootCertificate(context.Context) ([]byte, error) {
 	}
 
 	return keys.SigningCert, nil
-}
-
-// smallCache remembers small immutable values by recipe key (a key's bytes never change once recorded), so hot
-// paths like PXE scripts skip the CAS. It is bounded crudely: when full it starts over.
-type smallCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[string]string
-}
-
-func (c *smallCache) get(key string) (string, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-
-	v, ok := c.m[key]
-
-	return v, ok
-}
-
-func (c *smallCache) put(key, value string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
-	if c.m == nil || len(c.m) >= c.max {
-		c.m = make(map[string]string)
-	}
-
-	c.m[key] = value
 }

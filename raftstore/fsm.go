@@ -52,8 +52,10 @@ type fsm struct {
 	mu sync.RWMutex // write-locked only to swap db (Restore, close)
 	db *bbolt.DB
 
-	applied atomic.Uint64         // last log index whose effect is in db
-	failed  atomic.Pointer[error] // set when a committed entry could not be stored
+	applied atomic.Uint64 // last log index whose effect is in db
+	// catalogGen changes whenever the catalog may have changed, so readers can cache decoded catalogs.
+	catalogGen atomic.Uint64
+	failed     atomic.Pointer[error] // set when a committed entry could not be stored
 }
 
 func openFSM(path string, log *slog.Logger) (*fsm, error) {
@@ -157,7 +159,10 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		fill(ErrClosed.Error())
 		return out
 	}
-	var last uint64
+	var (
+		last           uint64
+		catalogChanged bool
+	)
 	err := f.db.Update(func(tx *bbolt.Tx) error {
 		applied, err := readHeader(tx)
 		if err != nil {
@@ -175,6 +180,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 					return fmt.Errorf("apply log %d: %w", l.Index, err)
 				}
 				res.Index = l.Index
+				catalogChanged = catalogChanged || touchesCatalog(l.Data)
 			}
 			out[i] = res
 			last = l.Index
@@ -189,7 +195,19 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	f.applied.Store(last)
+	if catalogChanged {
+		f.catalogGen.Add(1)
+	}
 	return out
+}
+
+// touchesCatalog reports whether an encoded command changes the catalog.
+func touchesCatalog(data []byte) bool {
+	var c struct{ Op Op }
+	if json.Unmarshal(data, &c) != nil {
+		return false
+	}
+	return c.Op == OpPutCatalog || c.Op == OpRemoveVersion || c.Op == OpPutCatalogMeta
 }
 
 // applyCommand applies one command inside tx. A refused command is a Result with Error (deterministic on every

@@ -115,3 +115,7 @@ func getJSON[T any](s *Store, bucket, key []byte) (T, bool, error) {
 	}
 	return v, true, nil
 }
+
+// CatalogGeneration changes whenever the catalog (or its meta record) may have changed; a reader that caches decoded
+// catalogs drops them when it moves.
+func (s *Store) CatalogGeneration() uint64 { return s.fsm.catalogGen.Load() }

@@ -128,6 +128,7 @@ func (f *fsm) reopenLocked(cause error) error {
 	}
 	f.db = db
 	f.applied.Store(applied)
+	f.catalogGen.Add(1)
 	return nil
 }
 

@@ -68,18 +68,7 @@ func downloadAll(client *http.Client, url string, size int64, n int) (time.Durat
 type loadResult struct {
 	requests int
 	elapsed  time.Duration
-	lat      []time.Duration // sorted
-}
-
-func (r loadResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
-
-// quantile returns the q-quantile latency in milliseconds.
-func (r loadResult) quantile(q float64) float64 {
-	if len(r.lat) == 0 {
-		return 0
-	}
-
-	return float64(r.lat[int(q*float64(len(r.lat)-1))].Nanoseconds()) / 1e6
+	p50, p99 float64 // latency, ms
 }
 
 // hammer sends GET url from conns goroutines, each on its own keep-alive connection, for d, and checks every
@@ -121,11 +110,20 @@ func hammer(url string, want []byte, conns int, d time.Duration) (loadResult, er
 
 	wg.Wait()
 
-	r := loadResult{elapsed: time.Since(start), lat: slices.Concat(lats...)}
-	r.requests = len(r.lat)
-	slices.Sort(r.lat)
+	all := slices.Concat(lats...)
+	slices.Sort(all)
 
-	return r, errors.Join(errs...)
+	return loadResult{requests: len(all), elapsed: time.Since(start), p50: quantile(all, 0.50),
+		p99: quantile(all, 0.99)}, errors.Join(errs...)
+}
+
+// quantile returns the q-quantile of sorted in milliseconds.
+func quantile(sorted []time.Duration, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+
+	return float64(sorted[int(q*float64(len(sorted)-1))].Nanoseconds()) / 1e6
 }
 
 // getExact fetches url and checks the answer is 200 with body want (buf holds at least len(want)+1 bytes).

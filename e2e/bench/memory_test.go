@@ -25,7 +25,7 @@ func BenchmarkParallelDownloadsMemory(b *testing.B) {
 	var (
 		base, peak, growth int64
 		total              time.Duration
-		rounds             int
+		rounds, samples    int
 	)
 
 	for b.Loop() {
@@ -35,11 +35,14 @@ func BenchmarkParallelDownloadsMemory(b *testing.B) {
 		stop := make(chan struct{})
 		sampled := make(chan error, 1)
 
-		var top int64
+		var (
+			top int64
+			n   int
+		)
 
 		go func() {
 			var err error
-			top, _, err = peakRSS(f.PID, memInterval, stop)
+			top, n, err = peakRSS(f.PID, memInterval, stop)
 			sampled <- err
 		}()
 
@@ -53,6 +56,7 @@ func BenchmarkParallelDownloadsMemory(b *testing.B) {
 		}
 
 		total += d
+		samples += n
 		rounds++
 	}
 
@@ -61,5 +65,6 @@ func BenchmarkParallelDownloadsMemory(b *testing.B) {
 	b.ReportMetric(float64(base)/mib, "rss-before-MiB")
 	b.ReportMetric(float64(peak)/mib, "rss-peak-MiB")
 	b.ReportMetric(float64(growth)/mib, "rss-growth-MiB")
+	b.ReportMetric(float64(samples)/float64(rounds), "rss-samples")
 	b.ReportMetric(float64(a.size)*memDownloads*float64(rounds)/total.Seconds()/1e6, "MB/s")
 }
