@@ -38,6 +38,15 @@ type Config struct {
 	Zone string
 	// GossipKey encrypts gossip (16, 24 or 32 bytes, base64 on the command line); empty: plain.
 	GossipKey []byte
+	// GossipAdvertise is the gossip address other members dial (IP or host name, optional port), when
+	// GossipListen binds 0.0.0.0 or sits behind NAT. Default: the bound address, or a private IP of this host.
+	GossipAdvertise string
+	// RaftAdvertise is the Raft address other members dial when RaftListen binds 0.0.0.0 (a missing port means
+	// the bound port).
+	RaftAdvertise string
+	// DeadMemberGrace is how long a member may be dead before the leader removes it from Raft (a member that
+	// leaves gracefully is removed at once).
+	DeadMemberGrace time.Duration
 	// ClusterSecret authenticates the peer API between members; required when there is more than one member.
 	ClusterSecret string
 	// Replicas is how many members hold each asset (the owner builds, the others keep copies).
@@ -102,6 +111,7 @@ func Defaults() Config {
 		RaftListen:      "127.0.0.1:7947",
 		BootstrapExpect: 1,
 		GossipListen:    "0.0.0.0:7946",
+		DeadMemberGrace: 5 * time.Minute,
 		Replicas:        2,
 		RingPartitions:  271,
 		Upstream: Upstream{
@@ -177,6 +187,10 @@ func (c *Config) validate() error {
 
 	if c.SecureBootKeyBits == 0 {
 		c.SecureBootKeyBits = Defaults().SecureBootKeyBits
+	}
+
+	if c.DeadMemberGrace <= 0 {
+		c.DeadMemberGrace = Defaults().DeadMemberGrace
 	}
 
 	if c.CatalogRefresh <= 0 {

@@ -3,8 +3,13 @@ package node
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
+
+// ringPartitionsSetting keeps the ring's partition count in Raft: fixed by the first leader, so a member started
+// with another --ring-partitions still places keys like the rest.
+const ringPartitionsSetting = "ring-partitions"
 
 // leaderDuties runs what only the Raft leader does — create the secure-boot keys once, keep the catalog in sync
 // with the upstream registry — whenever this node leads, until ctx ends.
@@ -35,6 +40,13 @@ func (n *Node) leaderDuties(ctx context.Context) {
 
 		if !leader {
 			continue
+		}
+
+		if _, ok, _ := n.store.Setting(ringPartitionsSetting); !ok {
+			if _, err := n.store.InitSetting(ctx, ringPartitionsSetting,
+				[]byte(strconv.Itoa(n.cfg.RingPartitions))); err != nil {
+				n.log.Error("record the ring's partition count", "error", err)
+			}
 		}
 
 		keysErr := n.keys.ensure(ctx)

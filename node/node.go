@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,8 @@ type Node struct {
 	assets  *assetService
 	cluster *view
 	peers   *peerClient
+	members *membership
+	raft    *raftMembers
 
 	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
 	ctx    context.Context //nolint:containedctx // the node's lifetime
@@ -107,6 +110,13 @@ func New(cfg Config) (*Node, error) {
 	n.cluster = newView(cfg.NodeName, n.cfg.ExternalURL, ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))
 	n.assets.cluster = n.cluster
 
+	if err := n.joinCluster(); err != nil {
+		ln.Close() //nolint:errcheck // already failing
+		n.closeState()
+
+		return nil, err
+	}
+
 	n.server = &http.Server{
 		Handler:           n.router(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -121,11 +131,14 @@ func (n *Node) open() error {
 	cfg := n.cfg
 
 	store, err := raftstore.Open(raftstore.Config{
-		NodeID:    cfg.NodeName,
-		RaftDir:   filepath.Join(cfg.DataDir, "raft"),
-		StatePath: filepath.Join(cfg.DataDir, "state.db"),
-		BindAddr:  cfg.RaftListen,
-		Bootstrap: cfg.BootstrapExpect == 1,
+		NodeID:        cfg.NodeName,
+		RaftDir:       filepath.Join(cfg.DataDir, "raft"),
+		StatePath:     filepath.Join(cfg.DataDir, "state.db"),
+		BindAddr:      cfg.RaftListen,
+		AdvertiseAddr: cfg.RaftAdvertise,
+		// A lone node forms its cluster at once; anything with company bootstraps through raftMembers, which
+		// first asks the seeds whether a cluster already exists.
+		Bootstrap: cfg.BootstrapExpect == 1 && len(cfg.Join) == 0,
 		Logger:    n.log,
 	})
 	if err != nil {
@@ -209,8 +222,89 @@ func (n *Node) installTools() error {
 	return nil
 }
 
+// joinCluster starts gossip (joining the seeds in the background) and the reconciler that keeps the Raft
+// configuration in line with it.
+func (n *Node) joinCluster() error {
+	cfg := n.cfg
+
+	m, err := newMembership(membershipConfig{
+		NodeName:      cfg.NodeName,
+		BindAddr:      cfg.GossipListen,
+		AdvertiseAddr: cfg.GossipAdvertise,
+		Meta:          memberMeta{URL: n.cfg.ExternalURL, RaftAddr: n.store.Addr(), Zone: cfg.Zone, Version: cfg.Version},
+		Seeds:         cfg.Join,
+		EncryptKey:    cfg.GossipKey,
+		Logger:        n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+
+	n.members = m
+	n.raft = newRaftMembers(n.store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, n.log)
+	n.raft.removeSelf = n.removeFromRaft
+
+	return nil
+}
+
+// followMembership keeps the view (alive members, their URLs, the ring) in line with gossip until ctx ends.
+func (n *Node) followMembership(ctx context.Context) {
+	changes, stop := n.members.watch()
+	defer stop()
+
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+
+	for {
+		if raw, ok, err := n.store.Setting(ringPartitionsSetting); err == nil && ok {
+			if p, err := strconv.Atoi(string(raw)); err == nil && p > 0 && n.cluster.setPartitions(p) {
+				n.log.Warn("ring partition count taken from the cluster (fixed when it was created)", "partitions", p,
+					"flag", n.cfg.RingPartitions)
+			}
+		}
+
+		urls := map[string]string{}
+		for _, m := range n.members.Alive() {
+			urls[m.Name] = m.URL
+		}
+
+		if len(urls) > 0 && n.cluster.set(urls) {
+			n.log.Info("ring changed", "members", len(urls), "ring_version", n.cluster.RingVersion())
+		}
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-tick.C:
+		}
+	}
+}
+
+// removeFromRaft has the Raft leader remove member id: here when this node leads, else over the leader's peer
+// API. It returns once the removal has committed.
+func (n *Node) removeFromRaft(ctx context.Context, id string) error {
+	err := n.raft.removeServer(ctx, id)
+
+	var notLeader *raftstore.NotLeaderError
+	if !errors.As(err, &notLeader) || notLeader.LeaderID == "" {
+		return err
+	}
+
+	base, ok := n.cluster.URL(notLeader.LeaderID)
+	if !ok {
+		return err
+	}
+
+	return n.peers.removeServer(ctx, base, id)
+}
+
 // closeState closes whatever open opened.
 func (n *Node) closeState() {
+	if n.members != nil {
+		n.members.Shutdown()
+	}
+
 	if n.store != nil {
 		n.store.Close() //nolint:errcheck // already failing
 	}
@@ -288,7 +382,12 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() {
 		defer close(syncDone)
 
+		var wg sync.WaitGroup
+
+		wg.Go(func() { n.raft.run(ctx) })
+		wg.Go(func() { n.followMembership(ctx) })
 		n.leaderDuties(ctx)
+		wg.Wait()
 	}()
 
 	var err error
@@ -300,6 +399,15 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	n.log.Info("edge factory node stopping", "node", n.cfg.NodeName)
+
+	// Leave first, while still serving: others stop routing here as soon as the leave is announced, and requests
+	// already here finish during the HTTP shutdown below.
+	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
+	if lerr := n.raft.leave(leaveCtx); lerr != nil {
+		n.log.Warn("leaving the cluster", "error", lerr)
+	}
+
+	cancelLeave()
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -318,6 +426,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		n.ln.Close() //nolint:errcheck // may already be closed by Shutdown
+		n.members.Shutdown()
 		n.closeErr = errors.Join(n.assets.builder.Close(), n.store.Close(), n.cas.Close())
 	})
 

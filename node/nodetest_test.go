@@ -39,6 +39,7 @@ func testConfig(t testing.TB, dataDir, registry string) node.Config {
 	cfg.NodeName = "test-node"
 	cfg.Listen = "127.0.0.1:0"
 	cfg.RaftListen = "127.0.0.1:0"
+	cfg.GossipListen = "127.0.0.1:0"
 	cfg.DataDir = dataDir
 	cfg.Upstream.Registry = registry
 	cfg.Upstream.Insecure = true

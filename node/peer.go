@@ -141,6 +141,16 @@ func (c *peerClient) apply(ctx context.Context, base string, cmd raftstore.Comma
 	return res, res.Err()
 }
 
+// removeServer asks the leader at base to remove member id from the Raft configuration.
+func (c *peerClient) removeServer(ctx context.Context, base, id string) error {
+	req, err := c.request(ctx, http.MethodPost, base, "/raft/remove/"+url.PathEscape(id), nil)
+	if err != nil {
+		return err
+	}
+
+	return c.do(c.quick, req, nil)
+}
+
 // readIndex asks the leader at base for its applied index after confirming it still leads.
 func (c *peerClient) readIndex(ctx context.Context, base string) (uint64, error) {
 	req, err := c.request(ctx, http.MethodGet, base, "/readindex", nil)
@@ -227,6 +237,7 @@ func (p *peerAPI) mount(r chi.Router) {
 		r.Get("/assets/{schematic}/{version}/{path}", p.asset)
 		r.Post("/pull", p.pull)
 		r.Post("/verify/{digest}", p.verify)
+		r.Post("/raft/remove/{id}", p.removeServer)
 	})
 }
 
@@ -276,6 +287,22 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 	}
 
 	writeJSONResponse(w, res)
+}
+
+// removeServer takes a leaving member out of the Raft configuration; only the leader does (one hop, like apply).
+func (p *peerAPI) removeServer(w http.ResponseWriter, r *http.Request) {
+	if err := p.n.raft.removeServer(r.Context(), chi.URLParam(r, "id")); err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, raftstore.ErrNotLeader) {
+			status = http.StatusMisdirectedRequest
+		}
+
+		http.Error(w, err.Error(), status)
+
+		return
+	}
+
+	writeJSONResponse(w, struct{}{})
 }
 
 func (p *peerAPI) readIndex(w http.ResponseWriter, r *http.Request) {

@@ -28,7 +28,7 @@ type MemberStatus struct {
 	URL     string `json:"url,omitempty"`
 	Zone    string `json:"zone,omitempty"`
 	Version string `json:"version,omitempty"`
-	// State is the gossip state: alive, suspect, dead or left.
+	// State is the gossip state: alive, leaving, dead or left.
 	State string `json:"state"`
 	// Raft is voter, nonvoter, or none (not yet in the Raft configuration).
 	Raft string `json:"raft"`
@@ -59,6 +59,7 @@ type CacheStatus struct {
 // Status reports the cluster as this node sees it.
 func (n *Node) Status() ClusterStatus {
 	leader, _ := n.store.Leader()
+	rg := n.cluster.ring.Load()
 	used, budget, blobs := n.cas.Usage()
 	stats := n.assets.builder.Stats()
 	versions, _ := n.store.Versions()
@@ -68,8 +69,8 @@ func (n *Node) Status() ClusterStatus {
 		URL:    n.cfg.ExternalURL,
 		Leader: leader,
 		Ring: RingStatus{
-			Version: n.cluster.ring.Version(), ID: n.cluster.ring.ID(), Members: n.cluster.ring.Members(),
-			Partitions: n.cluster.ring.Config().PartitionCount, Replicas: n.cfg.Replicas,
+			Version: rg.Version(), ID: rg.ID(), Members: rg.Members(), Partitions: rg.Config().PartitionCount,
+			Replicas: n.cfg.Replicas,
 		},
 		Builds:       BuildsStatus{Running: stats.Running, Queued: stats.Queued},
 		Cache:        CacheStatus{UsedBytes: used, BudgetBytes: budget, Blobs: blobs},
@@ -80,8 +81,8 @@ func (n *Node) Status() ClusterStatus {
 	suffrage := map[string]string{}
 	if servers, err := n.store.Servers(); err == nil {
 		for _, s := range servers {
-			suffrage[s.ID] = string(s.Suffrage)
-			if s.Suffrage == "voter" {
+			suffrage[s.ID] = strings.ToLower(s.Suffrage) // raft spells them "Voter", "Nonvoter"
+			if s.Suffrage == "Voter" {
 				st.Voters = append(st.Voters, s.ID)
 			}
 		}

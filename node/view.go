@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/edgefactory/edgefactory/ring"
 )
@@ -12,14 +13,15 @@ import (
 // keys over them. It is rebuilt from membership whenever membership changes.
 type view struct {
 	self string
-	ring *ring.Ring
+	ring atomic.Pointer[ring.Ring]
 
 	mu   sync.RWMutex
 	urls map[string]string
 }
 
 func newView(self, selfURL string, r *ring.Ring) *view {
-	v := &view{self: self, ring: r}
+	v := &view{self: self}
+	v.ring.Store(r)
 	v.set(map[string]string{self: selfURL})
 
 	return v
@@ -31,13 +33,30 @@ func (v *view) set(urls map[string]string) bool {
 	v.urls = maps.Clone(urls)
 	v.mu.Unlock()
 
-	return v.ring.Set(slices.Collect(maps.Keys(urls)))
+	return v.ring.Load().Set(slices.Collect(maps.Keys(urls)))
+}
+
+// setPartitions rebuilds the ring with the cluster's partition count (kept in Raft since the cluster was created)
+// when it differs from this node's; it reports whether it did.
+func (v *view) setPartitions(n int) bool {
+	old := v.ring.Load()
+	if old.Config().PartitionCount == n {
+		return false
+	}
+
+	cfg := old.Config()
+	cfg.PartitionCount = n
+	r := ring.New(cfg)
+	r.Set(old.Members())
+	v.ring.Store(r)
+
+	return true
 }
 
 func (v *view) Self() string                       { return v.self }
-func (v *view) Owner(key string) (string, bool)    { return v.ring.Owner(key) }
-func (v *view) Holders(key string, n int) []string { return v.ring.Holders(key, n) }
-func (v *view) RingVersion() uint64                { return v.ring.Version() }
+func (v *view) Owner(key string) (string, bool)    { return v.ring.Load().Owner(key) }
+func (v *view) Holders(key string, n int) []string { return v.ring.Load().Holders(key, n) }
+func (v *view) RingVersion() uint64                { return v.ring.Load().Version() }
 
 func (v *view) Members() []string {
 	v.mu.RLock()
@@ -55,13 +74,13 @@ func (v *view) URL(name string) (string, bool) {
 	return u, ok
 }
 
-// memberStates lists the members as gossip sees them (this view's alive members until gossip runs).
+// memberStates lists the members as gossip sees them, departed ones included.
 func (n *Node) memberStates() []MemberStatus {
 	var out []MemberStatus
 
-	for _, name := range n.cluster.Members() {
-		url, _ := n.cluster.URL(name)
-		out = append(out, MemberStatus{Name: name, URL: url, State: "alive"})
+	for _, m := range n.members.Members() {
+		out = append(out, MemberStatus{Name: m.Name, URL: m.Meta.URL, Zone: m.Meta.Zone, Version: m.Meta.Version,
+			State: m.State})
 	}
 
 	return out

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,22 +32,12 @@ func (s *Store) BootstrapCluster(servers []Server) error {
 	if !self {
 		return fmt.Errorf("bootstrap: servers do not include this node %q", s.cfg.NodeID)
 	}
-	slices.SortFunc(conf.Servers, func(a, b raft.Server) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(conf.Servers, func(a, b raft.Server) int { return cmp.Compare(a.ID, b.ID) })
 	if err := s.raft.BootstrapCluster(conf).Error(); err != nil {
 		return fmt.Errorf("bootstrap: %w", s.raftErr(err))
 	}
 	s.log.Info("bootstrapped raft cluster", "servers", len(conf.Servers))
 	return nil
-}
-
-func compareIDs(a, b raft.ServerID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // HasState reports whether this node has any Raft state (a term, a log entry or a snapshot): it bootstrapped, took

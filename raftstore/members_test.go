@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 )
 
@@ -68,4 +69,13 @@ func TestTransferLeadership(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, servers, 3, "a transfer changes no membership")
 	require.True(t, slices.ContainsFunc(servers, func(s Server) bool { return s.ID == "n2" && s.Suffrage == "Nonvoter" }))
+}
+
+// TestNoPipelinedReplication pins the transport setting that keeps Close from hanging after a leadership transfer:
+// raft's pipelined replication can deadlock when a follower rejects an entry as the leader steps down
+// (hashicorp/raft#612), and it was seen here as a Shutdown stuck in pipelineSend.
+func TestNoPipelinedReplication(t *testing.T) {
+	s := openStore(t, testConfig(t, "n1", t.TempDir()))
+	_, err := s.trans.AppendEntriesPipeline("n2", "127.0.0.1:1")
+	require.ErrorIs(t, err, raft.ErrPipelineReplicationNotSupported)
 }

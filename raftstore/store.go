@@ -174,6 +174,10 @@ func (s *Store) open() error {
 	s.addr = stream.Addr().String()
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: transportPool, Timeout: transportTimeout, Logger: hlog.Named("transport"),
+		// No pipelined replication: when a follower rejects an entry while the leader steps down (a leadership
+		// transfer does exactly that), raft's pipeline can deadlock and Shutdown then hangs forever
+		// (hashicorp/raft#612). Synchronous replication costs nothing at this project's write rate.
+		MaxRPCsInFlight: 1,
 	})
 
 	rc := raft.DefaultConfig()

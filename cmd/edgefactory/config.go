@@ -27,7 +27,24 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (raft, state.db, cas, inputs, tmp)")
 	fs.StringVar(&cfg.RaftListen, "raft-listen", cfg.RaftListen, "Raft transport address")
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect,
-		"members that bootstrap the cluster together (1: one-node cluster)")
+		"members that bootstrap the cluster together (1: one-node cluster; give every member the same value)")
+	fs.StringVar(&cfg.RaftAdvertise, "raft-advertise", cfg.RaftAdvertise,
+		"Raft address other members dial (default: --raft-listen)")
+	fs.StringVar(&cfg.GossipListen, "gossip-listen", cfg.GossipListen, "gossip (memberlist) address, TCP and UDP")
+	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise,
+		"gossip address other members dial (default: the bound address or a private IP)")
+	fs.StringSliceVar(&cfg.Join, "join", cfg.Join,
+		"gossip addresses (host:port) of members to join, comma separated; re-joined periodically")
+	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "location label of this member (voters spread across zones)")
+	fs.BytesBase64Var(&cfg.GossipKey, "gossip-key", cfg.GossipKey,
+		"base64 of a 16, 24 or 32 byte key encrypting gossip (the same on every member)")
+	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret,
+		"shared secret authenticating the members' peer API (required with more than one member)")
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "members holding each asset (the owner and R-1 copies)")
+	fs.IntVar(&cfg.RingPartitions, "ring-partitions", cfg.RingPartitions,
+		"partitions of the consistent-hash ring (fixed when the cluster is created)")
+	fs.DurationVar(&cfg.DeadMemberGrace, "dead-member-grace", cfg.DeadMemberGrace,
+		"how long a member may be dead before the leader removes it from Raft")
 	fs.StringVar(&cfg.Upstream.Registry, "upstream-registry", cfg.Upstream.Registry,
 		"registry holding Talos release images (a local mirror when air-gapped)")
 	fs.StringVar(&cfg.Upstream.Namespace, "upstream-namespace", cfg.Upstream.Namespace,

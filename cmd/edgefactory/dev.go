@@ -20,6 +20,7 @@ func newDevCmd() *cobra.Command {
 	cfg.NodeName = "dev"
 	cfg.Listen = "127.0.0.1:8080"
 	cfg.RaftListen = "127.0.0.1:0"
+	cfg.GossipListen = "127.0.0.1:0"
 
 	var (
 		logs  logFlags
