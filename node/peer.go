@@ -275,6 +275,10 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 	// One hop: a command forwarded to a node that no longer leads is refused, never forwarded again; the sender
 	// retries with the leader it learns of.
 	res, err := p.n.store.ApplyCommand(r.Context(), cmd)
+	if err == nil {
+		p.n.store.PublishCommit() // the sender waits to read its write back
+	}
+
 	if err != nil && !errors.Is(err, raftstore.ErrRejected) && !errors.Is(err, raftstore.ErrConflict) {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, raftstore.ErrNotLeader) {

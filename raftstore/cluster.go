@@ -38,7 +38,18 @@ func (s *Store) WaitForLeader(ctx context.Context) error {
 // WaitApplied blocks until this node's state includes log index idx (e.g. Result.Index of a write made through the
 // leader), giving read-your-writes on a follower.
 func (s *Store) WaitApplied(ctx context.Context, idx uint64) error {
-	return poll(ctx, func() bool { return s.fsm.applied.Load() >= idx })
+	for {
+		changed := s.fsm.appliedChanged()
+		if s.fsm.applied.Load() >= idx {
+			return nil
+		}
+
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
 }
 
 func poll(ctx context.Context, done func() bool) error {
@@ -52,6 +63,15 @@ func poll(ctx context.Context, done func() bool) error {
 		}
 	}
 	return nil
+}
+
+// PublishCommit makes followers learn the leader's commit index now instead of at the next commit timeout: it
+// appends a barrier entry, and appending replicates at once, carrying the commit index. A follower that forwarded a
+// write and waits to read it back (WaitApplied) is then answered in a round trip, not in CommitTimeout.
+func (s *Store) PublishCommit() {
+	if s.IsLeader() {
+		s.raft.Barrier(s.cfg.ApplyTimeout) // asynchronous: nobody waits for the barrier itself
+	}
 }
 
 // Barrier returns once every entry committed before it is applied to this leader's state.

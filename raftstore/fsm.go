@@ -55,7 +55,10 @@ type fsm struct {
 	applied atomic.Uint64 // last log index whose effect is in db
 	// catalogGen changes whenever the catalog may have changed, so readers can cache decoded catalogs.
 	catalogGen atomic.Uint64
-	failed     atomic.Pointer[error] // set when a committed entry could not be stored
+	// appliedCh is closed (and replaced) whenever applied moves, waking WaitApplied at once.
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
+	failed    atomic.Pointer[error] // set when a committed entry could not be stored
 }
 
 func openFSM(path string, log *slog.Logger) (*fsm, error) {
@@ -64,9 +67,25 @@ func openFSM(path string, log *slog.Logger) (*fsm, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &fsm{path: path, log: log, db: db}
+	f := &fsm{path: path, log: log, db: db, appliedCh: make(chan struct{})}
 	f.applied.Store(applied)
 	return f, nil
+}
+
+// setApplied records the applied index and wakes everyone waiting for it to move.
+func (f *fsm) setApplied(idx uint64) {
+	f.applied.Store(idx)
+	f.appliedMu.Lock()
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
+	f.appliedMu.Unlock()
+}
+
+// appliedChanged returns a channel closed the next time the applied index moves.
+func (f *fsm) appliedChanged() <-chan struct{} {
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	return f.appliedCh
 }
 
 // openStateDB opens (creating if needed) a state file and returns its applied index.
@@ -194,7 +213,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		fill(err.Error())
 		return out
 	}
-	f.applied.Store(last)
+	f.setApplied(last)
 	if catalogChanged {
 		f.catalogGen.Add(1)
 	}

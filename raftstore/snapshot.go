@@ -127,7 +127,7 @@ func (f *fsm) reopenLocked(cause error) error {
 		return err
 	}
 	f.db = db
-	f.applied.Store(applied)
+	f.setApplied(applied)
 	f.catalogGen.Add(1)
 	return nil
 }

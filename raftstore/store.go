@@ -85,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.HeartbeatTimeout, time.Second)
 	def(&c.ElectionTimeout, time.Second)
 	def(&c.LeaderLeaseTimeout, 500*time.Millisecond)
+	// Followers learn that an entry committed from the leader's next AppendEntries, sent at the latest after
+	// CommitTimeout when nothing else is appended (see PublishCommit for writes a follower waits on). A short
+	// timeout costs empty RPCs all the time: 5 ms kept an idle leader at 15% of a core.
 	def(&c.CommitTimeout, 50*time.Millisecond)
 	def(&c.SnapshotInterval, 60*time.Second)
 	def(&c.ApplyTimeout, 10*time.Second)
