@@ -54,6 +54,7 @@ type assetService struct {
 	mu       sync.Mutex
 	inflight map[string]*transfer // by digest: copies arriving from peers
 	bad      map[string]map[string]time.Time
+	lost     map[string]time.Time // by digest: when a copy last failed with no member delivering verified bytes
 }
 
 // storedAsset is an asset open for reading from the CAS; it implements frontends.Asset.
@@ -87,9 +88,13 @@ func (s *assetService) get(ctx context.Context, r recipe.Recipe, fromPeer bool) 
 			return nil, err
 		}
 
-		// Built somewhere, not here: stream it from a member that has it, keeping a verified copy.
-		if t := s.fetch(rec, s.sources(r.Key, rec)); t != nil {
-			return s.attach(ctx, t)
+		// Built somewhere, not here: stream it from a member that has it, keeping a verified copy — unless the
+		// last try found no member with a verified copy (holders gone, or their copies corrupt and dropped):
+		// then build it again here, which gives the same bytes (builds are reproducible).
+		if !s.lostRecently(rec.Digest) {
+			if t := s.fetch(rec, s.sources(r.Key, rec)); t != nil {
+				return s.attach(ctx, t)
+			}
 		}
 	} else if owner, ok := s.cluster.Owner(r.Key); ok && owner != s.cluster.Self() && !fromPeer {
 		a, err := s.fromHolders(ctx, r)
@@ -106,6 +111,28 @@ func (s *assetService) get(ctx context.Context, r recipe.Recipe, fromPeer bool) 
 	}
 
 	return s.buildHere(ctx, r)
+}
+
+// complete returns r's asset from the local store: when its bytes come from a peer, it waits until the copy here
+// is complete and verified (for callers that need the whole file, like installer image assembly).
+func (s *assetService) complete(ctx context.Context, r recipe.Recipe) (*storedAsset, error) {
+	a, err := s.get(ctx, r, false)
+	if err != nil {
+		return nil, err
+	}
+
+	if stored, ok := a.(*storedAsset); ok {
+		return stored, nil
+	}
+
+	defer a.Close()
+
+	if _, err := io.Copy(io.Discard, a.Content()); err != nil {
+		return nil, fmt.Errorf("copy %s here: %w", r.Asset.Path, err)
+	}
+
+	return s.local(raftstore.AssetRecord{Key: r.Key, Digest: a.Digest(), Size: a.Size(), MediaType: a.MediaType(),
+		Filename: a.Filename()})
 }
 
 // local opens the bytes rec names, if this node has them.
@@ -176,6 +203,8 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 
 		return raftstore.AssetRecord{}, fmt.Errorf("store built %s: %w", r.Asset.Path, err)
 	}
+
+	s.found(digest)
 
 	res, err := s.commit(ctx, raftstore.Command{V: raftstore.CommandVersion, Op: raftstore.OpPutAsset,
 		Asset: &raftstore.AssetRecord{

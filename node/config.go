@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Config is everything a member needs to run. The command line, the config file and the environment all fill it
@@ -69,6 +71,8 @@ type Config struct {
 	BuildTimeout time.Duration
 	// SecureBoot names the signing material in files; when empty the cluster generates its own once.
 	SecureBoot SecureBootFiles
+	// CosignKey is a PEM ECDSA private key installer images are signed with; when empty the cluster generates one.
+	CosignKey string
 	// SecureBootKeyBits is the size of a generated UKI signing key (4096; tests use 2048).
 	SecureBootKeyBits int
 
@@ -76,6 +80,16 @@ type Config struct {
 	Version string
 	// Logger receives everything the node logs.
 	Logger *slog.Logger
+
+	// tune shortens gossip and bootstrap timers for clusters on loopback; only tests set it (export_test.go).
+	tune *tuning
+}
+
+// tuning overrides timers that suit a LAN but slow tests down.
+type tuning struct {
+	gossip func(*memberlist.Config) // memberlist's failure detection and gossip timers
+	rejoin time.Duration            // how often seeds are joined again
+	settle time.Duration            // how long the member list must hold still before bootstrapping
 }
 
 // Upstream names the registry the release inputs are read from.

@@ -177,8 +177,13 @@ func (s *assetService) startTransfer(rec raftstore.AssetRecord, first *source, f
 
 	w, err := s.cas.Create(rec.Digest, rec.Size)
 	if err != nil {
+		if first != nil {
+			first.body.Close()
+		}
+
 		t := newTransfer(rec, nil)
 		t.err = fmt.Errorf("start a local copy: %w", err)
+		close(t.done)
 
 		return t
 	}
@@ -246,6 +251,7 @@ func (s *assetService) run(t *transfer, sources []source) {
 				s.metrics.peerFetches.WithLabelValues("ok").Inc()
 				log.Info("asset copied from a peer", "from", src.name, "duration", time.Since(start).Round(time.Millisecond))
 				s.finishTransfer(t)
+				s.found(t.rec.Digest)
 
 				return
 			}
@@ -282,6 +288,37 @@ func (s *assetService) run(t *transfer, sources []source) {
 
 	t.fail(fmt.Errorf("no member delivered a verified copy: %w", errors.Join(errs...)))
 	s.finishTransfer(t)
+	s.markLost(t.rec.Digest)
+}
+
+// markLost remembers that no member could deliver a verified copy of digest: the next request builds it instead
+// of failing the same way again.
+func (s *assetService) markLost(digest string) {
+	s.mu.Lock()
+	s.lost[digest] = time.Now()
+	s.mu.Unlock()
+}
+
+// lostRecently reports whether the last copy of digest found no member with verified bytes.
+func (s *assetService) lostRecently(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	when, ok := s.lost[digest]
+	if ok && time.Since(when) >= badSourceMemory {
+		delete(s.lost, digest)
+
+		return false
+	}
+
+	return ok
+}
+
+// found forgets that digest was lost: its bytes are stored here again.
+func (s *assetService) found(digest string) {
+	s.mu.Lock()
+	delete(s.lost, digest)
+	s.mu.Unlock()
 }
 
 // restartTransfer replaces a transfer whose bytes turned out corrupt with a fresh one (new requests join the fresh
@@ -300,6 +337,7 @@ func (s *assetService) restartTransfer(old *transfer) *transfer {
 		s.inflight[old.rec.Digest] = t
 	}
 
+	close(old.done)
 	old.closeReader()
 
 	return t
@@ -313,6 +351,7 @@ func (s *assetService) finishTransfer(t *transfer) {
 	}
 	s.mu.Unlock()
 
+	close(t.done)
 	t.closeReader()
 }
 

@@ -49,7 +49,7 @@ func (n *Node) leaderDuties(ctx context.Context) {
 			}
 		}
 
-		keysErr := n.keys.ensure(ctx)
+		keysErr := errors.Join(n.keys.ensure(ctx), n.cosign.ensure(ctx))
 		if keysErr != nil {
 			n.log.Error("secure-boot keys: will retry", "error", keysErr)
 		}

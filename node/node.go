@@ -26,6 +26,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
+	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
 	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
@@ -46,6 +47,7 @@ type Node struct {
 	reg     *prometheus.Registry
 	sync    *catalogSync
 	keys    *keyRing
+	cosign  *cosignKeys
 	cas     *cas.Store
 	assets  *assetService
 	cluster *view
@@ -160,6 +162,10 @@ func (n *Node) open() error {
 		return err
 	}
 
+	if n.cosign, err = newCosignKeys(store, cfg.CosignKey, n.log.With("component", "keys")); err != nil {
+		return err
+	}
+
 	if n.cas, err = cas.Open(filepath.Join(cfg.DataDir, "cas"), cas.Options{
 		Budget: cfg.CacheSize, Logger: n.log.With("component", "cas"),
 	}); err != nil {
@@ -191,7 +197,7 @@ func (n *Node) open() error {
 	n.assets = &assetService{
 		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, replicas: cfg.Replicas,
 		metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
-		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
+		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{}, lost: map[string]time.Time{},
 	}
 
 	return nil
@@ -227,7 +233,7 @@ func (n *Node) installTools() error {
 func (n *Node) joinCluster() error {
 	cfg := n.cfg
 
-	m, err := newMembership(membershipConfig{
+	mc := membershipConfig{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.GossipListen,
 		AdvertiseAddr: cfg.GossipAdvertise,
@@ -235,7 +241,12 @@ func (n *Node) joinCluster() error {
 		Seeds:         cfg.Join,
 		EncryptKey:    cfg.GossipKey,
 		Logger:        n.log,
-	})
+	}
+	if cfg.tune != nil {
+		mc.tune, mc.RejoinInterval = cfg.tune.gossip, cfg.tune.rejoin
+	}
+
+	m, err := newMembership(mc)
 	if err != nil {
 		return fmt.Errorf("join the cluster: %w", err)
 	}
@@ -243,6 +254,10 @@ func (n *Node) joinCluster() error {
 	n.members = m
 	n.raft = newRaftMembers(n.store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, n.log)
 	n.raft.removeSelf = n.removeFromRaft
+
+	if cfg.tune != nil && cfg.tune.settle > 0 {
+		n.raft.settle = cfg.tune.settle
+	}
 
 	return nil
 }
@@ -334,12 +349,13 @@ func (n *Node) router() http.Handler {
 	a := &api.API{Schematics: n, Catalog: n, Assets: n, Health: n, Logger: n.log}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
 	peer := &peerAPI{n: n}
+	registry := &oci.OCI{Registry: n, Schematics: n, Logger: n.log}
 
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, peer.mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, registry.Mount, peer.mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})

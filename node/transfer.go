@@ -25,12 +25,13 @@ type transfer struct {
 	err     error     // set when the transfer failed; readers fail with it
 	readers int
 	closed  bool
+	done    chan struct{} // closed when the transfer is over (stored, or failed for good)
 }
 
 // newTransfer starts a transfer into w. The fetcher holds the first reader reference: it releases it (closeReader)
 // once the transfer is over and no new reader can find it, so a reader that found it never sees its blob closed.
 func newTransfer(rec raftstore.AssetRecord, w *cas.Writer) *transfer {
-	t := &transfer{rec: rec, w: w, readers: 1}
+	t := &transfer{rec: rec, w: w, readers: 1, done: make(chan struct{})}
 	t.changed = sync.NewCond(&t.mu)
 
 	return t

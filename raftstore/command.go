@@ -81,9 +81,31 @@ type AssetRecord struct {
 	Filename  string    `json:"filename"`
 	Builder   string    `json:"builder"` // node name that built it
 	Created   time.Time `json:"created"`
-	// Blobs names further content this asset consists of (installer image blob, manifest and index digests), so any
-	// node can find a recipe by one of its blobs.
-	Blobs []string `json:"blobs,omitempty"`
+	// Blobs are further content this asset consists of (an installer image's manifests, configs, layers and
+	// signature), so any node can find a recipe — and the members holding its bytes — by one of its blobs.
+	Blobs []Blob `json:"blobs,omitempty"`
+}
+
+// Blob is one piece of content-addressed data an asset consists of.
+type Blob struct {
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType,omitempty"`
+}
+
+// Find returns the blob with digest d: the record's own bytes, or one of its Blobs.
+func (a AssetRecord) Find(d string) (Blob, bool) {
+	if a.Digest == d {
+		return Blob{Digest: a.Digest, Size: a.Size, MediaType: a.MediaType}, true
+	}
+
+	for _, b := range a.Blobs {
+		if b.Digest == d {
+			return b, true
+		}
+	}
+
+	return Blob{}, false
 }
 
 // Result is the state machine's answer to one committed command. It is JSON friendly so a leader can return it to a
@@ -190,8 +212,11 @@ func (a *AssetRecord) validate() error {
 		return fmt.Errorf("negative size %d", a.Size)
 	}
 	for _, b := range a.Blobs {
-		if err := checkDigest(b); err != nil {
+		if err := checkDigest(b.Digest); err != nil {
 			return fmt.Errorf("blob: %w", err)
+		}
+		if b.Size < 0 {
+			return fmt.Errorf("blob %s: negative size %d", b.Digest, b.Size)
 		}
 	}
 	return nil

@@ -306,7 +306,11 @@ func putAsset(tx *bbolt.Tx, rec AssetRecord) (Result, error) {
 		return Result{}, err
 	}
 	idx := tx.Bucket(bucketAssetDigests)
-	for _, d := range append([]string{rec.Digest}, rec.Blobs...) {
+	digests := []string{rec.Digest}
+	for _, b := range rec.Blobs {
+		digests = append(digests, b.Digest)
+	}
+	for _, d := range digests {
 		// A blob shared by several recipes (base layers) keeps its first recipe: any holder of it will do.
 		if idx.Get([]byte(d)) == nil {
 			if err := idx.Put([]byte(d), []byte(rec.Key)); err != nil {

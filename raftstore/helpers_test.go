@@ -130,7 +130,10 @@ func testAsset(key, content, builder string) AssetRecord {
 	return AssetRecord{
 		Key: hexOf(key), Digest: digestOf(content), Size: int64(len(content)), MediaType: "application/x-iso9660-image",
 		Filename: "metal-amd64.iso", Builder: builder, Created: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
-		Blobs: []string{digestOf(content + "-manifest"), digestOf(content + "-layer")},
+		Blobs: []Blob{
+			{Digest: digestOf(content + "-manifest"), Size: 300, MediaType: "application/vnd.oci.image.manifest.v1+json"},
+			{Digest: digestOf(content + "-layer"), Size: 4096},
+		},
 	}
 }
 

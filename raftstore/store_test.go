@@ -72,7 +72,11 @@ func TestSingleNodeWritesAndReads(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, found)
 	require.Equal(t, rec, gotRec)
-	for _, d := range append([]string{rec.Digest}, rec.Blobs...) {
+	digests := []string{rec.Digest}
+	for _, b := range rec.Blobs {
+		digests = append(digests, b.Digest)
+	}
+	for _, d := range digests {
 		byDigest, found, err := s.AssetByDigest(d)
 		require.NoError(t, err)
 		require.True(t, found, d)

@@ -67,6 +67,8 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"secure-boot signing key, PKCS#1 PEM (default: generated once per cluster)")
 	fs.StringVar(&cfg.SecureBoot.Cert, "secureboot-cert", cfg.SecureBoot.Cert, "secure-boot signing certificate, PEM")
 	fs.StringVar(&cfg.SecureBoot.PCRKey, "pcr-key", cfg.SecureBoot.PCRKey, "PCR signing key, PKCS#1 PEM")
+	fs.StringVar(&cfg.CosignKey, "cosign-key", cfg.CosignKey,
+		"ECDSA private key (PEM) installer images are signed with (default: generated once per cluster)")
 }
 
 // byteSize is a flag holding a size in bytes written with units ("50GiB", "200 MB", "0").

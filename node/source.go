@@ -1,0 +1,261 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/frontends/oci"
+	"github.com/edgefactory/edgefactory/raftstore"
+)
+
+// Source images (API.md §5.5): the release's own images, read through this node from the upstream registry and
+// kept in the CAS. Every blob and tag this node caches is recorded in Raft, so in an isolated site (upstream gone)
+// members serve them to each other.
+
+// sourceComponents are the release images served under /v2/siderolabs/<name>; extension and overlay images listed
+// in a version's catalog are served too.
+var sourceComponents = []string{"installer-base", "installer", "imager", "extensions", "overlays", "talosctl-all"}
+
+// sourceTagSetting names the Raft setting remembering what a source tag pointed at (tags move; the newest wins).
+func sourceTagSetting(repo, tag string) string { return "source-tag/" + repo + ":" + tag }
+
+// sourceBlobKey is the asset key of a cached source blob.
+func sourceBlobKey(digest string) string {
+	sum := sha256.Sum256([]byte("edgefactory source blob v1\n" + digest))
+
+	return hex.EncodeToString(sum[:])
+}
+
+type sourceTag struct {
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+	Size      int64  `json:"size"`
+}
+
+// upstreamRepo maps siderolabs/<name> to its repository in the upstream registry, or fails with NAME_UNKNOWN.
+func (n *Node) upstreamRepo(repo string) (name.Repository, error) {
+	rest := strings.TrimPrefix(repo, "siderolabs/")
+
+	path := ""
+
+	switch {
+	case slices.Contains(sourceComponents, rest):
+		path = n.cfg.Upstream.Namespace + "/" + rest
+	case n.catalogImage(repo):
+		path = repo
+	default:
+		return name.Repository{}, &oci.Error{Code: oci.CodeNameUnknown, Status: http.StatusNotFound,
+			Message: fmt.Sprintf("%s is not a source image of this factory", repo)}
+	}
+
+	var opts []name.Option
+	if n.cfg.Upstream.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+
+	return name.NewRepository(n.cfg.Upstream.Registry+"/"+path, opts...)
+}
+
+// catalogImage reports whether repo is an extension or overlay image of a known version.
+func (n *Node) catalogImage(repo string) bool {
+	versions, err := n.store.Versions()
+	if err != nil {
+		return false
+	}
+
+	for _, v := range versions {
+		c, _, err := n.versionCatalog(v)
+		if err != nil {
+			continue
+		}
+
+		for _, e := range c.Extensions {
+			if e.Name == repo {
+				return true
+			}
+		}
+
+		for _, o := range c.Overlays {
+			if o.Image == repo {
+				return true
+			}
+		}
+	}
+
+	return false
+}
+
+func (n *Node) upstreamOptions(ctx context.Context) []remote.Option {
+	return []remote.Option{remote.WithContext(ctx)}
+}
+
+// SourceManifest resolves a tag or digest of a source image (oci.Registry).
+func (n *Node) SourceManifest(ctx context.Context, repo, reference string) (oci.Manifest, error) {
+	upstream, err := n.upstreamRepo(repo)
+	if err != nil {
+		return oci.Manifest{}, err
+	}
+
+	if strings.HasPrefix(reference, "sha256:") {
+		if m, err := n.manifestByDigest(ctx, reference); err == nil {
+			return m, nil
+		}
+
+		return n.upstreamManifest(ctx, upstream.Digest(reference), repo, "")
+	}
+
+	m, err := n.upstreamManifest(ctx, upstream.Tag(reference), repo, reference)
+	if err == nil {
+		return m, nil
+	}
+
+	// The upstream is unreachable (or lost the tag): serve what the cluster last saw under this tag.
+	raw, ok, serr := n.store.Setting(sourceTagSetting(repo, reference))
+	if serr != nil || !ok {
+		return oci.Manifest{}, sourceError(err)
+	}
+
+	var tag sourceTag
+	if json.Unmarshal(raw, &tag) != nil {
+		return oci.Manifest{}, sourceError(err)
+	}
+
+	n.log.Warn("upstream registry unavailable: serving the cached manifest", "repo", repo, "tag", reference,
+		"digest", tag.Digest, "error", err)
+
+	return n.manifestByDigest(ctx, tag.Digest)
+}
+
+// sourceError presents an upstream failure: what the upstream does not have stays a 404, anything else (it cannot
+// be reached) is a 503.
+func sourceError(err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return &oci.Error{Code: oci.CodeManifestUnknown, Status: http.StatusNotFound, Message: err.Error()}
+	}
+
+	return &oci.Error{Code: oci.CodeUnavailable, Status: http.StatusServiceUnavailable,
+		Message: "upstream registry: " + err.Error()}
+}
+
+// upstreamManifest fetches a manifest from the upstream registry, stores it, and records where it is.
+func (n *Node) upstreamManifest(ctx context.Context, ref name.Reference, repo, tag string) (oci.Manifest, error) {
+	desc, err := remote.Get(ref, n.upstreamOptions(ctx)...)
+	if err != nil {
+		return oci.Manifest{}, err
+	}
+
+	digest, err := n.putBytes(desc.Manifest)
+	if err != nil {
+		return oci.Manifest{}, err
+	}
+
+	if digest != desc.Digest.String() {
+		return oci.Manifest{}, fmt.Errorf("upstream manifest of %s hashes to %s, not %s", ref, digest, desc.Digest)
+	}
+
+	m := oci.Manifest{Body: desc.Manifest, MediaType: string(desc.MediaType), Digest: digest}
+	n.recordSource(ctx, raftstore.Blob{Digest: digest, Size: int64(len(desc.Manifest)), MediaType: m.MediaType})
+
+	if tag != "" {
+		value, _ := json.Marshal(sourceTag{Digest: digest, MediaType: m.MediaType, Size: int64(len(desc.Manifest))}) //nolint:errchkjson // fixed shape
+		if old, ok, _ := n.store.Setting(sourceTagSetting(repo, tag)); !ok || string(old) != string(value) {
+			go func() {
+				ctx, cancel := context.WithTimeout(n.ctx, writeDeadline)
+				defer cancel()
+
+				if _, err := n.apply(ctx, raftstore.Command{V: raftstore.CommandVersion, Op: raftstore.OpPutSetting,
+					Key: sourceTagSetting(repo, tag), Value: value}); err != nil {
+					n.log.Warn("could not record a source tag", "repo", repo, "tag", tag, "error", err)
+				}
+			}()
+		}
+	}
+
+	return m, nil
+}
+
+// recordSource records (in the background) that this node holds a source blob, so members can find it.
+func (n *Node) recordSource(ctx context.Context, b raftstore.Blob) {
+	key := sourceBlobKey(b.Digest)
+	if _, ok, _ := n.store.Asset(key); ok {
+		return
+	}
+
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeDeadline)
+		defer cancel()
+
+		if _, err := n.apply(ctx, raftstore.Command{V: raftstore.CommandVersion, Op: raftstore.OpPutAsset,
+			Asset: &raftstore.AssetRecord{Key: key, Digest: b.Digest, Size: b.Size, MediaType: b.MediaType,
+				Filename: strings.TrimPrefix(b.Digest, "sha256:"), Builder: n.cfg.NodeName, Created: time.Now().UTC()},
+		}); err != nil {
+			n.log.Warn("could not record a cached source blob", "digest", b.Digest, "error", err)
+		}
+	}()
+}
+
+// SourceBlob serves a blob of a source image: from here, from the upstream registry (streamed to the client while
+// a verified copy is kept), or from members when the upstream is unreachable (oci.Registry).
+func (n *Node) SourceBlob(ctx context.Context, repo, digest string) (frontends.Asset, error) {
+	upstream, err := n.upstreamRepo(repo)
+	if err != nil {
+		return nil, err
+	}
+
+	if a, err := n.Blob(ctx, digest); err == nil {
+		return a, nil
+	}
+
+	layer, err := remote.Layer(upstream.Digest(digest), n.upstreamOptions(context.WithoutCancel(ctx))...)
+	if err == nil {
+		var size int64
+		if size, err = layer.Size(); err == nil {
+			body, err := layer.Compressed()
+			if err == nil {
+				rec := raftstore.AssetRecord{Key: sourceBlobKey(digest), Digest: digest, Size: size,
+					MediaType: "application/octet-stream", Filename: strings.TrimPrefix(digest, "sha256:")}
+				t := n.assets.startTransfer(rec, &source{name: "upstream", body: body}, nil)
+
+				go func() {
+					<-t.done
+					if t.err == nil {
+						n.recordSource(n.ctx, raftstore.Blob{Digest: digest, Size: size, MediaType: rec.MediaType})
+					}
+				}()
+
+				return n.assets.attach(ctx, t)
+			}
+		}
+	}
+
+	return nil, sourceError(err)
+}
+
+// SourceTags lists a source image's tags from the upstream registry (oci.Registry).
+func (n *Node) SourceTags(ctx context.Context, repo string) ([]string, error) {
+	upstream, err := n.upstreamRepo(repo)
+	if err != nil {
+		return nil, err
+	}
+
+	tags, err := remote.List(upstream, n.upstreamOptions(ctx)...)
+	if err != nil {
+		return nil, sourceError(err)
+	}
+
+	return tags, nil
+}
