@@ -25,7 +25,7 @@ deps:
 run: deps build
 	./bin/edgefactory dev
 
-test: test-unit test-boot
+test: test-unit test-boot test-netns
 
 test-unit:
 	$(GO) test -timeout $(TIMEOUT) ./...
@@ -34,7 +34,7 @@ test-boot:
 	$(GO) test -timeout $(TIMEOUT) -tags boot -run 'TestBoot' -v ./e2e/boot/
 
 test-netns:
-	$(GO) test -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
+	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

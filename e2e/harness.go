@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -29,20 +30,27 @@ func Binary(t testing.TB) string {
 	t.Helper()
 
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "edgefactory-e2e-")
-		if err != nil {
+		// One stable path under build/ (no temporary directories left behind); built beside it and renamed into
+		// place, so suites running in parallel never execute a half-written binary.
+		dir := filepath.Join(RepoRoot(t), "build", "e2e")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 
 			return
 		}
 
 		binPath = filepath.Join(dir, "edgefactory")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/edgefactory")
+		tmp := fmt.Sprintf("%s.%d", binPath, os.Getpid())
+		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/edgefactory")
 		cmd.Dir = RepoRoot(t)
 
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = &buildError{out: string(out), err: err}
+
+			return
 		}
+
+		buildErr = os.Rename(tmp, binPath)
 	})
 
 	require.NoError(t, buildErr)

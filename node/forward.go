@@ -32,6 +32,12 @@ func (n *Node) apply(ctx context.Context, cmd raftstore.Command) (raftstore.Resu
 
 		last = err
 
+		// Without a leader for several election timeouts this node is cut off, not waiting for an election:
+		// say so at once rather than at the deadline.
+		if n.store.LeaderlessFor() > 4*n.store.ElectionTimeout() {
+			cancel()
+		}
+
 		select {
 		case <-ctx.Done():
 			return raftstore.Result{}, frontends.NewError(frontends.ClassUnavailable, fmt.Sprintf(

@@ -30,6 +30,24 @@ func (s *Store) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// LeaderlessFor is how long this node has been without a leader (since its last contact with one, or since it
+// opened): 0 while it has one. A node cut off from its quorum sees it grow past the election timeout.
+func (s *Store) LeaderlessFor() time.Duration {
+	if id, _ := s.Leader(); id != "" {
+		return 0
+	}
+
+	if last := s.raft.LastContact(); !last.IsZero() {
+		return time.Since(last)
+	}
+
+	return time.Since(s.opened)
+}
+
+// ElectionTimeout is the configured election timeout: a cluster without a leader for several of them has lost
+// its quorum rather than being in an election.
+func (s *Store) ElectionTimeout() time.Duration { return s.cfg.ElectionTimeout }
+
 // WaitForLeader blocks until this node knows a leader (possibly itself) or ctx ends.
 func (s *Store) WaitForLeader(ctx context.Context) error {
 	return poll(ctx, func() bool { id, _ := s.Leader(); return id != "" })

@@ -117,9 +117,10 @@ type Store struct {
 	raft  *raft.Raft
 	addr  string
 
-	lead leadership
-	done chan struct{}
-	wg   sync.WaitGroup
+	lead   leadership
+	opened time.Time
+	done   chan struct{}
+	wg     sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,7 +139,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "raftstore", "node", cfg.NodeID),
-		done: make(chan struct{})}
+		done: make(chan struct{}), opened: time.Now()}
 	s.lead.subs = map[chan bool]struct{}{}
 	if err := s.open(); err != nil {
 		s.Close()

@@ -1,5 +1,9 @@
 // Package api serves the Image Factory HTTP API (API.md §1, §2, §6): schematics, the release catalog, health. It is
 // wire format only; the node behind the interfaces decides everything.
+//
+// It also serves the predecessor image-service's names for the same things: a "flavor" is a schematic (POST
+// /flavors and GET /flavors/{id} run the schematic handlers; only the POST answer's shape differs), and its board
+// paths under /image are parsed by the recipe package like any other path.
 package api
 
 import (
@@ -15,7 +19,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/schematic"
 )
 
-// MaxSchematicBytes bounds a POST /schematics body (the official service has no bound).
+// MaxSchematicBytes bounds a POST /schematics (or /flavors) body (the official service has no bound).
 const MaxSchematicBytes = 1 << 20
 
 // API holds what the handlers need.
@@ -35,8 +39,10 @@ func (a *API) Mount(r chi.Router) {
 
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	r.Get("/readyz", a.readyz)
-	r.Post("/schematics", a.createSchematic)
+	r.Post("/schematics", a.createSchematic(schematicCreated))
 	r.Get("/schematics/{id}", a.getSchematic)
+	r.Post("/flavors", a.createSchematic(flavorCreated))
+	r.Get("/flavors/{id}", a.getSchematic)
 	r.Get("/versions", a.versions)
 	r.Get("/version/{version}/extensions/official", a.extensions)
 	r.Get("/version/{version}/overlays/official", a.overlays)
@@ -54,37 +60,53 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (a *API) createSchematic(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSchematicBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			err = frontends.NewError(frontends.ClassTooLarge, "schematic body is larger than the 1 MiB limit", err)
+// createSchematic stores the schematic in the body (YAML or JSON) and answers with answer's rendering of the result,
+// 201 Created, also when it already existed. The schematic and flavor routes differ only in that answer.
+func (a *API) createSchematic(answer func(id string, canonical []byte) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSchematicBytes))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				err = frontends.NewError(frontends.ClassTooLarge, "schematic body is larger than the 1 MiB limit", err)
+			}
+
+			frontends.WriteError(w, r, a.Logger, err)
+
+			return
 		}
 
-		frontends.WriteError(w, r, a.Logger, err)
+		s, err := schematic.Unmarshal(body)
+		if err != nil {
+			frontends.WriteError(w, r, a.Logger, err)
 
-		return
+			return
+		}
+
+		id, canonical, err := a.Schematics.CreateSchematic(r.Context(), s)
+		if err != nil {
+			frontends.WriteError(w, r, a.Logger, err)
+
+			return
+		}
+
+		writeJSON(w, http.StatusCreated, answer(id, canonical))
 	}
+}
 
-	s, err := schematic.Unmarshal(body)
-	if err != nil {
-		frontends.WriteError(w, r, a.Logger, err)
-
-		return
-	}
-
-	id, canonical, err := a.Schematics.CreateSchematic(r.Context(), s)
-	if err != nil {
-		frontends.WriteError(w, r, a.Logger, err)
-
-		return
-	}
-
-	writeJSON(w, http.StatusCreated, struct {
+// schematicCreated is the official POST /schematics answer: the ID and the canonical YAML.
+func schematicCreated(id string, canonical []byte) any {
+	return struct {
 		ID        string `json:"id"`
 		Schematic string `json:"schematic"`
-	}{id, string(canonical)})
+	}{id, string(canonical)}
+}
+
+// flavorCreated is the image-service's POST /flavors answer: the ID only.
+func flavorCreated(id string, _ []byte) any {
+	return struct {
+		ID string `json:"id"`
+	}{id}
 }
 
 func (a *API) getSchematic(w http.ResponseWriter, r *http.Request) {

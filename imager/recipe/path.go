@@ -54,6 +54,10 @@ const (
 // ParsePath parses the last segment of /image/{schematic}/{version}/{path} (API.md §3.1, in its order; the first
 // rule that matches decides). The result is normalised: architecture aliases are resolved and Path is rebuilt from
 // the parts, so two spellings of one asset give equal Assets. Every error is an *InvalidError.
+//
+// The command line and disk image forms also take the predecessor image-service's board syntax,
+// cmdline-<platform>-<board>-<arch>[-secureboot] and <platform>-<board>-<arch>[-secureboot].<disk>[.<compression>]
+// (Asset.Board, arm64 only); Plan maps the board to the overlay of that name.
 func ParsePath(p string) (Asset, error) {
 	switch {
 	case strings.HasPrefix(p, "kernel-"):
@@ -77,8 +81,8 @@ func ParsePath(p string) (Asset, error) {
 	}
 }
 
-// ParsePXEPath parses the last segment of /pxe/{schematic}/{version}/{path}, <platform>-<arch>[-secureboot], into
-// the cmdline asset the script needs (API.md §4).
+// ParsePXEPath parses the last segment of /pxe/{schematic}/{version}/{path}, <platform>[-<board>]-<arch>[-secureboot],
+// into the cmdline asset the script needs (API.md §4).
 func ParsePXEPath(p string) (Asset, error) {
 	return ParsePath("cmdline-" + p)
 }
@@ -103,11 +107,12 @@ func parseArchOnly(kind profile.OutputKind, rest, prefix, suffix string) (Asset,
 	return a, nil
 }
 
-// parseTargeted handles prefix<platform>-<arch>[-secureboot]suffix.
+// parseTargeted handles prefix<platform>-<arch>[-secureboot]suffix; the legacy board form
+// prefix<platform>-<board>-<arch>[-secureboot] only for the command line (ISO and UKI never had one).
 func parseTargeted(kind profile.OutputKind, target, prefix, suffix string) (Asset, error) {
 	a := Asset{Kind: kind, OutFormat: profile.OutFormatRaw}
 
-	if err := a.parseTarget(target); err != nil {
+	if err := a.parseTarget(target, kind == profile.OutKindCmdline); err != nil {
 		return Asset{}, err
 	}
 
@@ -165,7 +170,7 @@ func parseDiskImage(p string) (Asset, error) {
 		return Asset{}, invalidf("invalid profile path: %q", rest)
 	}
 
-	if err := a.parseTarget(rest); err != nil {
+	if err := a.parseTarget(rest, true); err != nil {
 		return Asset{}, err
 	}
 
@@ -193,8 +198,9 @@ func parseDiskImage(p string) (Asset, error) {
 }
 
 // parseTarget parses <platform>-<arch>[-secureboot] into a: the secure-boot suffix first, then a split on the first
-// dash ("digital-ocean" is the only dashed platform), then the architecture, then the platform.
-func (a *Asset) parseTarget(s string) error {
+// dash ("digital-ocean" is the only dashed platform), then, where the form allows one (withBoard), a legacy board
+// between platform and architecture, then the architecture, then the platform.
+func (a *Asset) parseTarget(s string, withBoard bool) error {
 	s, a.SecureBoot = strings.CutSuffix(s, secureBootPart)
 
 	platform, rest, ok := strings.Cut(s, "-")
@@ -206,7 +212,9 @@ func (a *Asset) parseTarget(s string) error {
 		platform, rest = "digital-ocean", strings.TrimPrefix(rest, "ocean-")
 	}
 
-	a.Board, rest = splitBoard(platform, rest)
+	if withBoard {
+		a.Board, rest = splitBoard(platform, rest)
+	}
 
 	arch, err := parseArch(rest)
 	if err != nil {
@@ -215,14 +223,35 @@ func (a *Asset) parseTarget(s string) error {
 
 	a.Arch = arch
 
+	// Boards are single-board computers, all arm64; the overlays that replaced them build nothing else.
+	if a.Board != "" && arch != "arm64" {
+		return invalidf("board %q is arm64 only: there is no %s build of a board", a.Board, arch)
+	}
+
+	// The image-service had no secure-boot board images, and the UKI a secure-boot PXE boot needs takes no board.
+	if a.Board != "" && a.SecureBoot {
+		return invalidf("board %q has no secure-boot images: drop -secureboot", a.Board)
+	}
+
 	return a.setPlatform(platform)
 }
 
-// splitBoard is the one place the legacy board syntax (metal-<board>-arm64, cmdline-metal-<board>-arm64) will be
-// recognised; until then no path has a board, so "rpi_generic-arm64" reaches parseArch and is an invalid
-// architecture, as in the official service since Talos 1.7.
-func splitBoard(_, rest string) (board, remaining string) {
-	return "", rest
+// splitBoard recognises the legacy image-service board syntax, <platform>-<board>-<arch> (metal-rpi_generic-arm64):
+// rest holds a board when the platform is one we know and rest's last dash-separated segment is an architecture;
+// the board is everything before it, so overlay names with dashes work too. Anything else is left whole and parsed
+// as before ("amd64-extra" stays an invalid architecture). Whether the board exists is for Plan to say: the
+// overlays catalog is per Talos version.
+func splitBoard(platform, rest string) (board, remaining string) {
+	i := strings.LastIndex(rest, "-")
+	if i <= 0 || !platforms[platform] {
+		return "", rest
+	}
+
+	if _, ok := archAliases[rest[i+1:]]; !ok {
+		return "", rest
+	}
+
+	return rest[:i], rest[i+1:]
 }
 
 // setPlatform checks the platform is one the imager builds.

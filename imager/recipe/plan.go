@@ -116,6 +116,10 @@ func validate(a Asset, s *schematic.Schematic, v release.Version, opts PlanOptio
 		return invalidf("UKI output is not supported for Talos version %s", v.Version)
 	}
 
+	if err := validateBoard(a, s, v, q); err != nil {
+		return err
+	}
+
 	overlay, _ := overlayOf(a, s)
 	if overlay != "" && !q.SupportsOverlay() {
 		return invalidf("overlay is not supported for Talos version %s", v.Version)
@@ -148,6 +152,44 @@ func validate(a Asset, s *schematic.Schematic, v release.Version, opts PlanOptio
 
 	if ss := s.Customization.DiskImage.SectorSize; a.Kind == profile.OutKindImage && ss != 0 && ss != sectorSize {
 		return invalidf("disk image sector size %d is not supported: only %d", ss, sectorSize)
+	}
+
+	return nil
+}
+
+// takesOverlay reports whether the output is built with its overlay. A schematic's overlay, like the official
+// service's, never reaches the kernel or the command line; a board path's does reach its command line: the board's
+// kernel arguments (its serial console) are what an image-service board command line carried, and what a board's
+// PXE script must boot with.
+func takesOverlay(a Asset) bool {
+	return buildsInitramfs(a.Kind) || a.Board != ""
+}
+
+// validateBoard checks a legacy board path: the board must be an overlay of this version's catalog (for every
+// output, the command line included: the board is what was asked for), and the schematic must not have an overlay
+// of its own, since one build has one overlay and silently picking one would build something nobody asked for.
+func validateBoard(a Asset, s *schematic.Schematic, v release.Version, q quirks.Quirks) error {
+	if a.Board == "" {
+		return nil
+	}
+
+	if o := s.Overlay; o.Name != "" || o.Image != "" || len(o.Options) > 0 {
+		theirs := fmt.Sprintf("overlay %q", o.Name)
+		if o.Name == "" {
+			theirs = "overlay section"
+		}
+
+		return invalidf("board %q conflicts with the schematic's %s: name the overlay in the schematic or "+
+			"the board in the path, not both", a.Board, theirs)
+	}
+
+	if !q.SupportsOverlay() {
+		return invalidf("board %q is not supported for Talos version %s: boards are built from overlays, which "+
+			"need Talos v1.7.0 or later", a.Board, v.Version)
+	}
+
+	if _, ok := release.FindOverlay(v, a.Board); !ok {
+		return invalidf("unknown board %q: Talos version %s has no overlay of that name", a.Board, v.Version)
 	}
 
 	return nil
@@ -189,6 +231,18 @@ func resolveInputs(a Asset, s *schematic.Schematic, v release.Version, hostArch 
 		in.InstallerBase = &Image{Repository: v.InstallerBase.Repository, Digest: digest, Platform: "linux/" + a.Arch, Tag: v.Version}
 	}
 
+	if name, options := overlayOf(a, s); name != "" && takesOverlay(a) {
+		o, _ := release.FindOverlay(v, name)
+		img := Image{Repository: o.Image, Digest: o.Digest, Platform: "linux/" + hostArch, Tag: tagOf(o.Ref)}
+		in.Overlay = &Overlay{Image: img, Name: name, Options: maps.Clone(options)}
+
+		if a.Kind == profile.OutKindInstaller {
+			target := img
+			target.Platform = "linux/" + a.Arch
+			in.OverlayInstaller = &target
+		}
+	}
+
 	if !buildsInitramfs(a.Kind) {
 		return in, nil
 	}
@@ -203,24 +257,16 @@ func resolveInputs(a Asset, s *schematic.Schematic, v release.Version, hostArch 
 		})
 	}
 
-	if name, options := overlayOf(a, s); name != "" {
-		o, _ := release.FindOverlay(v, name)
-		img := Image{Repository: o.Image, Digest: o.Digest, Platform: "linux/" + hostArch, Tag: tagOf(o.Ref)}
-		in.Overlay = &Overlay{Image: img, Name: name, Options: maps.Clone(options)}
-
-		if a.Kind == profile.OutKindInstaller {
-			target := img
-			target.Platform = "linux/" + a.Arch
-			in.OverlayInstaller = &target
-		}
-	}
-
 	return in, nil
 }
 
-// overlayOf names the overlay of the build and its options: the schematic's. It is the one place a legacy board
-// path (Asset.Board) will map to an overlay.
-func overlayOf(_ Asset, s *schematic.Schematic) (string, map[string]any) {
+// overlayOf names the overlay of the build and its options: the legacy board of the path (the overlay of the same
+// name, with no options; validateBoard has made sure the schematic has no overlay then), else the schematic's.
+func overlayOf(a Asset, s *schematic.Schematic) (string, map[string]any) {
+	if a.Board != "" {
+		return a.Board, nil
+	}
+
 	return s.Overlay.Name, s.Overlay.Options
 }
 
