@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,9 @@ type Node struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// crashed is set by the tests' Kill (export_test.go): a crashed node leaves nothing gracefully.
+	crashed atomic.Bool
 }
 
 // New opens the member's state and binds its listener; Run starts serving.
@@ -419,8 +423,10 @@ func (n *Node) Run(ctx context.Context) error {
 	// Leave first, while still serving: others stop routing here as soon as the leave is announced, and requests
 	// already here finish during the HTTP shutdown below.
 	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
-	if lerr := n.raft.leave(leaveCtx); lerr != nil {
-		n.log.Warn("leaving the cluster", "error", lerr)
+	if crashed := n.crashed.Load(); !crashed {
+		if lerr := n.raft.leave(leaveCtx); lerr != nil {
+			n.log.Warn("leaving the cluster", "error", lerr)
+		}
 	}
 
 	cancelLeave()

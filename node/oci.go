@@ -65,8 +65,9 @@ func (n *Node) InstallerManifest(ctx context.Context, image, schematicID, refere
 		}
 	}
 
+	// Version tags carry the "v" (API.md §5.2): "1.13.0" is not a tag of these repositories.
 	version, err := parseVersion(reference)
-	if err != nil {
+	if err != nil || !strings.HasPrefix(reference, "v") {
 		return oci.Manifest{}, &oci.Error{Code: oci.CodeManifestUnknown, Status: http.StatusNotFound,
 			Message: fmt.Sprintf("tag %q is not a Talos version (vX.Y.Z, latest) or a signature tag", reference)}
 	}

@@ -29,6 +29,9 @@ import (
 // in a version's catalog are served too.
 var sourceComponents = []string{"installer-base", "installer", "imager", "extensions", "overlays", "talosctl-all"}
 
+// upstreamCachedTimeout bounds the upstream lookup of a source tag the cluster has an answer for.
+var upstreamCachedTimeout = 5 * time.Second
+
 // sourceTagSetting names the Raft setting remembering what a source tag pointed at (tags move; the newest wins).
 func sourceTagSetting(repo, tag string) string { return "source-tag/" + repo + ":" + tag }
 
@@ -117,7 +120,19 @@ func (n *Node) SourceManifest(ctx context.Context, repo, reference string) (oci.
 		return n.upstreamManifest(ctx, upstream.Digest(reference), repo, "")
 	}
 
-	m, err := n.upstreamManifest(ctx, upstream.Tag(reference), repo, reference)
+	// With a cached answer to fall back on, an upstream that does not answer promptly (an isolated site whose
+	// firewall drops packets, a registry that accepts and stalls) must not hold the request: remote.Get has no
+	// timeout of its own.
+	upstreamCtx := ctx
+
+	if _, cached, _ := n.store.Setting(sourceTagSetting(repo, reference)); cached {
+		var cancel context.CancelFunc
+
+		upstreamCtx, cancel = context.WithTimeout(ctx, upstreamCachedTimeout)
+		defer cancel()
+	}
+
+	m, err := n.upstreamManifest(upstreamCtx, upstream.Tag(reference), repo, reference)
 	if err == nil {
 		return m, nil
 	}

@@ -12,6 +12,9 @@
 #      $BUILD/parts/<arch>/systemd-stub.efi  trixie systemd-boot-efi UKI stub
 #      $BUILD/parts/VERSIONS                 "<suite> <arch> <binary package> <version> <source package>" per package
 #      $BUILD/hosttools/squashfs-tools/      trixie squashfs-tools 4.6 package root (usr/bin/mksquashfs)
+# 3. The cosign CLI for the signature tests ($BUILD/tools/cosign, $COSIGN_VERSION), built from the Go module proxy
+#    with `go install` (outside the repository's go.mod; several minutes the first time). Skipped, with a warning,
+#    when Go is not installed: the tests that need it skip themselves.
 #
 # Environment: EDGEFACTORY_BUILD_DIR (default <repo>/build), EDGEFACTORY_DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), EDGEFACTORY_DEPS_REFRESH=1 to fetch the Debian packages again.
@@ -24,6 +27,8 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PARTS=$BUILD/parts
 HOSTTOOLS=$BUILD/hosttools
 WORK=$BUILD/.deps
+TOOLS=$BUILD/tools
+COSIGN_VERSION=v2.6.5
 
 HOST_PACKAGES=(
 	# the Talos imager's tools
@@ -250,7 +255,25 @@ parts_complete() {
 	"$HOSTTOOLS/squashfs-tools/usr/bin/mksquashfs" -version >/dev/null 2>&1
 }
 
+install_cosign() {
+	if [ -x "$TOOLS/cosign" ]; then
+		log "cosign present: $TOOLS/cosign"
+		return
+	fi
+	if ! command -v go >/dev/null 2>&1; then
+		log "warning: go is not installed; not building cosign (the cosign verification tests will skip)"
+		return
+	fi
+	mkdir -p "$TOOLS"
+	log "building cosign $COSIGN_VERSION from the Go module proxy into $TOOLS (takes several minutes)"
+	# From $TOOLS, so the repository's go.mod plays no part; -mod=mod in case GOFLAGS says otherwise.
+	(cd "$TOOLS" && GOBIN=$TOOLS GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' \
+		"github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION") || die "go install cosign $COSIGN_VERSION failed"
+	log "cosign: $("$TOOLS/cosign" version 2>/dev/null | awk '$1 == "GitVersion:" { print $2 }')"
+}
+
 install_host_packages
+install_cosign
 if [ "${EDGEFACTORY_DEPS_REFRESH:-0}" != 1 ] && parts_complete; then
 	log "parts present in $PARTS (EDGEFACTORY_DEPS_REFRESH=1 fetches them again)"
 else

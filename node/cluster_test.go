@@ -1,0 +1,935 @@
+package node_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
+)
+
+const clusterSecret = "cluster-test-secret"
+
+// TestClusterThreeNodes forms a three-node cluster from Join alone and checks what needs no builds: formation,
+// read-your-writes across nodes, the peer API's secret, and writes through the death of the Raft leader.
+func TestClusterThreeNodes(t *testing.T) {
+	c := startCluster(t, upstream(t), 3)
+
+	t.Run("forms", func(t *testing.T) { checkFormed(t, c, 3) })
+
+	t.Run("a schematic created on one node is read on another at once", func(t *testing.T) {
+		nodes := c.live()
+
+		for i := range 30 {
+			created := nodes[i%3].do(t, "POST", "/schematics",
+				fmt.Sprintf(`customization: {extraKernelArgs: [ryw=%d]}`, i), nil)
+			require.Equal(t, http.StatusCreated, created.StatusCode, created.Body)
+
+			var body struct{ ID, Schematic string }
+			require.NoError(t, json.Unmarshal([]byte(created.Body), &body))
+
+			// No sleep, no retry: a node that has not applied the write yet confirms with the leader first.
+			for _, reader := range []*member{nodes[(i+1)%3], nodes[(i+2)%3]} {
+				got := reader.do(t, "GET", "/schematics/"+body.ID, "", nil)
+				require.Equal(t, http.StatusOK, got.StatusCode, "created on %s, read on %s: %s", nodes[i%3].name,
+					reader.name, got.Body)
+				assert.Equal(t, body.Schematic, got.Body)
+			}
+		}
+	})
+
+	t.Run("the peer API needs the cluster secret", func(t *testing.T) { checkPeerSecret(t, c) })
+
+	t.Run("writes survive the death of the leader", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("kills the leader and waits for an election; skipped with -short")
+		}
+
+		checkLeaderDeath(t, c)
+	})
+}
+
+// checkFormed: one leader, size voters, every node's /cluster shows size alive members and the same ring.
+func checkFormed(t *testing.T, c *cluster, size int) {
+	var leader, ringID string
+
+	for _, m := range c.live() {
+		st := c.status(t, m)
+		require.NotEmpty(t, st.Leader, m.name)
+
+		if leader == "" {
+			leader, ringID = st.Leader, st.Ring.ID
+		}
+
+		assert.Equal(t, leader, st.Leader, "%s names the same leader", m.name)
+		assert.Equal(t, ringID, st.Ring.ID, "%s has the same ring", m.name)
+		assert.Len(t, st.Ring.Members, size, m.name)
+		assert.Len(t, st.Voters, size, "%s: %d voters", m.name, size)
+
+		alive := 0
+
+		for _, mb := range st.Members {
+			if mb.State == "alive" {
+				alive++
+
+				assert.Equal(t, "voter", mb.Raft, "%s sees %s as a voter", m.name, mb.Name)
+			}
+		}
+
+		assert.Equal(t, size, alive, "%s sees %d alive members", m.name, size)
+	}
+
+	leaders := 0
+
+	for _, m := range c.live() {
+		if m.name == leader {
+			leaders++
+		}
+	}
+
+	assert.Equal(t, 1, leaders, "exactly one leader")
+}
+
+// checkPeerSecret: requests to /_peer/ without the cluster secret, or with a wrong one, are refused with 403 and
+// counted; the same request with the secret is served.
+func checkPeerSecret(t *testing.T, c *cluster) {
+	m := c.leader(t)
+	before := m.metric(t, "edgefactory_peer_auth_failures_total")
+	missing := "sha256:" + strings.Repeat("0", 64)
+	cmd := `{"v":1,"op":"put-schematic"}`
+
+	for _, tc := range []struct {
+		name, method, path, body, auth string
+		status                         int
+	}{
+		{"read index without a secret", "GET", "/_peer/readindex", "", "", http.StatusForbidden},
+		{"read index with a wrong secret", "GET", "/_peer/readindex", "", "Bearer wrong", http.StatusForbidden},
+		{"secret without the bearer scheme", "GET", "/_peer/readindex", "", clusterSecret, http.StatusForbidden},
+		{"blob without a secret", "GET", "/_peer/blobs/" + missing, "", "", http.StatusForbidden},
+		{"write without a secret", "POST", "/_peer/apply", cmd, "", http.StatusForbidden},
+		{"write with a wrong secret", "POST", "/_peer/apply", cmd, "Bearer " + clusterSecret + "x",
+			http.StatusForbidden},
+		{"read index with the secret", "GET", "/_peer/readindex", "", "Bearer " + clusterSecret, http.StatusOK},
+		{"blob with the secret", "GET", "/_peer/blobs/" + missing, "", "Bearer " + clusterSecret,
+			http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			header := map[string]string{}
+			if tc.auth != "" {
+				header["Authorization"] = tc.auth
+			}
+
+			resp := m.do(t, tc.method, tc.path, tc.body, header)
+			assert.Equal(t, tc.status, resp.StatusCode, resp.Body)
+		})
+	}
+
+	assert.Equal(t, before+6, m.metric(t, "edgefactory_peer_auth_failures_total"), "refusals are counted")
+}
+
+// checkLeaderDeath: writers POST new schematics to random live nodes without pause; the leader is killed in the
+// middle. Every write answered 201 is readable afterwards on every surviving node, and writes resume within a
+// few seconds (the measured time is logged; the bound is generous).
+func checkLeaderDeath(t *testing.T, c *cluster) {
+	w := startWriters(c, 4)
+	defer w.stop()
+
+	require.True(t, waitFor(10*time.Second, func() bool { return w.since(time.Time{}) >= 50 }),
+		"writes flow before the kill")
+
+	leader := c.leader(t)
+	killed := time.Now()
+	c.kill(leader)
+
+	survivor := c.live()[0]
+	require.True(t, waitFor(30*time.Second, func() bool {
+		st := survivor.Status()
+
+		return st.Leader != "" && st.Leader != leader.name
+	}), "a new leader is elected")
+
+	elected := time.Since(killed)
+
+	require.True(t, waitFor(30*time.Second, func() bool { return w.since(killed) >= 50 }),
+		"writes resume after the leader died")
+
+	acks, failures := w.stop()
+	resumed := time.Duration(-1)
+
+	for _, a := range acks {
+		if !a.started.Before(killed) && (resumed < 0 || a.ended.Sub(killed) < resumed) {
+			resumed = a.ended.Sub(killed)
+		}
+	}
+
+	t.Logf("leader %s killed: new leader known after %s, first write issued after the kill succeeded after %s; "+
+		"%d writes acknowledged, %d failed or cut off", leader.name, elected.Round(time.Millisecond),
+		resumed.Round(time.Millisecond), len(acks), failures)
+	assert.Less(t, resumed, 10*time.Second, "writes resume within a few seconds")
+	assert.NotEqual(t, leader.name, c.leader(t).name)
+
+	for _, m := range c.live() {
+		for _, a := range acks {
+			resp := m.do(t, "GET", "/schematics/"+a.id, "", nil)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "schematic %s acknowledged before or after the kill "+
+				"is missing on %s", a.id, m.name)
+		}
+	}
+}
+
+// writers create new schematics through random live nodes, back to back, until stopped.
+type writers struct {
+	halt func()
+
+	mu       sync.Mutex
+	acks     []ack
+	failures int
+}
+
+// ack is a write answered 201.
+type ack struct {
+	id             string
+	started, ended time.Time
+}
+
+func startWriters(c *cluster, count int) *writers {
+	var (
+		w      = &writers{}
+		seq    atomic.Int64
+		done   = make(chan struct{})
+		wg     sync.WaitGroup
+		client = &http.Client{Timeout: 30 * time.Second}
+	)
+
+	for range count {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+
+				body := fmt.Sprintf(`{"customization":{"extraKernelArgs":["write=%d"]}}`, seq.Add(1))
+				started := time.Now()
+				id, err := postSchematic(client, c.randomLive().base, body)
+
+				w.mu.Lock()
+				if err == nil {
+					w.acks = append(w.acks, ack{id: id, started: started, ended: time.Now()})
+				} else {
+					w.failures++
+				}
+				w.mu.Unlock()
+			}
+		})
+	}
+
+	w.halt = sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+	})
+
+	return w
+}
+
+// stop waits for the writers to finish and returns the acknowledged writes and the count of the others.
+func (w *writers) stop() ([]ack, int) {
+	w.halt()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	return slices.Clone(w.acks), w.failures
+}
+
+// since counts the acknowledged writes issued at or after t.
+func (w *writers) since(t time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	n := 0
+
+	for _, a := range w.acks {
+		if !a.started.Before(t) {
+			n++
+		}
+	}
+
+	return n
+}
+
+// TestClusterFiveNodes runs the miss path on five real nodes with real builds: a boot storm builds once, corrupt
+// copies are caught, a sixth node reads through without building, and the death of a key's owner in the middle of
+// its build does not fail the request.
+func TestClusterFiveNodes(t *testing.T) {
+	c := startCluster(t, realUpstream(t), 5)
+
+	t.Run("forms", func(t *testing.T) { checkFormed(t, c, 5) })
+	t.Run("a boot storm builds once", func(t *testing.T) { checkBootStorm(t, c) })
+	t.Run("corrupt copies are caught", func(t *testing.T) { checkCorruptPeer(t, c) })
+	t.Run("a sixth node builds nothing", func(t *testing.T) { checkSixthNode(t, c) })
+	t.Run("the owner dies while building", func(t *testing.T) { checkOwnerDeath(t, c) })
+}
+
+// checkBootStorm: 200 concurrent requests for one uncached asset that takes seconds to build, round-robin over
+// the nodes, cause exactly one build cluster-wide, and every client receives identical, complete bytes.
+func checkBootStorm(t *testing.T, c *cluster) {
+	id := c.live()[0].createSchematic(t, `customization: {extraKernelArgs: [storm]}`)
+	before := c.builds(t)
+	require.Zero(t, before, "a fresh cluster")
+	start := time.Now()
+	results := storm(c.live(), "/image/"+id+"/v1.13.0/metal-amd64.iso", 200)
+	elapsed := time.Since(start)
+
+	shas := map[string]int{}
+
+	for i, r := range results {
+		require.NoError(t, r.err, "request %d", i)
+		require.Equal(t, http.StatusOK, r.status, "request %d", i)
+		require.True(t, r.complete(), "request %d got %d bytes", i, r.size)
+		assert.Equal(t, r.header.Get("X-Content-Sha256"), r.sha, "request %d: bytes match their digest", i)
+		shas[r.sha]++
+	}
+
+	assert.Len(t, shas, 1, "every client received identical bytes")
+	assert.Equal(t, before+1, c.builds(t), "exactly one build cluster-wide")
+	t.Logf("200 requests over %d nodes: %s, %d bytes each", len(c.live()), elapsed.Round(time.Millisecond),
+		results[0].size)
+}
+
+// checkCorruptPeer: every copy of a built asset is corrupted on disk; a download through a node that lacks it
+// fails (never a complete wrong file), the failure is counted, nothing corrupt is kept anywhere (the requester
+// stores nothing, the holders verify and drop their copies), and the next request rebuilds the right bytes.
+func checkCorruptPeer(t *testing.T, c *cluster) {
+	first := c.live()[0]
+	id := first.createSchematic(t, `customization: {extraKernelArgs: [corrupt]}`)
+	path := "/image/" + id + "/v1.13.0/metal-amd64-uki.efi"
+	key, holders := c.recipeKey(t, first, id, "v1.13.0", path[len("/image/"+id+"/v1.13.0/"):])
+	require.Len(t, holders, 2)
+
+	owner := c.byName(t, holders[0])
+	good := fetchURL(http.DefaultClient, owner.base+path)
+	require.True(t, good.complete(), "build through the owner: %v", good.err)
+
+	digest, ok := owner.AssetDigest(key)
+	require.True(t, ok)
+	require.Equal(t, "sha256:"+good.sha, digest)
+	require.True(t, waitFor(20*time.Second, func() bool { return c.byName(t, holders[1]).HasBlob(digest) }),
+		"the owner pushes a copy to the second holder")
+
+	var corrupted []*member
+
+	for _, m := range c.live() {
+		if m.HasBlob(digest) {
+			flipByte(t, m.BlobPath(digest), good.size/2)
+			corrupted = append(corrupted, m)
+		}
+	}
+
+	require.NotEmpty(t, corrupted)
+
+	asker := c.other(t, holders...)
+	require.False(t, asker.HasBlob(digest))
+
+	failures := asker.metric(t, "edgefactory_peer_verify_failures_total")
+	bad := fetchURL(http.DefaultClient, asker.base+path)
+	assert.False(t, bad.complete(), "the download through %s must fail", asker.name)
+	assert.False(t, bad.size == good.size && bad.sha != good.sha, "a complete wrong file was served")
+	assert.Greater(t, asker.metric(t, "edgefactory_peer_verify_failures_total"), failures, "the mismatch is counted")
+	assert.False(t, asker.HasBlob(digest), "%s stored nothing", asker.name)
+
+	for _, m := range corrupted {
+		assert.True(t, waitFor(10*time.Second, func() bool { return !m.HasBlob(digest) }),
+			"%s was asked to verify its copy and dropped it", m.name)
+	}
+
+	builds := c.builds(t)
+	again := fetchURL(http.DefaultClient, asker.base+path)
+	require.True(t, again.complete(), "the next request succeeds: %v", again.err)
+	assert.Equal(t, good.sha, again.sha, "the rebuilt asset has the same bytes")
+	assert.Equal(t, builds+1, c.builds(t), "rebuilt once")
+}
+
+// flipByte inverts one byte of a file in place (CAS blobs are read-only: the mode is lifted for the write).
+func flipByte(t *testing.T, path string, off int64) {
+	require.NoError(t, os.Chmod(path, 0o644))
+
+	defer func() { require.NoError(t, os.Chmod(path, 0o444)) }()
+
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+
+	defer f.Close()
+
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+// checkSixthNode: with ~20 assets built on five nodes, a sixth node joins and serves every one of them by reading
+// through from the nodes that hold them: it builds nothing and nobody else builds either.
+func checkSixthNode(t *testing.T, c *cluster) {
+	nodes := c.live()
+
+	type asset struct{ path, sha string }
+
+	var assets []asset
+
+	for i := range 7 {
+		id := nodes[i%len(nodes)].createSchematic(t, fmt.Sprintf(`customization: {extraKernelArgs: [sixth=%d]}`, i))
+		for _, p := range []string{"kernel-amd64", "cmdline-metal-amd64", "initramfs-amd64.xz"} {
+			path := "/image/" + id + "/v1.13.0/" + p
+			d := fetchURL(http.DefaultClient, nodes[len(assets)%len(nodes)].base+path)
+			require.True(t, d.complete(), "%s: %v", path, d.err)
+			assets = append(assets, asset{path: path, sha: d.sha})
+		}
+	}
+
+	builds := c.builds(t)
+	sixth := c.join(t)
+	st := c.status(t, sixth)
+	assert.Len(t, st.Ring.Members, 6)
+	assert.Len(t, st.Voters, 5, "voters stay capped at five")
+
+	for _, mb := range st.Members {
+		if mb.Name == sixth.name {
+			assert.Equal(t, "nonvoter", mb.Raft, "the sixth node joins Raft as a non-voter")
+		}
+	}
+
+	for _, a := range assets {
+		d := fetchURL(http.DefaultClient, sixth.base+a.path)
+		require.True(t, d.complete(), "%s through the sixth node: %v", a.path, d.err)
+		assert.Equal(t, a.sha, d.sha, a.path)
+	}
+
+	assert.Zero(t, sixth.metric(t, "edgefactory_builds_total"), "the sixth node built nothing")
+	assert.Equal(t, builds, c.builds(t), "nobody built anything")
+}
+
+// checkOwnerDeath: a request for a slow asset through a node that does not own it is under way while the owner
+// builds; the owner is killed; the request still completes with the right bytes (the next holder builds).
+func checkOwnerDeath(t *testing.T, c *cluster) {
+	first := c.live()[0]
+	id := first.createSchematic(t, `customization: {extraKernelArgs: [owner-death]}`)
+	const asset = "metal-amd64.iso"
+
+	key, holders := c.recipeKey(t, first, id, "v1.13.0", asset)
+	owner := c.byName(t, holders[0])
+	asker := c.other(t, owner.name)
+	before := c.builds(t)
+
+	result := make(chan fetched, 1)
+
+	go func() { result <- fetchURL(http.DefaultClient, asker.base+"/image/"+id+"/v1.13.0/"+asset) }()
+
+	require.True(t, waitFor(60*time.Second, func() bool { return owner.Status().Builds.Running > 0 }),
+		"the owner %s starts building", owner.name)
+
+	ownerBuilds := owner.metric(t, "edgefactory_builds_total")
+	c.kill(owner)
+
+	var d fetched
+
+	select {
+	case d = <-result:
+	case <-time.After(3 * time.Minute):
+		require.FailNow(t, "the request never completed")
+	}
+
+	require.NoError(t, d.err)
+	require.Equal(t, http.StatusOK, d.status)
+	require.True(t, d.complete(), "%d bytes", d.size)
+	assert.Equal(t, d.header.Get("X-Content-Sha256"), d.sha, "the bytes match their digest")
+
+	for _, m := range c.live() {
+		digest, builder, ok := m.AssetRecord(key)
+		assert.True(t, ok, m.name)
+		assert.Equal(t, "sha256:"+d.sha, digest, "%s records the served bytes", m.name)
+		assert.NotEqual(t, owner.name, builder, "%s records a survivor as the builder", m.name)
+	}
+
+	assert.Equal(t, before-ownerBuilds+1, c.builds(t), "one survivor built it")
+}
+
+// postSchematic creates a schematic through base and returns its ID; anything but 201 is an error.
+func postSchematic(client *http.Client, base, body string) (string, error) {
+	resp, err := client.Post(base+"/schematics", "application/yaml", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+
+	var created struct{ ID string }
+
+	return created.ID, json.Unmarshal(data, &created)
+}
+
+// cluster is a set of real nodes in this test process, each with its own data dir and ports, joined through gossip:
+// every node's Join lists every node's gossip address, and all share BootstrapExpect and the cluster secret.
+type cluster struct {
+	reg    string
+	dir    string
+	expect int
+	seeds  []string // gossip addresses of every node started so far
+
+	mu    sync.Mutex
+	nodes []*member
+}
+
+// member is one node of a test cluster.
+type member struct {
+	*running
+	name   string
+	cancel context.CancelFunc
+	done   chan error
+	killed bool
+}
+
+// startCluster starts size nodes reading the registry reg and waits until they have formed one cluster: one
+// leader, every node ready, every node seeing the same alive members and the same ring. The nodes are killed
+// when the test ends (graceful leaves are tested elsewhere and would only slow the suite down).
+func startCluster(t testing.TB, reg string, size int) *cluster {
+	t.Helper()
+
+	c := &cluster{reg: reg, dir: t.TempDir(), expect: size}
+	for range size {
+		c.seeds = append(c.seeds, freeGossipAddr(t))
+	}
+
+	t.Cleanup(c.killAll)
+
+	for i := range size {
+		c.add(t, i)
+	}
+
+	c.waitFormed(t)
+
+	return c
+}
+
+// join starts one more node (named after its position), whose seeds are every node's gossip address, and waits
+// until the cluster includes it.
+func (c *cluster) join(t testing.TB) *member {
+	t.Helper()
+
+	c.mu.Lock()
+	c.seeds = append(c.seeds, freeGossipAddr(t))
+	i := len(c.seeds) - 1
+	c.mu.Unlock()
+
+	m := c.add(t, i)
+	c.waitFormed(t)
+
+	return m
+}
+
+func (c *cluster) add(t testing.TB, i int) *member {
+	t.Helper()
+
+	name := fmt.Sprintf("node%d", i+1)
+	cfg := testConfig(t, filepath.Join(c.dir, name), c.reg)
+	cfg.NodeName = name
+	cfg.GossipListen = c.seeds[i]
+	cfg.Join = slices.Clone(c.seeds)
+	cfg.BootstrapExpect = c.expect
+	cfg.ClusterSecret = clusterSecret
+	cfg.Replicas = 2
+	cfg.Logger = cfg.Logger.With("node", name)
+	cfg = node.WithFastGossip(cfg)
+
+	n, err := node.New(cfg)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{running: &running{Node: n, base: "http://" + n.Addr()}, name: name, cancel: cancel,
+		done: make(chan error, 1)}
+	m.stop = func() {}
+
+	go func() { m.done <- n.Run(ctx) }()
+
+	c.mu.Lock()
+	c.nodes = append(c.nodes, m)
+	c.mu.Unlock()
+
+	return m
+}
+
+// kill crashes m (node.Kill) and waits for its Run to return.
+func (c *cluster) kill(m *member) {
+	c.mu.Lock()
+	if m.killed {
+		c.mu.Unlock()
+
+		return
+	}
+
+	m.killed = true
+	c.mu.Unlock()
+
+	m.Kill()
+	m.cancel()
+	<-m.done
+}
+
+func (c *cluster) killAll() {
+	var wg sync.WaitGroup
+
+	for _, m := range c.all() {
+		wg.Go(func() { c.kill(m) })
+	}
+
+	wg.Wait()
+}
+
+func (c *cluster) all() []*member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return slices.Clone(c.nodes)
+}
+
+// live lists the nodes not killed.
+func (c *cluster) live() []*member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return slices.DeleteFunc(slices.Clone(c.nodes), func(m *member) bool { return m.killed })
+}
+
+// byName finds a live node.
+func (c *cluster) byName(t testing.TB, name string) *member {
+	t.Helper()
+
+	for _, m := range c.live() {
+		if m.name == name {
+			return m
+		}
+	}
+
+	require.Failf(t, "no such live node", "%s", name)
+
+	return nil
+}
+
+// leader is the live node every live node names as the Raft leader.
+func (c *cluster) leader(t testing.TB) *member {
+	t.Helper()
+
+	return c.byName(t, c.status(t, c.live()[0]).Leader)
+}
+
+// status reads a node's GET /cluster.
+func (c *cluster) status(t testing.TB, m *member) node.ClusterStatus {
+	t.Helper()
+
+	resp := m.do(t, "GET", "/cluster", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, resp.Body)
+
+	var st node.ClusterStatus
+	require.NoError(t, json.Unmarshal([]byte(resp.Body), &st))
+
+	return st
+}
+
+// waitFormed waits until every live node is ready, names the same leader, sees exactly the live nodes alive, has
+// them all in its ring (same ring ID everywhere) and in the Raft configuration.
+func (c *cluster) waitFormed(t testing.TB) {
+	t.Helper()
+
+	var why string
+
+	ok := waitFor(60*time.Second, func() bool {
+		why = c.notFormed()
+
+		return why == ""
+	})
+	require.True(t, ok, "cluster did not form: %s", why)
+}
+
+// notFormed says what keeps the cluster from being formed, or "".
+func (c *cluster) notFormed() string {
+	live := c.live()
+	names := make([]string, len(live))
+
+	for i, m := range live {
+		names[i] = m.name
+	}
+
+	slices.Sort(names)
+
+	var leader, ringID string
+
+	for _, m := range live {
+		if err := m.Ready(context.Background()); err != nil {
+			return m.name + " not ready: " + err.Error()
+		}
+
+		st := m.Status()
+
+		var alive []string
+
+		for _, mb := range st.Members {
+			if mb.State == "alive" {
+				alive = append(alive, mb.Name)
+			}
+
+			if mb.State == "alive" && mb.Raft == "none" && mb.Name == st.Leader {
+				return m.name + " sees the leader outside the raft configuration"
+			}
+		}
+
+		switch {
+		case !slices.Equal(alive, names):
+			return fmt.Sprintf("%s sees alive %v, want %v", m.name, alive, names)
+		case !slices.Equal(st.Ring.Members, names):
+			return fmt.Sprintf("%s has ring members %v, want %v", m.name, st.Ring.Members, names)
+		case leader != "" && st.Leader != leader || ringID != "" && st.Ring.ID != ringID:
+			return m.name + " disagrees on the leader or the ring"
+		}
+
+		leader, ringID = st.Leader, st.Ring.ID
+	}
+
+	// The leader adds every alive member to the Raft configuration.
+	lead := c.byNameOrNil(leader)
+	if lead == nil {
+		return "the leader " + leader + " is not a live node"
+	}
+
+	st := lead.Status()
+	for _, mb := range st.Members {
+		if mb.State == "alive" && mb.Raft == "none" {
+			return mb.Name + " is not in the raft configuration yet"
+		}
+	}
+
+	return ""
+}
+
+func (c *cluster) byNameOrNil(name string) *member {
+	for _, m := range c.live() {
+		if m.name == name {
+			return m
+		}
+	}
+
+	return nil
+}
+
+// builds sums edgefactory_builds_total over the live nodes.
+func (c *cluster) builds(t testing.TB) float64 {
+	t.Helper()
+
+	total := 0.0
+	for _, m := range c.live() {
+		total += m.metric(t, "edgefactory_builds_total")
+	}
+
+	return total
+}
+
+// recipeKey plans path on m and returns its recipe key, owner and holders (Replicas = 2) in m's ring view.
+func (c *cluster) recipeKey(t testing.TB, m *member, id, version, path string) (key string, holders []string) {
+	t.Helper()
+
+	key, err := m.RecipeKey(context.Background(), id, version, path)
+	require.NoError(t, err)
+
+	return key, m.Holders(key, 2)
+}
+
+// other returns a live node whose name is none of names.
+func (c *cluster) other(t testing.TB, names ...string) *member {
+	t.Helper()
+
+	for _, m := range c.live() {
+		if !slices.Contains(names, m.name) {
+			return m
+		}
+	}
+
+	require.Fail(t, "every live node is excluded", "%v", names)
+
+	return nil
+}
+
+// randomLive picks a live node.
+func (c *cluster) randomLive() *member {
+	live := c.live()
+
+	return live[rand.IntN(len(live))]
+}
+
+// freeGossipAddr finds a loopback port free for both TCP and UDP (memberlist binds both), below the ephemeral
+// range so that the nodes' other listeners (port 0) cannot be handed it before its node binds it.
+func freeGossipAddr(t testing.TB) string {
+	t.Helper()
+
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+rand.IntN(12000)))
+
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+
+		if err != nil {
+			continue
+		}
+
+		u.Close()
+
+		return addr
+	}
+
+	require.FailNow(t, "no free gossip port")
+
+	return ""
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+
+	for {
+		if cond() {
+			return true
+		}
+
+		if time.Now().After(deadline) {
+			return false
+		}
+
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fetched is one GET whose body was hashed as it arrived, never held in memory.
+type fetched struct {
+	status  int
+	header  http.Header
+	size    int64  // body bytes received
+	sha     string // hex sha256 of what was received
+	err     error  // the request failed or the body ended early
+	elapsed time.Duration
+}
+
+// complete reports whether the whole announced body arrived.
+func (d fetched) complete() bool {
+	return d.err == nil && d.status == http.StatusOK && d.size == contentLengthOf(d.header)
+}
+
+func contentLengthOf(h http.Header) int64 {
+	n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	if err != nil {
+		return -1
+	}
+
+	return n
+}
+
+// stormClient keeps a connection per concurrent download.
+var stormClient = &http.Client{Transport: &http.Transport{
+	MaxIdleConnsPerHost: 512, DisableCompression: true, IdleConnTimeout: 30 * time.Second,
+}}
+
+// fetchURL downloads url, hashing the body.
+func fetchURL(client *http.Client, url string) fetched { return fetchWith(client, url, true) }
+
+// fetchWith downloads url, hashing the body when hashed (else sha stays empty: a benchmark measures the server,
+// not the client's hashing).
+func fetchWith(client *http.Client, url string, hashed bool) fetched {
+	start := time.Now()
+
+	resp, err := client.Get(url)
+	if err != nil {
+		return fetched{err: err, elapsed: time.Since(start)}
+	}
+	defer resp.Body.Close()
+
+	var (
+		h hash.Hash
+		w io.Writer = io.Discard
+	)
+
+	if hashed {
+		h = sha256.New()
+		w = h
+	}
+
+	n, err := io.Copy(w, resp.Body)
+	d := fetched{status: resp.StatusCode, header: resp.Header, size: n, err: err, elapsed: time.Since(start)}
+
+	if hashed {
+		d.sha = hex.EncodeToString(h.Sum(nil))
+	}
+
+	return d
+}
+
+// storm sends requests concurrent GETs of path, round-robin over nodes, and returns every download (hashed).
+func storm(nodes []*member, path string, requests int) []fetched {
+	return stormWith(nodes, path, requests, true)
+}
+
+func stormWith(nodes []*member, path string, requests int, hashed bool) []fetched {
+	out := make([]fetched, requests)
+
+	var (
+		wg    sync.WaitGroup
+		ready sync.WaitGroup
+	)
+
+	ready.Add(1)
+
+	for i := range requests {
+		base := nodes[i%len(nodes)].base
+
+		wg.Go(func() {
+			ready.Wait() // all at once
+			out[i] = fetchWith(stormClient, base+path, hashed)
+		})
+	}
+
+	ready.Done()
+	wg.Wait()
+
+	return out
+}

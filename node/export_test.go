@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/edgefactory/edgefactory/imager/recipe"
+)
+
+// Test-only hooks for the black-box cluster tests (package node_test).
+
+// WithFastGossip shortens gossip failure detection (about a second on loopback instead of several), seed
+// re-joins and the bootstrap settle time, so cluster tests do not wait for LAN timers. The values leave room
+// for a loaded machine: builds share two cores with the nodes, and a false death would move keys mid-test.
+func WithFastGossip(cfg Config) Config {
+	cfg.tune = &tuning{
+		gossip: func(c *memberlist.Config) {
+			c.ProbeInterval = 250 * time.Millisecond
+			c.ProbeTimeout = 150 * time.Millisecond
+			c.GossipInterval = 50 * time.Millisecond
+			c.PushPullInterval = 2 * time.Second
+			c.SuspicionMult = 3
+			c.GossipToTheDeadTime = 2 * time.Second
+			c.TCPTimeout = 2 * time.Second
+		},
+		rejoin: time.Second,
+		settle: 500 * time.Millisecond,
+	}
+
+	return cfg
+}
+
+// Kill stops the node abruptly, as a crash would: gossip stops without a leave, Raft stops without handing
+// leadership over or leaving the configuration, builds are cancelled and every HTTP connection is cut. Run then
+// returns (with an error) once its context ends, without leaving; Close is still safe.
+func (n *Node) Kill() {
+	// Run must not leave gracefully once its HTTP server stops (it would ask the leader to remove this node).
+	n.crashed.Store(true)
+	n.members.Shutdown()
+	n.store.Close()  //nolint:errcheck // a crash reports nothing
+	n.server.Close() //nolint:errcheck // idem
+	n.cancel()
+	n.assets.builder.Close() //nolint:errcheck // idem
+}
+
+// Name is the node's member name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// RecipeKey plans the asset at path for a schematic and version on this node and returns its recipe key.
+func (n *Node) RecipeKey(ctx context.Context, schematicID, version, path string) (string, error) {
+	r, err := n.plan(ctx, schematicID, version, path, recipe.ParsePath)
+
+	return r.Key, err
+}
+
+// Owner is the member that owns key in this node's ring view.
+func (n *Node) Owner(key string) string {
+	owner, _ := n.cluster.Owner(key)
+
+	return owner
+}
+
+// Holders are the members that should hold key in this node's ring view, the owner first.
+func (n *Node) Holders(key string, count int) []string { return n.cluster.Holders(key, count) }
+
+// AssetDigest is the content digest ("sha256:…") the replicated index records for key on this node.
+func (n *Node) AssetDigest(key string) (string, bool) {
+	digest, _, ok := n.AssetRecord(key)
+
+	return digest, ok
+}
+
+// AssetRecord is the content digest and the builder the replicated index records for key on this node.
+func (n *Node) AssetRecord(key string) (digest, builder string, ok bool) {
+	rec, ok, err := n.store.Asset(key)
+
+	return rec.Digest, rec.Builder, ok && err == nil
+}
+
+// HasBlob reports whether this node's CAS holds digest.
+func (n *Node) HasBlob(digest string) bool { return n.cas.Has(digest) }
+
+// BlobPath is where this node's CAS keeps digest's file (the layout documented by package cas).
+func (n *Node) BlobPath(digest string) string {
+	hex := strings.TrimPrefix(digest, "sha256:")
+
+	return filepath.Join(n.cfg.DataDir, "cas", "sha256", hex[:2], hex)
+}
+
+// DropBlob deletes digest from this node's CAS (a benchmark's next first download).
+func (n *Node) DropBlob(digest string) error { return n.cas.Delete(digest) }
