@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -220,5 +221,22 @@ func contains(t *testing.T, r io.Reader, needle []byte) bool {
 
 		keep = min(len(needle)-1, total)
 		copy(buf, buf[total-keep:total])
+	}
+}
+
+// TestFlavorInstallers pulls the image-service's installer repositories, installer/<flavor> and
+// installer-secureboot/<flavor>, by flavor ID, as go-containerregistry (crane) does.
+func TestFlavorInstallers(t *testing.T) {
+	n := startReady(t, testConfig(t, t.TempDir(), realUpstream(t)))
+	flavor := createFlavor(t, n, "customization: {}\n")
+
+	for _, repo := range []string{"installer", "installer-secureboot"} {
+		t.Run(repo, func(t *testing.T) {
+			ref, err := name.ParseReference(n.Addr()+"/"+repo+"/"+flavor+":v1.13.0", name.Insecure)
+			require.NoError(t, err)
+
+			img := pullInstaller(t, ref)
+			assert.Len(t, img.manifests, 2, "amd64 and arm64")
+		})
 	}
 }
