@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
 var (
@@ -88,7 +91,7 @@ type Dev struct {
 	Addr, URL string
 	// PID is the server's process ID (for resident-memory measurements).
 	PID  int
-	logs *bytes.Buffer
+	logs *SyncBuffer
 }
 
 // Rewrite points README commands (written for 127.0.0.1:8080) at this server.
@@ -102,7 +105,7 @@ func StartDev(t testing.TB, extraArgs ...string) *Dev {
 	t.Helper()
 
 	addr := FreeAddr(t)
-	logs := &bytes.Buffer{}
+	logs := &SyncBuffer{}
 	args := append([]string{"dev", "--listen", addr, "--data", t.TempDir()}, extraArgs...)
 	if os.Getenv("EDGEFACTORY_MKSQUASHFS") == "" {
 		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(RepoRoot(t), "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
@@ -147,4 +150,64 @@ func FreeAddr(t testing.TB) string {
 	require.NoError(t, ln.Close())
 
 	return addr
+}
+
+// Logs is what the server has printed so far.
+func (d *Dev) Logs() string { return d.logs.String() }
+
+// CreateSchematic posts a schematic to the server and returns its ID.
+func (d *Dev) CreateSchematic(t testing.TB, body string) string {
+	t.Helper()
+
+	resp, err := http.Post(d.URL+"/schematics", "application/yaml", strings.NewReader(body))
+	require.NoError(t, err)
+
+	defer resp.Body.Close()
+
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	var created struct{ ID string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&created))
+
+	return created.ID
+}
+
+// RequireBuilds skips a test that builds boot assets where it cannot: under -short, or without the real parts of
+// the synthetic release (`make deps` fetches them), or without the named host commands.
+func RequireBuilds(t testing.TB, commands ...string) {
+	t.Helper()
+
+	if testing.Short() {
+		t.Skip("builds boot assets with the binary; skipped with -short")
+	}
+
+	for _, c := range commands {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s is not installed (make deps)", c)
+		}
+	}
+
+	if parts, _ := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil); !parts.Real() {
+		t.Skip("synthetic release parts missing: run `make deps`")
+	}
+}
+
+// SyncBuffer collects a process's output: the process writes while the test may read.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.String()
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -25,36 +24,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
 // TestSkopeoCopyInstaller pulls a cold installer image from `edgefactory dev` with Debian's skopeo, as a user
 // mirroring it would (`skopeo copy --all … oci:DIR`), checks the copy against API.md §5.6, and verifies the
 // index's signature with the cosign CLI when it is installed.
 func TestSkopeoCopyInstaller(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped with -short")
-	}
-
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo is not installed (make deps)")
-	}
-
-	if parts, _ := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil); !parts.Real() {
-		t.Skip("synthetic release parts missing: run `make deps`")
-	}
+	RequireBuilds(t, "skopeo")
 
 	dev := StartDev(t)
 
-	resp, err := http.Post(dev.URL+"/schematics", "application/yaml", strings.NewReader("customization: {}\n"))
-	require.NoError(t, err)
+	id := dev.CreateSchematic(t, "customization: {}\n")
 
-	var created struct{ ID string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&created))
-	resp.Body.Close()
-
-	image := dev.Addr + "/metal-installer/" + created.ID
+	image := dev.Addr + "/metal-installer/" + id
 	dir := filepath.Join(t.TempDir(), "oci")
 
 	out, err := exec.Command("skopeo", "copy", "--all", "--src-tls-verify=false",
@@ -72,7 +54,7 @@ func TestSkopeoCopyInstaller(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, validate.Index(installer), "every copied blob matches its digest")
 
-	head, err := http.Head(dev.URL + "/v2/metal-installer/" + created.ID + "/manifests/v1.13.0")
+	head, err := http.Head(dev.URL + "/v2/metal-installer/" + id + "/manifests/v1.13.0")
 	require.NoError(t, err)
 	head.Body.Close()
 

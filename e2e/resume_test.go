@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -13,35 +12,18 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
 // TestCurlResume interrupts a download and lets a real client resume it: `curl -C -` continues from the bytes it
 // has with a Range request, and the finished file matches the asset's published sha256.
 func TestCurlResume(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped with -short")
-	}
-
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl is not installed")
-	}
-
-	if parts, _ := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil); !parts.Real() {
-		t.Skip("synthetic release parts missing: run `make deps`")
-	}
+	RequireBuilds(t, "curl")
 
 	dev := StartDev(t)
 
-	resp, err := http.Post(dev.URL+"/schematics", "application/yaml", strings.NewReader("customization: {}\n"))
-	require.NoError(t, err)
+	id := dev.CreateSchematic(t, "customization: {}\n")
 
-	var created struct{ ID string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&created))
-	resp.Body.Close()
-
-	url := dev.URL + "/image/" + created.ID + "/v1.13.0/metal-amd64.iso"
+	url := dev.URL + "/image/" + id + "/v1.13.0/metal-amd64.iso"
 
 	head, err := http.Head(url)
 	require.NoError(t, err)

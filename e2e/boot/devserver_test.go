@@ -3,7 +3,6 @@
 package boot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,7 +29,7 @@ import (
 type devServer struct {
 	URL  string
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *e2e.SyncBuffer
 	data string
 	done chan struct{}
 }
@@ -79,7 +78,7 @@ func startDev(repo, dataRoot, listen string, extraArgs ...string) (*devServer, e
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 
-	d := &devServer{URL: "http://" + listen, logs: &syncBuffer{}, data: data, done: make(chan struct{})}
+	d := &devServer{URL: "http://" + listen, logs: &e2e.SyncBuffer{}, data: data, done: make(chan struct{})}
 	d.cmd = exec.Command(bin, append([]string{"dev", "--listen", listen, "--data", data}, extraArgs...)...)
 	d.cmd.Stdout = d.logs
 	d.cmd.Stderr = d.logs
@@ -273,24 +272,4 @@ func download(t *testing.T, base, id, path, dir string) string {
 	t.Logf("downloaded %s: %d bytes in %s", path, n, time.Since(start).Round(time.Millisecond))
 
 	return file
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-
-	return b.buf.String()
 }

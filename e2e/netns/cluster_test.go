@@ -3,7 +3,6 @@
 package netns
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,32 +44,12 @@ func requireRealParts(t *testing.T) string {
 	return parts.Dir()
 }
 
-// syncBuffer collects a process's output; the process writes while the test may read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	return s.b.String()
-}
-
 // startIn runs the edgefactory binary with args in namespace i until the test ends; its logs are shown (the last
 // lines) if the test fails.
 func startIn(t *testing.T, lab *Lab, i int, label string, args ...string) {
 	t.Helper()
 
-	logs := &syncBuffer{}
+	logs := &e2e.SyncBuffer{}
 	cmd := lab.Command(i, e2e.Binary(t), args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start(), "start %s", label)
