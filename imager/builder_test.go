@@ -276,8 +276,9 @@ func (c *capture) all() []record {
 	return append([]record(nil), c.recs...)
 }
 
-// TestNewSweepsLeftovers: a Builder starting with no other live in the process removes what a crashed process
-// left in TmpDir, and nothing else.
+// TestNewSweepsLeftovers: a Builder starting with no other live in the process removes the build directories a
+// crashed process left in TmpDir. Tool scratch (grub.*, imager*, ...) is removed only when TMPDIR points at TmpDir;
+// otherwise it lives in the shared temporary directory and what matches in TmpDir is not ours to remove.
 func TestNewSweepsLeftovers(t *testing.T) {
 	f := getFixture(t)
 
@@ -285,11 +286,47 @@ func TestNewSweepsLeftovers(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(f.tmp, dir), 0o755))
 	}
 
-	t.Cleanup(func() { os.RemoveAll(filepath.Join(f.tmp, "keep-me")) }) //nolint:errcheck // test scratch
+	t.Cleanup(func() {
+		for _, dir := range []string{"grub.AbCdEf", "imager4242", "talos-uki77", "keep-me"} {
+			os.RemoveAll(filepath.Join(f.tmp, dir)) //nolint:errcheck // test scratch
+		}
+	})
 
 	f.newBuilder(t, nil)
 
-	require.Equal(t, []string{"keep-me"}, f.leftovers(t))
+	want := []string{"grub.AbCdEf", "imager4242", "keep-me", "talos-uki77"}
+	if os.Getenv("TMPDIR") == f.tmp {
+		want = []string{"keep-me"}
+	}
+
+	require.Equal(t, want, f.leftovers(t))
+}
+
+// TestSweepScratch: in a TMPDIR of our own, sweep removes what the imager's tools leave behind and nothing else;
+// build directories go only when asked for.
+func TestSweepScratch(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"build-7", "grub.AbCdEf", "imager4242", "ext99", "talos-uki77", "talos-image-cache-gen1", "keep-me"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name, "sub"), 0o755))
+	}
+
+	sweep(dir, false, true, slog.New(slog.DiscardHandler))
+
+	names := func() []string {
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+
+		return out
+	}
+	require.Equal(t, []string{"build-7", "keep-me"}, names())
+
+	sweep(dir, true, false, slog.New(slog.DiscardHandler))
+	require.Equal(t, []string{"keep-me"}, names())
 }
 
 func TestProgressReachesLog(t *testing.T) {
