@@ -389,7 +389,7 @@ func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set(recordHeader, string(rec))
 	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", time.Time{}, a.Content())
+	frontends.ServeAsset(w, r, a)
 }
 
 func (p *peerAPI) pull(w http.ResponseWriter, r *http.Request) {

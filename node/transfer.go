@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/edgefactory/edgefactory/node/cas"
@@ -18,14 +19,15 @@ import (
 type transfer struct {
 	rec raftstore.AssetRecord // what the bytes must be: digest, size, media type, file name
 
-	mu      sync.Mutex
-	changed *sync.Cond
-	w       *cas.Writer
-	blob    *cas.Blob // set once committed: readers switch to the stored blob
-	err     error     // set when the transfer failed; readers fail with it
-	readers int
-	closed  bool
-	done    chan struct{} // closed when the transfer is over (stored, or failed for good)
+	mu       sync.Mutex
+	changed  *sync.Cond
+	w        *cas.Writer
+	blob     *cas.Blob // set once committed: readers switch to the stored blob
+	verified bool      // the bytes match the digest: the last byte may go out
+	err      error     // set when the transfer failed; readers fail with it
+	readers  int
+	closed   bool
+	done     chan struct{} // closed when the transfer is over (stored, or failed for good)
 }
 
 // newTransfer starts a transfer into w. The fetcher holds the first reader reference: it releases it (closeReader)
@@ -44,17 +46,29 @@ func (t *transfer) progress() {
 	t.mu.Unlock()
 }
 
-// complete verifies and stores the bytes (the writer's Commit checks digest and size) and switches readers to the
-// stored blob. On failure the transfer fails: readers end short, nothing is stored.
+// complete verifies the bytes (digest and size), lets readers have the last byte, then stores them and switches
+// readers to the stored blob; storing (an fsync) does not hold readers up. On failure the transfer fails: readers
+// end short, nothing is stored.
 func (t *transfer) complete(store *cas.Store) error {
+	_, _, err := t.w.Verify()
+	if err == nil {
+		t.mu.Lock()
+		t.verified = true
+		t.changed.Broadcast()
+		t.mu.Unlock()
+
+		_, _, err = t.w.Commit()
+	}
+
+	var blob *cas.Blob
+	if err == nil {
+		blob, err = store.Open(t.rec.Digest)
+	}
+
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	_, _, err := t.w.Commit()
-	if err == nil {
-		t.blob, err = store.Open(t.rec.Digest)
-	}
-
+	t.blob = blob
 	t.failLocked(err)
 
 	return err
@@ -81,7 +95,8 @@ func (t *transfer) failLocked(err error) {
 // written is how many bytes have arrived.
 func (t *transfer) written() int64 { return t.w.Written() }
 
-// readAt blocks until [off, off+len(p)) is available and verified enough to hand out, then reads it.
+// readAt blocks until [off, off+len(p)) is available and verified enough to hand out, then reads it. Reads run
+// outside the transfer's lock, so readers do not queue behind each other or behind the copy.
 func (t *transfer) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off >= t.rec.Size {
 		return 0, io.EOF
@@ -89,6 +104,63 @@ func (t *transfer) readAt(ctx context.Context, p []byte, off int64) (int, error)
 
 	end := min(off+int64(len(p)), t.rec.Size)
 
+	for {
+		blob, w, err := t.readable(ctx, end)
+		if err != nil {
+			return 0, err
+		}
+
+		if blob != nil {
+			n, err := blob.ReadAt(p[:end-off], off)
+			if err == nil && end == t.rec.Size && int64(len(p)) > end-off {
+				err = io.EOF
+			}
+
+			return n, err
+		}
+
+		n, err := w.ReadAt(p[:end-off], off)
+		if errors.Is(err, cas.ErrWriterDone) {
+			continue // committed meanwhile: the stored blob takes over
+		}
+
+		if err == nil && end == t.rec.Size && int64(len(p)) > end-off {
+			err = io.EOF
+		}
+
+		return n, err
+	}
+}
+
+// readable waits until bytes up to end may be handed out and says where to read them: the stored blob, or the
+// writer while the copy is under way (everything but the last byte before verification).
+func (t *transfer) readable(ctx context.Context, end int64) (*cas.Blob, *cas.Writer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	for {
+		switch {
+		case t.err != nil:
+			return nil, nil, fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
+		case t.blob != nil:
+			return t.blob, nil, nil
+		case t.verified && !t.w.Done():
+			return nil, t.w, nil
+		case !t.verified && !t.w.Done() && t.w.Written() >= end && end < t.rec.Size:
+			return nil, t.w, nil
+		case ctx.Err() != nil:
+			return nil, nil, ctx.Err()
+		}
+
+		t.changed.Wait()
+	}
+}
+
+// sendable waits until bytes from off on may be handed out of the temp file and returns where they end: what is
+// final in the file, short of the last byte until the whole copy is verified. It returns 0 once the copy is stored
+// unverified (a writer is done only once verified or failed, so this is a short race): the caller goes on
+// through readAt.
+func (t *transfer) sendable(ctx context.Context, off int64) (int64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
@@ -96,16 +168,12 @@ func (t *transfer) readAt(ctx context.Context, p []byte, off int64) (int, error)
 		switch {
 		case t.err != nil:
 			return 0, fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
-		case t.blob != nil:
-			n, err := t.blob.ReadAt(p[:end-off], off)
-			if err == nil && end == t.rec.Size && n == len(p[:end-off]) && int64(len(p)) > end-off {
-				err = io.EOF
-			}
-
-			return n, err
-		case t.w.Written() >= end && end < t.rec.Size:
-			// everything but the last byte may go out before verification
-			return t.w.ReadAt(p[:end-off], off)
+		case t.verified:
+			return t.rec.Size, nil // final: the handle reads it even once it is stored
+		case t.blob != nil || t.w.Done():
+			return 0, nil
+		case min(t.w.Flushed(), t.rec.Size-1) > off:
+			return min(t.w.Flushed(), t.rec.Size-1), nil
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
 		}
@@ -170,6 +238,68 @@ func (a *transferAsset) Close() error {
 	}
 
 	return nil
+}
+
+// StreamTo sends the rest of the asset as it arrives. The bytes go from the local copy's file straight to the
+// socket (sendfile) when w allows it, in as large steps as have arrived; the last byte waits for verification as
+// with Read.
+func (a *transferAsset) StreamTo(w io.Writer) (int64, error) {
+	var sent int64
+
+	f, err := a.t.w.OpenFile()
+	if err == nil {
+		defer f.Close()
+
+		for a.off < a.t.rec.Size {
+			end, err := a.t.sendable(a.ctx, a.off)
+			if err != nil {
+				return sent, err
+			}
+
+			if end == 0 {
+				break // stored meanwhile: the rest comes from the blob
+			}
+
+			n, err := sendRange(w, f, a.off, end-a.off)
+			a.off += n
+			sent += n
+
+			if err != nil {
+				return sent, err
+			}
+		}
+	}
+
+	n, err := io.Copy(w, a)
+	sent += n
+
+	return sent, err
+}
+
+// sendRange sends n bytes of f from off: with sendfile where w is a socket, then zeros for the part beyond the end
+// of the file (zero blocks the writer skipped at the end of what has arrived).
+func sendRange(w io.Writer, f *os.File, off, n int64) (int64, error) {
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+
+	sent, err := io.Copy(w, &io.LimitedReader{R: f, N: n})
+	if err != nil || sent == n {
+		return sent, err
+	}
+
+	zeros, err := io.CopyN(w, zeroReader{}, n-sent)
+
+	return sent + zeros, err
+}
+
+// zeroReader reads zeros.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+
+	return len(p), nil
 }
 
 func (a *transferAsset) Read(p []byte) (int, error) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -51,9 +50,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", `"`+asset.Digest()+`"`)
 	h.Set("X-Content-Sha256", hexDigest)
 
-	// ServeContent answers Range, If-Range and If-None-Match against the ETag set above, and copies from the file
-	// with sendfile. A zero modification time keeps Last-Modified out: the ETag is the validator.
-	http.ServeContent(w, r, "", time.Time{}, asset.Content())
+	frontends.ServeAsset(w, r, asset)
 }
 
 // dispositionName keeps a ?filename= override from breaking out of the quoted header value.

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -203,7 +202,7 @@ func (o *OCI) blob(w http.ResponseWriter, r *http.Request, digest string, get fu
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", a.Digest())
 	w.Header().Set("ETag", `"`+a.Digest()+`"`)
-	http.ServeContent(w, r, "", time.Time{}, a.Content())
+	frontends.ServeAsset(w, r, a)
 }
 
 func serveManifest(w http.ResponseWriter, r *http.Request, m Manifest) {

@@ -1,10 +1,8 @@
 package cas
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,23 +10,25 @@ import (
 	"sync/atomic"
 )
 
-// Writer receives a blob's bytes into a temp file, hashing as it goes. Aligned 4 KiB blocks of zeros are skipped
+// Writer receives a blob's bytes into a temp file, hashing as it goes (on a goroutine of its own). Aligned 4 KiB blocks of zeros are skipped
 // rather than written, so multi-GB disk images stay sparse. Nothing is visible in the store until Commit succeeds.
 // A Writer is used by one goroutine; Written and ReadAt may be called from any.
 type Writer struct {
 	mu           sync.Mutex // guards f and pend against concurrent ReadAt
 	s            *Store
 	f            *os.File
-	h            hash.Hash
+	h            *hasher
 	expected     string
 	expectedSize int64
 	written      atomic.Int64
 	pend         []byte // the current, incomplete block; it starts at a block-aligned offset
 	err          error  // first failure; every later call returns it
+	verified     string // the digest, once Verify succeeded: no more writes, every byte may be handed out
 	done         bool
 }
 
-var errWriterDone = errors.New("writer already committed or aborted")
+// ErrWriterDone is returned by a Writer's methods after Commit or Abort.
+var ErrWriterDone = errors.New("writer already committed or aborted")
 
 // Create starts a blob. expected is its digest, or "" when unknown; expectedSize its length, or -1 when unknown.
 // Call Commit to store it or Abort to drop it (Abort after Commit is a no-op, so `defer w.Abort()` is safe).
@@ -48,11 +48,38 @@ func (s *Store) Create(expected string, expectedSize int64) (*Writer, error) {
 	return &Writer{
 		s:            s,
 		f:            f,
-		h:            sha256.New(),
+		h:            newHasher(),
 		expected:     expected,
 		expectedSize: expectedSize,
 		pend:         make([]byte, 0, blockSize),
 	}, nil
+}
+
+// Done reports whether the writer was committed or aborted: ReadAt no longer works.
+func (w *Writer) Done() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.done
+}
+
+// Flushed returns how many bytes from the start are final in the temp file: all but the pending partial block
+// before Verify, all of them after. Skipped zero blocks inside that range read as zeros; those at its end may lie
+// beyond the file's current length.
+func (w *Writer) Flushed() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.written.Load() - int64(len(w.pend))
+}
+
+// OpenFile opens the temp file for reading through a handle of the caller's own (say, to send it with sendfile). The
+// handle stays valid after Commit or Abort; what it reads must be limited to Flushed.
+func (w *Writer) OpenFile() (*os.File, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return nil, fmt.Errorf("open blob: %w", ErrWriterDone)
+	}
+	return os.Open(w.f.Name())
 }
 
 // Written returns the number of bytes accepted so far.
@@ -61,17 +88,20 @@ func (w *Writer) Written() int64 { return w.written.Load() }
 // Write appends p. Writing past the expected size fails with ErrSizeMismatch.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.done {
-		return 0, fmt.Errorf("write blob: %w", errWriterDone)
+		return 0, fmt.Errorf("write blob: %w", ErrWriterDone)
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.verified != "" {
+		return 0, errors.New("write blob: already verified")
 	}
 	off := w.written.Load()
 	if w.expectedSize >= 0 && off+int64(len(p)) > w.expectedSize {
 		w.err = fmt.Errorf("write blob: %w: more than the expected %d bytes", ErrSizeMismatch, w.expectedSize)
 		return 0, w.err
 	}
-	w.h.Write(p)
+	w.h.write(p)
 	w.mu.Lock()
 	err := w.writeSparse(off, p)
 	if err == nil {
@@ -92,7 +122,7 @@ func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
-		return 0, fmt.Errorf("read blob: %w", errWriterDone)
+		return 0, fmt.Errorf("read blob: %w", ErrWriterDone)
 	}
 	written := w.written.Load()
 	if off >= written {
@@ -143,60 +173,84 @@ func (w *Writer) writeSparse(off int64, p []byte) error {
 	return nil
 }
 
-// Commit finishes the blob: it checks size and digest against what Create was given (a mismatch deletes the temp
-// file and returns ErrSizeMismatch or ErrDigestMismatch), fsyncs, and renames it into place. If the blob is already
-// present (say, a concurrent writer of the same bytes won), the temp file is dropped and the existing blob kept.
-func (w *Writer) Commit() (digest string, size int64, err error) {
+// Verify checks the bytes received against the size and digest Create was given (a mismatch deletes the temp file
+// and returns ErrSizeMismatch or ErrDigestMismatch) and writes out the pending block. Once it succeeds the blob
+// takes no more writes and every byte may be handed out through ReadAt, before Commit makes it durable. Calling it
+// again returns the same result.
+func (w *Writer) Verify() (digest string, size int64, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
-		return "", 0, fmt.Errorf("commit blob: %w", errWriterDone)
-	}
-	w.done = true
-	defer func() {
-		if err != nil {
-			w.discard()
-		}
-	}()
-	if w.err != nil {
-		return "", 0, w.err
-	}
 	size = w.written.Load()
-	if w.expectedSize >= 0 && size != w.expectedSize {
-		return "", 0, fmt.Errorf("commit blob: %w: got %d bytes, expected %d", ErrSizeMismatch, size, w.expectedSize)
+	if w.verified != "" {
+		return w.verified, size, nil
 	}
-	digest = digestOf(w.h)
-	if w.expected != "" && digest != w.expected {
-		return "", 0, fmt.Errorf("commit blob: content hashes to %s, expected %s: %w", digest, w.expected,
-			ErrDigestMismatch)
+	if w.done {
+		return "", 0, fmt.Errorf("commit blob: %w", ErrWriterDone)
 	}
-	if err := w.flush(size); err != nil {
-		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
+	if err := w.verifyLocked(size); err != nil {
+		w.done = true
+		w.discard()
+		return "", 0, err
 	}
-	if err := w.f.Close(); err != nil {
-		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
-	}
-	if err := w.s.install(w.f.Name(), digest, size); err != nil {
-		return "", 0, fmt.Errorf("commit blob: %w", err)
-	}
-	return digest, size, nil
+	return w.verified, size, nil
 }
 
-// flush writes the pending partial block, sets the length (trailing zero blocks were never written), fsyncs and
-// makes the file read-only so no stray writer can change a blob after it is verified.
-func (w *Writer) flush(size int64) error {
+func (w *Writer) verifyLocked(size int64) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.expectedSize >= 0 && size != w.expectedSize {
+		return fmt.Errorf("commit blob: %w: got %d bytes, expected %d", ErrSizeMismatch, size, w.expectedSize)
+	}
+	digest := digestOf(w.h.finish())
+	if w.expected != "" && digest != w.expected {
+		return fmt.Errorf("commit blob: content hashes to %s, expected %s: %w", digest, w.expected, ErrDigestMismatch)
+	}
+	// The trailing partial block goes to the file; the length covers trailing zero blocks that were never written.
 	if len(w.pend) > 0 && !isZero(w.pend) {
 		if _, err := w.f.WriteAt(w.pend, size-int64(len(w.pend))); err != nil {
-			return err
+			return fmt.Errorf("commit blob %s: %w", digest, err)
 		}
 	}
 	if err := w.f.Truncate(size); err != nil {
-		return err
+		return fmt.Errorf("commit blob %s: %w", digest, err)
 	}
+	w.pend = w.pend[:0]
+	w.verified = digest
+	return nil
+}
+
+// Commit finishes the blob: it verifies it (see Verify), fsyncs it, makes it read-only so no stray writer can
+// change it, and renames it into place. If the blob is already present (say, a concurrent writer of the same bytes
+// won), the temp file is dropped and the existing blob kept. ReadAt keeps working while the data is synced.
+func (w *Writer) Commit() (digest string, size int64, err error) {
+	if digest, size, err = w.Verify(); err != nil {
+		return "", 0, err
+	}
+	// The file no longer changes: readers may go on while it reaches the disk.
 	if err := w.f.Sync(); err != nil {
-		return err
+		w.Abort()
+		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
 	}
-	return w.f.Chmod(0o444)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return "", 0, fmt.Errorf("commit blob: %w", ErrWriterDone)
+	}
+	w.done = true
+	if err := w.f.Chmod(0o444); err != nil {
+		w.discard()
+		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
+	}
+	if err := w.f.Close(); err != nil {
+		w.discard()
+		return "", 0, fmt.Errorf("commit blob %s: %w", digest, err)
+	}
+	if err := w.s.install(w.f.Name(), digest, size); err != nil {
+		w.discard()
+		return "", 0, fmt.Errorf("commit blob: %w", err)
+	}
+	return digest, size, nil
 }
 
 // Abort drops the blob and its temp file. It is a no-op after Commit or a previous Abort.
@@ -211,6 +265,7 @@ func (w *Writer) Abort() {
 }
 
 func (w *Writer) discard() {
+	w.h.finish()
 	w.f.Close()
 	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		w.s.log.Warn("cas: remove temp file", "path", w.f.Name(), "err", err)

@@ -60,3 +60,50 @@ func TestWriterReadAt(t *testing.T) {
 	_, err = w.ReadAt(all, 0)
 	require.Error(t, err, "a committed writer is read through the store")
 }
+
+// TestWriterVerifyBeforeCommit: after Verify every byte (the pending tail too) reads back while the blob is not yet
+// stored, writes are refused, and Commit stores it; a mismatch found by Verify drops the temp file.
+func TestWriterVerifyBeforeCommit(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+
+	data := bytes.Repeat([]byte("edge factory "), 1000) // not block-aligned: the tail is pending until Verify
+	digest := sha(data)
+
+	w, err := s.Create(digest, int64(len(data)))
+	require.NoError(t, err)
+	defer w.Abort()
+
+	_, err = w.Write(data)
+	require.NoError(t, err)
+
+	got, size, err := w.Verify()
+	require.NoError(t, err)
+	require.Equal(t, digest, got)
+	require.Equal(t, int64(len(data)), size)
+	require.False(t, s.Has(digest), "verified is not yet stored")
+
+	all := make([]byte, len(data))
+	_, err = w.ReadAt(all, 0)
+	require.NoError(t, err)
+	require.Equal(t, data, all)
+
+	_, err = w.Write([]byte("x"))
+	require.Error(t, err, "a verified blob takes no more bytes")
+
+	_, _, err = w.Commit()
+	require.NoError(t, err)
+	require.True(t, s.Has(digest))
+	require.True(t, w.Done())
+
+	bad, err := s.Create(sha([]byte("something else")), int64(len(data)))
+	require.NoError(t, err)
+	_, err = bad.Write(data)
+	require.NoError(t, err)
+	_, _, err = bad.Verify()
+	require.ErrorIs(t, err, ErrDigestMismatch)
+	require.True(t, bad.Done())
+	_, _, err = bad.Commit()
+	require.ErrorIs(t, err, ErrWriterDone)
+	require.Empty(t, tmpEntries(t, dir), "the mismatched copy is gone")
+}
