@@ -1,20 +1,16 @@
 package e2e
 
 import (
-	"archive/tar"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager/synthetic/synthetictest"
 )
 
 // TestSkopeoCopyInstaller pulls a cold installer image from `edgefactory dev` with Debian's skopeo, as a user
@@ -136,37 +134,12 @@ func checkInstallerLayout(t *testing.T, idx v1.ImageIndex) {
 		layers, err := img.Layers()
 		require.NoError(t, err)
 		require.Len(t, layers, 2, "%s: base + artifacts", arch)
-		assert.Contains(t, tarFiles(t, layers[0]), "usr/bin/installer", arch)
+		assert.Contains(t, synthetictest.LayerFiles(t, layers[0]), "usr/bin/installer", arch)
 		assert.ElementsMatch(t, []string{"usr/install/" + arch + "/vmlinuz.efi", "usr/install/" + arch + "/systemd-boot.efi"},
-			tarFiles(t, layers[1]), arch)
+			synthetictest.LayerFiles(t, layers[1]), arch)
 	}
 
 	assert.Equal(t, []string{"linux/amd64", "linux/arm64"}, platforms)
-}
-
-// tarFiles lists a layer's non-directory entries.
-func tarFiles(t *testing.T, l v1.Layer) []string {
-	rc, err := l.Uncompressed()
-	require.NoError(t, err)
-
-	defer rc.Close()
-
-	var files []string
-
-	tr := tar.NewReader(rc)
-
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-
-		require.NoError(t, err)
-
-		if hdr.Typeflag != tar.TypeDir {
-			files = append(files, strings.TrimPrefix(path.Clean("/"+hdr.Name), "/"))
-		}
-	}
 }
 
 func fetchBody(t *testing.T, url string) []byte {

@@ -127,8 +127,11 @@ func (s *assetService) complete(ctx context.Context, r recipe.Recipe) (*storedAs
 
 	defer a.Close()
 
-	if _, err := io.Copy(io.Discard, a.Content()); err != nil {
-		return nil, fmt.Errorf("copy %s here: %w", r.Asset.Path, err)
+	// A copy arriving from a peer: its last byte can be read before it is stored, so wait for the store itself.
+	if t, ok := a.(*transferAsset); ok {
+		if err := t.t.stored(ctx); err != nil {
+			return nil, fmt.Errorf("copy %s here: %w", r.Asset.Path, err)
+		}
 	}
 
 	return s.local(raftstore.AssetRecord{Key: r.Key, Digest: a.Digest(), Size: a.Size(), MediaType: a.MediaType(),

@@ -1,15 +1,12 @@
 package node_test
 
 import (
-	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,33 +93,6 @@ func ref(t testing.TB, r *running, repo, id, reference string) name.Reference {
 	return out
 }
 
-// layerFiles lists the non-directory entries of a layer, without a leading "/" or "./".
-func layerFiles(t testing.TB, l v1.Layer) []string {
-	t.Helper()
-
-	rc, err := l.Uncompressed()
-	require.NoError(t, err)
-
-	defer rc.Close()
-
-	var files []string
-
-	tr := tar.NewReader(rc)
-
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-
-		require.NoError(t, err)
-
-		if hdr.Typeflag != tar.TypeDir {
-			files = append(files, strings.TrimPrefix(path.Clean("/"+hdr.Name), "/"))
-		}
-	}
-}
-
 // registryError decodes the distribution spec's error envelope and returns its one code.
 func registryError(t testing.TB, resp response) string {
 	t.Helper()
@@ -188,9 +158,9 @@ func pullInstaller(t *testing.T, r name.Reference) installerImage {
 		require.NoError(t, err)
 		require.Len(t, layers, 2, "%s: base + artifacts", arch)
 
-		assert.Contains(t, layerFiles(t, layers[0]), "usr/bin/installer", arch)
+		assert.Contains(t, synthetictest.LayerFiles(t, layers[0]), "usr/bin/installer", arch)
 		assert.ElementsMatch(t, []string{"usr/install/" + arch + "/vmlinuz.efi", "usr/install/" + arch + "/systemd-boot.efi"},
-			layerFiles(t, layers[1]), "%s: the artifacts layer holds exactly the boot files", arch)
+			synthetictest.LayerFiles(t, layers[1]), "%s: the artifacts layer holds exactly the boot files", arch)
 
 		out.manifests[arch] = desc.Digest.String()
 		out.blobs = append(out.blobs, desc.Digest.String(), configDigest.String())

@@ -74,6 +74,24 @@ func (t *transfer) complete(store *cas.Store) error {
 	return err
 }
 
+// stored waits until the transfer is over and says whether its bytes are now in the local store.
+func (t *transfer) stored(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.done:
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if t.err != nil {
+		return fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
+	}
+
+	return nil
+}
+
 // fail ends the transfer with err: readers waiting for bytes get it.
 func (t *transfer) fail(err error) {
 	t.mu.Lock()
