@@ -123,26 +123,17 @@ func (t *transfer) readAt(ctx context.Context, p []byte, off int64) (int, error)
 	end := min(off+int64(len(p)), t.rec.Size)
 
 	for {
-		blob, w, err := t.readable(ctx, end)
+		src, err := t.readable(ctx, end)
 		if err != nil {
 			return 0, err
 		}
 
-		if blob != nil {
-			n, err := blob.ReadAt(p[:end-off], off)
-			if err == nil && end == t.rec.Size && int64(len(p)) > end-off {
-				err = io.EOF
-			}
-
-			return n, err
-		}
-
-		n, err := w.ReadAt(p[:end-off], off)
+		n, err := src.ReadAt(p[:end-off], off)
 		if errors.Is(err, cas.ErrWriterDone) {
 			continue // committed meanwhile: the stored blob takes over
 		}
 
-		if err == nil && end == t.rec.Size && int64(len(p)) > end-off {
+		if err == nil && end < off+int64(len(p)) {
 			err = io.EOF
 		}
 
@@ -152,48 +143,63 @@ func (t *transfer) readAt(ctx context.Context, p []byte, off int64) (int, error)
 
 // readable waits until bytes up to end may be handed out and says where to read them: the stored blob, or the
 // writer while the copy is under way (everything but the last byte before verification).
-func (t *transfer) readable(ctx context.Context, end int64) (*cas.Blob, *cas.Writer, error) {
+func (t *transfer) readable(ctx context.Context, end int64) (io.ReaderAt, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	for {
+	var src io.ReaderAt
+
+	err := t.awaitLocked(ctx, func() bool {
 		switch {
-		case t.err != nil:
-			return nil, nil, fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
 		case t.blob != nil:
-			return t.blob, nil, nil
-		case t.verified && !t.w.Done():
-			return nil, t.w, nil
-		case !t.verified && !t.w.Done() && t.w.Written() >= end && end < t.rec.Size:
-			return nil, t.w, nil
-		case ctx.Err() != nil:
-			return nil, nil, ctx.Err()
+			src = t.blob
+		case !t.w.Done() && (t.verified || t.w.Written() >= end && end < t.rec.Size):
+			src = t.w
 		}
 
-		t.changed.Wait()
-	}
+		return src != nil
+	})
+
+	return src, err
 }
 
 // sendable waits until bytes from off on may be handed out of the temp file and returns where they end: what is
-// final in the file, short of the last byte until the whole copy is verified. It returns 0 once the copy is stored
-// unverified (a writer is done only once verified or failed, so this is a short race): the caller goes on
-// through readAt.
+// final in the file, short of the last byte until the whole copy is verified. It returns 0 when the writer is done
+// unverified (it failed, or a short race with the end of the copy): the caller goes on through readAt.
 func (t *transfer) sendable(ctx context.Context, off int64) (int64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
+	var end int64
+
+	err := t.awaitLocked(ctx, func() bool {
+		switch {
+		case t.verified:
+			end = t.rec.Size // final: the handle reads it even once it is stored
+		case t.blob != nil || t.w.Done():
+			end = 0
+		default:
+			end = min(t.w.Flushed(), t.rec.Size-1)
+
+			return end > off
+		}
+
+		return true
+	})
+
+	return end, err
+}
+
+// awaitLocked waits (t.mu held) until ready, which runs under t.mu, says yes, the transfer fails or ctx ends.
+func (t *transfer) awaitLocked(ctx context.Context, ready func() bool) error {
 	for {
 		switch {
 		case t.err != nil:
-			return 0, fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
-		case t.verified:
-			return t.rec.Size, nil // final: the handle reads it even once it is stored
-		case t.blob != nil || t.w.Done():
-			return 0, nil
-		case min(t.w.Flushed(), t.rec.Size-1) > off:
-			return min(t.w.Flushed(), t.rec.Size-1), nil
+			return fmt.Errorf("transfer of %s: %w", t.rec.Digest, t.err)
+		case ready():
+			return nil
 		case ctx.Err() != nil:
-			return 0, ctx.Err()
+			return ctx.Err()
 		}
 
 		t.changed.Wait()

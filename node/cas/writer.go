@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 )
 
-// Writer receives a blob's bytes into a temp file, hashing as it goes (on a goroutine of its own). Aligned 4 KiB blocks of zeros are skipped
-// rather than written, so multi-GB disk images stay sparse. Nothing is visible in the store until Commit succeeds.
-// A Writer is used by one goroutine; Written and ReadAt may be called from any.
+// Writer receives a blob's bytes into a temp file, hashing as it goes (on a goroutine of its own). Aligned 4 KiB
+// blocks of zeros are skipped rather than written, so multi-GB disk images stay sparse. Nothing is visible in the
+// store until Commit succeeds. A Writer is fed by one goroutine; Written, Flushed, Done, ReadAt and OpenFile may be
+// called from any.
 type Writer struct {
 	mu           sync.Mutex // guards f and pend against concurrent ReadAt
 	s            *Store
