@@ -209,6 +209,10 @@ func accessLog(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler
 				level = slog.LevelDebug
 			}
 
+			if !log.Enabled(req.Context(), level) { // skip boxing the attributes of a line nobody reads
+				return
+			}
+
 			log.Log(req.Context(), level, "http request", "request_id", RequestID(req.Context()),
 				"method", req.Method, "path", req.URL.Path, "route", route, "status", ww.Status(),
 				"bytes", ww.BytesWritten(), "duration", elapsed, "remote", req.RemoteAddr)

@@ -44,7 +44,7 @@ func (n *Node) versionCatalog(version string) (release.Version, semver.Version, 
 	key := "v" + v.String()
 	gen := n.store.CatalogGeneration()
 
-	e, cached := n.catalogs.get(key)
+	e, cached := n.catalogs.Get(key)
 	if !cached || e.gen != gen {
 		c, ok, err := n.store.Catalog(key)
 		if err != nil {
@@ -52,7 +52,7 @@ func (n *Node) versionCatalog(version string) (release.Version, semver.Version, 
 		}
 
 		e = catalogEntry{gen: gen, found: ok, catalog: c}
-		n.catalogs.put(key, e)
+		n.catalogs.Put(key, e)
 	}
 
 	c, ok := e.catalog, e.found

@@ -34,6 +34,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/schematic"
+	"github.com/edgefactory/edgefactory/internal/memo"
 	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/raftstore"
 	"github.com/edgefactory/edgefactory/ring"
@@ -60,9 +61,9 @@ type Node struct {
 	ctx    context.Context //nolint:containedctx // the node's lifetime
 	cancel context.CancelFunc
 
-	pxe        *memo[pxeEntry]             // PXE request → answer
-	schematics *memo[*schematic.Schematic] // schematic ID → parsed schematic
-	catalogs   *memo[catalogEntry]         // version → decoded catalog (see versionCatalog)
+	pxe        *memo.Memo[string, pxeEntry]             // PXE request → answer
+	schematics *memo.Memo[string, *schematic.Schematic] // schematic ID → parsed schematic
+	catalogs   *memo.Memo[string, catalogEntry]         // version → decoded catalog (see versionCatalog)
 
 	ln     net.Listener
 	server *http.Server
@@ -87,8 +88,8 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: newMemo[pxeEntry](100_000),
-		schematics: newMemo[*schematic.Schematic](10_000), catalogs: newMemo[catalogEntry](1_000),
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
+		schematics: memo.New[string, *schematic.Schematic](10_000), catalogs: memo.New[string, catalogEntry](1_000),
 		peers: newPeerClient(cfg.ClusterSecret)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

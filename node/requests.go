@@ -29,7 +29,7 @@ func (n *Node) PXE(ctx context.Context, schematicID, version, path string) (fron
 	memoKey := schematicID + "/" + version + "/" + path
 	stamp := pxeStamp{catalog: n.store.CatalogGeneration(), keys: n.keys.fingerprint()}
 
-	if e, ok := n.pxe.get(memoKey); ok && e.stamp == stamp {
+	if e, ok := n.pxe.Get(memoKey); ok && e.stamp == stamp {
 		return e.boot, nil
 	}
 
@@ -51,7 +51,7 @@ func (n *Node) PXE(ctx context.Context, schematicID, version, path string) (fron
 
 	boot := frontends.PXEBoot{Version: r.Version, Platform: r.Asset.Platform, Arch: r.Asset.Arch,
 		SecureBoot: r.Asset.SecureBoot, Cmdline: strings.TrimSpace(string(data))}
-	n.pxe.put(memoKey, pxeEntry{stamp: stamp, boot: boot})
+	n.pxe.Put(memoKey, pxeEntry{stamp: stamp, boot: boot})
 
 	return boot, nil
 }
@@ -87,13 +87,13 @@ func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 		return recipe.Recipe{}, err
 	}
 
-	s, ok := n.schematics.get(schematicID)
+	s, ok := n.schematics.Get(schematicID)
 	if !ok {
 		if s, err = schematic.Unmarshal(canonical); err != nil {
 			return recipe.Recipe{}, fmt.Errorf("stored schematic %s does not parse: %w", schematicID, err)
 		}
 
-		n.schematics.put(schematicID, s)
+		n.schematics.Put(schematicID, s)
 	}
 
 	opts := recipe.PlanOptions{Author: n.author(), Builder: imager.Version}

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -34,7 +36,8 @@ type loadGenerator func(url string, want []byte, conns int, d time.Duration) (lo
 
 // BenchmarkPXEScripts loads GET /pxe/<schematic>/v1.13.0/metal-amd64 with 32 concurrent keep-alive connections
 // for a fixed time, and nginx serving the same bytes as a static file the same way. Reported: requests/s of each
-// and ours/nginx (target ≥ 0.5), p50 and p99 latency in ms (target p99 < 5 ms).
+// and ours/nginx (target ≥ 0.5), p50 and p99 latency in ms (target p99 < 5 ms). A bare net/http server with the
+// same bytes ("nethttp") is measured too, as the floor of Go's HTTP stack on this machine.
 //
 // The load generator runs on the same CPUs as the server under test (the same for both sides). Sub-benchmark
 // "go-client" uses Go's HTTP client in this process and checks every body; "wrk" (only when wrk is installed)
@@ -51,6 +54,8 @@ func BenchmarkPXEScripts(b *testing.B) {
 	if ng != nil {
 		sides = append(sides, side{"nginx", ng.serveBytes(b, path, script)})
 	}
+
+	sides = append(sides, side{"nethttp", bareServer(b, script)})
 
 	for _, s := range sides { // wrk checks no bodies: check one answer of each here
 		require.NoError(b, getExact(f.client, s.url, script, make([]byte, len(script)+1)), s.name)
@@ -109,7 +114,29 @@ func measureLoad(b *testing.B, sides []side, script []byte, load loadGenerator) 
 		b.ReportMetric(p99[i], s.name+"-p99-ms")
 	}
 
-	if len(sides) == 2 {
-		b.ReportMetric(rate[0]/rate[1], "ours/nginx")
+	for i, s := range sides[1:] {
+		b.ReportMetric(rate[0]/rate[i+1], sides[0].name+"/"+s.name)
 	}
+}
+
+// bareServer serves body at every path from a plain net/http server in this process: no router, no middleware.
+// It is the floor for any Go server on this machine (same runtime scheduler, same HTTP stack), reported next to
+// nginx so a gap can be told apart from the cost of Go's net/http itself.
+func bareServer(b *testing.B, body []byte) string {
+	b.Helper()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(
+		func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write(body) //nolint:errcheck // the load generator hung up
+		})}
+
+	go srv.Serve(l) //nolint:errcheck // ends with Close
+
+	b.Cleanup(func() { srv.Close() })
+
+	return "http://" + l.Addr().String() + "/pxe"
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/internal/memo"
 )
 
 // PXE holds what the handler needs.
@@ -19,6 +20,15 @@ type PXE struct {
 	// BaseURL is this node's advertised URL (or the --pxe-url override) that scripts point at.
 	BaseURL *url.URL
 	Logger  *slog.Logger
+
+	// scripts remembers rendered scripts: a rack booting asks for the same few thousand times a minute.
+	scripts *memo.Memo[rendering, []byte]
+}
+
+// rendering is everything a script's bytes depend on besides BaseURL, which never changes.
+type rendering struct {
+	schematic string
+	boot      frontends.PXEBoot
 }
 
 // Mount registers the PXE route. Like the official service it is GET only (HEAD is answered by the router).
@@ -26,6 +36,8 @@ func (p *PXE) Mount(r chi.Router) {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
+
+	p.scripts = memo.New[rendering, []byte](10_000)
 
 	r.Get("/pxe/{schematic}/{version}/{path}", p.script)
 }
@@ -40,8 +52,16 @@ func (p *PXE) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	key := rendering{schematic: id, boot: boot}
+
+	script, ok := p.scripts.Get(key)
+	if !ok {
+		script = Script(p.BaseURL, id, boot)
+		p.scripts.Put(key, script)
+	}
+
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write(Script(p.BaseURL, id, boot)) //nolint:errcheck // the client hung up; nothing to do
+	w.Write(script) //nolint:errcheck // the client hung up; nothing to do
 }
 
 // Script renders the exact bytes of the official service's iPXE script.
