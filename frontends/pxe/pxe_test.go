@@ -61,7 +61,9 @@ type bootAssets struct {
 	boot frontends.PXEBoot
 }
 
-func (a *bootAssets) PXE(context.Context, string, string, string) (frontends.PXEBoot, error) { return a.boot, nil }
+func (a *bootAssets) PXE(context.Context, string, string, string) (frontends.PXEBoot, error) {
+	return a.boot, nil
+}
 
 // TestServedScriptFollowsItsInputs: rendered scripts are remembered, but a changed answer (a new catalog changes
 // the command line) is never served from the old rendering.
