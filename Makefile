@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns bench bench-serving lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns bench bench-serving bench-netns lint clean
 
 all: build
 
@@ -43,6 +43,11 @@ bench:
 # downloads. Needs `make deps`; about 4 minutes.
 bench-serving:
 	$(GO) test -run '^$$' -bench . -benchtime 10s -timeout 60m ./e2e/bench/
+
+# Cluster downloads over links with a line rate (root; network namespaces with tc): the first download through a
+# node that holds nothing against a download from the owner. EDGEFACTORY_BENCH_LINK sets the rate (default 1gbit).
+bench-netns:
+	$(GO) test -run '^$$' -tags netns -bench . -benchtime 3x -timeout 30m ./e2e/netns/
 
 lint:
 	gofmt -l . | (! grep .)

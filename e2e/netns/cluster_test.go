@@ -30,7 +30,7 @@ const (
 
 // requireRealParts skips unless `make deps` fetched the real parts of the synthetic release (the stand-ins make the
 // imager fail on the kernel and initramfs).
-func requireRealParts(t *testing.T) string {
+func requireRealParts(t testing.TB) string {
 	t.Helper()
 
 	parts, err := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil)
@@ -46,7 +46,7 @@ func requireRealParts(t *testing.T) string {
 
 // startIn runs the edgefactory binary with args in namespace i until the test ends; its logs are shown (the last
 // lines) if the test fails.
-func startIn(t *testing.T, lab *Lab, i int, label string, args ...string) {
+func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) {
 	t.Helper()
 
 	logs := &e2e.SyncBuffer{}
@@ -92,9 +92,9 @@ type cluster struct {
 	urls map[int]string // node index → http://<mgmt IP>:8080
 }
 
-// startCluster runs the synthetic upstream in the bridge namespace and one node per node namespace, and waits
-// until every node answers /readyz.
-func startCluster(t *testing.T, lab *Lab, partsDir string) *cluster {
+// startCluster runs the synthetic upstream in the bridge namespace and one node per node namespace (with extraArgs
+// added to each node's flags), and waits until every node answers /readyz.
+func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) *cluster {
 	t.Helper()
 
 	root := e2e.RepoRoot(t)
@@ -117,7 +117,7 @@ func startCluster(t *testing.T, lab *Lab, partsDir string) *cluster {
 			}
 		}
 
-		startIn(t, lab, i, NodeNS(i), "serve",
+		args := []string{"serve",
 			"--node-name", NodeNS(i),
 			"--listen", fmt.Sprintf("0.0.0.0:%d", httpPort),
 			"--external-url", fmt.Sprintf("http://%s:%d", NodeIP(i), httpPort),
@@ -130,7 +130,8 @@ func startCluster(t *testing.T, lab *Lab, partsDir string) *cluster {
 			"--upstream-registry", fmt.Sprintf("%s:%d", bridgeIP, upstreamPort),
 			"--upstream-insecure",
 			"--dead-member-grace", deadMemberGrace,
-			"--log-level", "info")
+			"--log-level", "info"}
+		startIn(t, lab, i, NodeNS(i), append(args, extraArgs...)...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)
 	}
 
@@ -141,7 +142,7 @@ func startCluster(t *testing.T, lab *Lab, partsDir string) *cluster {
 	return c
 }
 
-func waitOK(t *testing.T, url string, within time.Duration, what string) {
+func waitOK(t testing.TB, url string, within time.Duration, what string) {
 	t.Helper()
 
 	require.Eventually(t, func() bool {
@@ -173,7 +174,7 @@ func (r response) String() string {
 	return fmt.Sprintf("%d after %v: %s", r.status, r.took.Round(time.Millisecond), tail(string(r.body), 5))
 }
 
-func do(t *testing.T, method, url, body string) response {
+func do(t testing.TB, method, url, body string) response {
 	t.Helper()
 
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -191,14 +192,14 @@ func do(t *testing.T, method, url, body string) response {
 	return response{status: resp.StatusCode, body: b, took: time.Since(start)}
 }
 
-func (c *cluster) get(t *testing.T, i int, path string) response {
+func (c *cluster) get(t testing.TB, i int, path string) response {
 	t.Helper()
 
 	return do(t, http.MethodGet, c.urls[i]+path, "")
 }
 
 // createSchematic posts a schematic with kernel argument tag to node i and returns its ID.
-func (c *cluster) createSchematic(t *testing.T, i int, tag string) string {
+func (c *cluster) createSchematic(t testing.TB, i int, tag string) string {
 	t.Helper()
 
 	r := c.postSchematic(t, i, tag)
@@ -214,7 +215,7 @@ func (c *cluster) createSchematic(t *testing.T, i int, tag string) string {
 	return out.ID
 }
 
-func (c *cluster) postSchematic(t *testing.T, i int, tag string) response {
+func (c *cluster) postSchematic(t testing.TB, i int, tag string) response {
 	t.Helper()
 
 	body := fmt.Sprintf("customization:\n  extraKernelArgs:\n    - netns.test=%s\n", tag)
@@ -300,7 +301,7 @@ func (c *cluster) converged() (ok bool, why string) {
 }
 
 // metric reads one counter (summed over its label sets) from node i's /metrics.
-func (c *cluster) metric(t *testing.T, i int, name string) float64 {
+func (c *cluster) metric(t testing.TB, i int, name string) float64 {
 	t.Helper()
 
 	r := c.get(t, i, "/metrics")

@@ -141,6 +141,17 @@ func (l *Lab) Cut(i int) { l.ip("-n", bridgeNS, "link", "set", "port"+strconv.It
 // Heal undoes Cut.
 func (l *Lab) Heal(i int) { l.ip("-n", bridgeNS, "link", "set", "port"+strconv.Itoa(i), "up") }
 
+// Shape limits what node i sends, to its peers (eth0) and to the test's clients (mgmt), to rate (tc syntax, e.g.
+// "1gbit"): a token bucket like a NIC's line rate, so transfers are bound by the link as on real hardware rather
+// than by the CPU copying bytes over loopback.
+func (l *Lab) Shape(i int, rate string) {
+	for _, dev := range []string{"eth0", "mgmt"} {
+		// A burst of 1 MiB: at least a few of the 64 KiB segments veth passes at once, and small next to a second.
+		l.ip("netns", "exec", NodeNS(i), "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+			"rate", rate, "burst", "1mb", "latency", "50ms")
+	}
+}
+
 // Command runs name in namespace ns (i: node index, 0: the bridge namespace).
 func (l *Lab) Command(i int, name string, args ...string) *exec.Cmd {
 	ns := bridgeNS
