@@ -44,6 +44,7 @@ type assetService struct {
 	cluster  clusterView
 	peers    *peerClient
 	commit   func(context.Context, raftstore.Command) (raftstore.Result, error)
+	catchUp  func(context.Context) error // applies what the leader has committed, waiting through an election
 	replicas int
 	metrics  *metrics
 	log      *slog.Logger
@@ -110,7 +111,7 @@ func (s *assetService) get(ctx context.Context, r recipe.Recipe, fromPeer bool) 
 			"ring", s.cluster.RingVersion(), "error", err)
 	}
 
-	return s.buildHere(ctx, r)
+	return s.buildHere(ctx, r, known)
 }
 
 // complete returns r's asset from the local store: when its bytes come from a peer, it waits until the copy here
@@ -153,9 +154,25 @@ func (s *assetService) local(rec raftstore.AssetRecord) (*storedAsset, error) {
 }
 
 // buildHere builds r on this node (once, however many requests wait), then serves what the index recorded.
-func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe) (frontends.Asset, error) {
+// recorded says the index already has r (its bytes are lost: build them again). Otherwise this node first catches
+// up with the leader, since it may be behind the log (just joined, or back from a partition) and the key built
+// already: then it fetches those bytes instead. Without a reachable leader it builds nothing, as it could not
+// record the build.
+func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe, recorded bool) (frontends.Asset, error) {
 	ch := s.flight.DoChan(r.Key, func() (any, error) {
-		return s.build(context.WithoutCancel(ctx), r)
+		ctx := context.WithoutCancel(ctx)
+
+		if !recorded {
+			if err := s.catchUp(ctx); err != nil {
+				return raftstore.AssetRecord{}, fmt.Errorf("before building %s: %w", r.Asset.Path, err)
+			}
+
+			if rec, ok, err := s.store.Asset(r.Key); err != nil || ok {
+				return rec, err
+			}
+		}
+
+		return s.build(ctx, r)
 	})
 
 	var rec raftstore.AssetRecord

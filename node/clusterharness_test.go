@@ -82,7 +82,9 @@ func (c *cluster) join(t testing.TB) *member {
 	return m
 }
 
-func (c *cluster) add(t testing.TB, i int) *member {
+// add starts node i (named node<i+1>, with its data under the cluster's directory), tweak changing its
+// configuration.
+func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member {
 	t.Helper()
 
 	name := fmt.Sprintf("node%d", i+1)
@@ -95,6 +97,10 @@ func (c *cluster) add(t testing.TB, i int) *member {
 	cfg.Replicas = 2
 	cfg.Logger = cfg.Logger.With("node", name)
 	cfg = node.WithFastGossip(cfg)
+
+	for _, f := range tweak {
+		f(&cfg)
+	}
 
 	n, err := node.New(cfg)
 	require.NoError(t, err)

@@ -19,31 +19,47 @@ const writeDeadline = 8 * time.Second
 // returns after commit and after this node has applied the entry too, so the caller reads its own write. While no
 // leader is reachable it retries until writeDeadline and then answers Unavailable (503).
 func (n *Node) apply(ctx context.Context, cmd raftstore.Command) (raftstore.Result, error) {
+	var res raftstore.Result
+
+	err := n.withLeader(ctx, "write", func(ctx context.Context) error {
+		var err error
+		res, err = n.applyOnce(ctx, cmd)
+
+		return err
+	})
+
+	return res, err
+}
+
+// catchUp is confirmWithLeader waiting through an election as a write does: afterwards this node has applied
+// everything the leader had committed when asked. Without a reachable leader it answers Unavailable (503).
+func (n *Node) catchUp(ctx context.Context) error {
+	return n.withLeader(ctx, "confirm with the Raft leader", n.confirmOnce)
+}
+
+// withLeader runs op until it succeeds or fails for a reason other than a missing leader, retrying while an
+// election may still produce one (until writeDeadline, or at once when this node has been without a leader for
+// several election timeouts: then it is cut off). what names the operation in the Unavailable error.
+func (n *Node) withLeader(ctx context.Context, what string, op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, writeDeadline)
 	defer cancel()
 
-	var last error
-
 	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		res, err := n.applyOnce(ctx, cmd)
+		err := op(ctx)
 		if err == nil || !retryable(err) {
-			return res, err
+			return err
 		}
 
-		last = err
-
-		// Without a leader for several election timeouts this node is cut off, not waiting for an election:
-		// say so at once rather than at the deadline.
 		if n.store.LeaderlessFor() > 4*n.store.ElectionTimeout() {
 			cancel()
 		}
 
 		select {
 		case <-ctx.Done():
-			return raftstore.Result{}, frontends.NewError(frontends.ClassUnavailable, fmt.Sprintf(
-				"cannot write: no Raft leader reachable from node %s (the cluster is electing a leader or this "+
-					"node is cut off from its quorum); reads of existing data still work: %v", n.cfg.NodeName, last),
-				last)
+			return frontends.NewError(frontends.ClassUnavailable, fmt.Sprintf(
+				"cannot %s: no Raft leader reachable from node %s (the cluster is electing a leader or this "+
+					"node is cut off from its quorum); reads of existing data still work: %v", what,
+				n.cfg.NodeName, err), err)
 		case <-time.After(backoff):
 		}
 	}
@@ -92,23 +108,37 @@ func retryable(err error) bool {
 }
 
 // confirmWithLeader catches this node up with everything the leader had committed when asked: afterwards a local
-// read sees every write that returned before the call. On the leader itself it is free.
+// read sees every write that returned before the call. On the leader itself it is free. It does not wait for an
+// election (catchUp does).
 func (n *Node) confirmWithLeader(ctx context.Context) error {
+	err := n.confirmOnce(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+
+	return frontends.NewError(frontends.ClassUnavailable, "cannot confirm with the Raft leader: "+err.Error(), err)
+}
+
+// confirmOnce asks the leader this node knows for its applied index and waits to apply as much. Failing for want
+// of a leader, it returns an error retryable reports as such.
+func (n *Node) confirmOnce(ctx context.Context) error {
 	if n.store.IsLeader() {
 		return nil
 	}
 
 	id, _ := n.store.Leader()
+	if id == "" {
+		return fmt.Errorf("node %s knows no leader: %w", n.cfg.NodeName, raftstore.ErrNotLeader)
+	}
 
 	base, ok := n.cluster.URL(id)
-	if id == "" || !ok {
-		return frontends.NewError(frontends.ClassUnavailable,
-			"cannot confirm with the Raft leader: none is reachable from node "+n.cfg.NodeName, nil)
+	if !ok {
+		return fmt.Errorf("leader %s is not a known member: %w", id, raftstore.ErrNotLeader)
 	}
 
 	idx, err := n.peers.readIndex(ctx, base)
 	if err != nil {
-		return frontends.NewError(frontends.ClassUnavailable, "cannot confirm with the Raft leader: "+err.Error(), err)
+		return err
 	}
 
 	return n.store.WaitApplied(ctx, idx)

@@ -200,8 +200,8 @@ func (n *Node) open() error {
 	}
 
 	n.assets = &assetService{
-		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, replicas: cfg.Replicas,
-		metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
+		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, catchUp: n.catchUp,
+		replicas: cfg.Replicas, metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
 		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{}, lost: map[string]time.Time{},
 	}
 

@@ -1,0 +1,174 @@
+package node_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
+)
+
+// TestClusterNodeBehindTheLog: a node that comes back and owns keys built while it was away, but has not yet
+// caught up with the Raft log, must not build them again. While it cannot reach the leader it refuses with a 503
+// (it could not record a build either) and builds nothing; once it has caught up it serves the recorded bytes,
+// copied from the node that built them.
+func TestClusterNodeBehindTheLog(t *testing.T) {
+	c := startCluster(t, realUpstream(t), 3)
+	leader := c.leader(t)
+	away := c.other(t, leader.name)
+	id := leader.createSchematic(t, `customization: {extraKernelArgs: [behind-the-log]}`)
+
+	// The node that goes away knows the schematic (and the catalog): it only misses what is built meanwhile.
+	require.Equal(t, http.StatusOK, away.do(t, "GET", "/schematics/"+id, "", nil).StatusCode)
+	c.kill(away)
+	c.waitFormed(t)
+
+	// Command lines for many platforms: distinct keys, cheap to build, some of them owned by the node once back.
+	built := map[string]string{} // path → sha256
+	paths := []string{}
+
+	for _, platform := range []string{"metal", "aws", "gcp", "azure", "nocloud", "openstack", "vmware", "hcloud",
+		"oracle", "exoscale", "scaleway", "upcloud", "vultr", "akamai", "digital-ocean", "equinixMetal"} {
+		for _, arch := range []string{"amd64", "arm64"} {
+			path := "/image/" + id + "/v1.13.0/cmdline-" + platform + "-" + arch
+			d := fetchURL(http.DefaultClient, c.live()[len(paths)%2].base+path)
+			require.True(t, d.complete(), "%s: %d %v", path, d.status, d.err)
+			built[path], paths = d.sha, append(paths, path)
+		}
+	}
+
+	// Back on the same data, but its Raft traffic passes a gate that is shut: memberlist puts it back on the ring
+	// at once, the log cannot reach it.
+	gate := newGate(t)
+	back := c.restart(t, away, func(cfg *node.Config) {
+		cfg.RaftListen = gate.target
+		cfg.RaftAdvertise = gate.addr
+	})
+
+	var owned string
+
+	require.True(t, waitFor(30*time.Second, func() bool {
+		if len(back.Status().Members) < 3 {
+			return false
+		}
+
+		for _, path := range paths {
+			key, err := back.RecipeKey(t.Context(), id, "v1.13.0", path[strings.LastIndexByte(path, '/')+1:])
+			require.NoError(t, err)
+
+			if back.Owner(key) == back.Name() {
+				owned = path
+
+				return true
+			}
+		}
+
+		return false
+	}), "the returning node sees the others and owns one of %d keys", len(paths))
+
+	digest := "sha256:" + built[owned]
+	resp := back.do(t, "GET", owned, "", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s on the node behind the log: %s", owned,
+		resp.Body)
+	assert.Contains(t, resp.Body, "Raft leader")
+	assert.False(t, back.HasBlob(digest), "the node behind the log built %s", owned)
+	assert.Zero(t, back.metric(t, "edgefactory_builds_total"))
+
+	gate.open()
+
+	require.True(t, waitFor(60*time.Second, func() bool {
+		d := fetchURL(http.DefaultClient, back.base+owned)
+
+		return d.complete() && d.sha == built[owned]
+	}), "once caught up, the node serves the recorded bytes of %s", owned)
+	assert.Zero(t, back.metric(t, "edgefactory_builds_total"), "the node behind the log built nothing")
+}
+
+// gate forwards TCP connections from addr to target once opened; until then it holds them, as a network that
+// drops everything would, without the sender seeing an error.
+type gate struct {
+	addr, target string
+
+	once   sync.Once
+	opened chan struct{}
+	closed chan struct{}
+}
+
+func newGate(t *testing.T) *gate {
+	t.Helper()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+
+	target, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the node behind the gate
+	require.NoError(t, err)
+	require.NoError(t, target.Close())
+
+	g := &gate{addr: l.Addr().String(), target: target.Addr().String(), opened: make(chan struct{}),
+		closed: make(chan struct{})}
+
+	t.Cleanup(func() {
+		close(g.closed)
+		l.Close()
+	})
+
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+
+			go g.forward(conn)
+		}
+	}()
+
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.opened) }) }
+
+func (g *gate) forward(conn net.Conn) {
+	defer conn.Close()
+
+	select {
+	case <-g.opened:
+	case <-g.closed:
+		return
+	}
+
+	out, err := net.Dial("tcp", g.target)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+
+	go func() {
+		io.Copy(out, conn) //nolint:errcheck // either side hanging up ends the pair
+		out.Close()
+	}()
+
+	io.Copy(conn, out) //nolint:errcheck // idem
+}
+
+// restart starts a killed member again on its data directory, with tweak applied to its configuration.
+func (c *cluster) restart(t *testing.T, m *member, tweak func(*node.Config)) *member {
+	t.Helper()
+
+	require.True(t, m.killed, "restart %s: it is running", m.name)
+
+	var i int
+
+	_, err := fmt.Sscanf(m.name, "node%d", &i)
+	require.NoError(t, err)
+
+	return c.add(t, i-1, tweak)
+}
