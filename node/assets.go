@@ -211,7 +211,8 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 	out, err := s.builder.Build(ctx, r)
 	if err != nil {
 		s.metrics.builds.WithLabelValues(kindLabel(r), "failed").Inc()
-		log.Error("build failed", "error", err, "duration", time.Since(start).Round(time.Millisecond))
+		log.Error("build failed", "error", err, "duration", time.Since(start).Round(time.Millisecond),
+			"imager_output", imager.RecentStderr())
 
 		return raftstore.AssetRecord{}, buildError(err)
 	}

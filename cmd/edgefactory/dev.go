@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/synthetic"
 	"github.com/edgefactory/edgefactory/node"
 )
@@ -38,6 +39,13 @@ func newDevCmd() *cobra.Command {
 			}
 
 			cfg.Logger = log
+
+			restore, err := imager.CaptureStderr(log.With("component", "imager"))
+			if err != nil {
+				return err
+			}
+			defer restore()
+
 			ctx := cmd.Context()
 
 			upstream, err := startSyntheticUpstream(ctx, parts, log)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/node"
 )
@@ -69,6 +70,12 @@ YAML file given with --config (keys are flag names, e.g. "upstream-registry: mir
 			}
 
 			cfg.Logger = log
+
+			restore, err := imager.CaptureStderr(log.With("component", "imager"))
+			if err != nil {
+				return err
+			}
+			defer restore()
 
 			n, err := node.New(cfg)
 			if err != nil {

@@ -1,0 +1,80 @@
+package imager_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager"
+)
+
+// syncBuffer is a bytes.Buffer safe for the capturing goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.b.String()
+}
+
+// TestCaptureStderr: what this process and the tools it runs write to os.Stderr becomes debug log lines (one per
+// line, overlong lines cut rather than stalling), RecentStderr keeps the last ones, and restore brings the real
+// standard error back after everything written is logged.
+func TestCaptureStderr(t *testing.T) {
+	var logs syncBuffer
+
+	original := os.Stderr
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	restore, err := imager.CaptureStderr(log)
+	require.NoError(t, err)
+
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			restore()
+		}
+	})
+
+	require.NotSame(t, original, os.Stderr)
+
+	fmt.Fprintln(os.Stderr, "profile ready:")
+	fmt.Fprintln(os.Stderr, strings.Repeat("x", 10_000)) // longer than any line is kept
+
+	cmd := exec.Command("sh", "-c", "echo 'mksquashfs: no space left' >&2")
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Run())
+
+	restore()
+	restored = true
+
+	assert.Same(t, original, os.Stderr)
+
+	out := logs.String()
+	assert.Contains(t, out, `"msg":"imager output","line":"profile ready:"`)
+	assert.Contains(t, out, `"line":"mksquashfs: no space left"`)
+	assert.Equal(t, 5, strings.Count(out, `"msg":"imager output"`), "3 lines, the 10,000 bytes cut into 3")
+
+	recent := imager.RecentStderr()
+	require.NotEmpty(t, recent)
+	assert.Equal(t, "mksquashfs: no space left", recent[len(recent)-1])
+}
