@@ -103,6 +103,14 @@ func partition(t *testing.T, c *cluster, cut, leader int, tag string) {
 	require.Equal(t, http.StatusServiceUnavailable, r.status,
 		"a schematic it cannot know yet must not be reported missing by the cut-off node: %s", r)
 
+	// Nor does it build what it has not got: the majority may have built it meanwhile, and it could not record
+	// the build anyway.
+	blobs := c.blobs(t, cut)
+	r = c.get(t, cut, "/image/"+id+"/v1.13.0/cmdline-metal-arm64")
+	require.Equal(t, http.StatusServiceUnavailable, r.status, "an asset the cut-off node would build: %s", r)
+	require.Contains(t, string(r.body), "no Raft leader reachable")
+	require.Equal(t, blobs, c.blobs(t, cut), "the cut-off node built the asset it refused")
+
 	heal := time.Now()
 	c.lab.Heal(cut)
 	waitConverged(t, c, 90*time.Second)
@@ -115,6 +123,16 @@ func partition(t *testing.T, c *cluster, cut, leader int, tag string) {
 	after := c.createSchematic(t, cut, tag+"-after")
 	r = c.get(t, majority[0], "/schematics/"+after)
 	require.Equal(t, http.StatusOK, r.status, "healed node's write read on %s: %s", NodeNS(majority[0]), r)
+}
+
+// blobs is how many blobs node i's store holds.
+func (c *cluster) blobs(t *testing.T, i int) int {
+	t.Helper()
+
+	st, ok := c.status(i)
+	require.True(t, ok, "%s: /cluster does not answer", NodeNS(i))
+
+	return st.Cache.Blobs
 }
 
 // nodeIndex is i for the node named ef-n<i>.
