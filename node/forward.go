@@ -34,7 +34,13 @@ func (n *Node) apply(ctx context.Context, cmd raftstore.Command) (raftstore.Resu
 // catchUp is confirmWithLeader waiting through an election as a write does: afterwards this node has applied
 // everything the leader had committed when asked. Without a reachable leader it answers Unavailable (503).
 func (n *Node) catchUp(ctx context.Context) error {
-	return n.withLeader(ctx, "confirm with the Raft leader", n.confirmOnce)
+	err := n.withLeader(ctx, "confirm with the Raft leader", n.confirmOnce)
+	if c := frontends.Classify(err); err == nil || c == frontends.ClassUnavailable || c == frontends.ClassCanceled {
+		return err
+	}
+
+	// A leader answered but this node could not apply as much in time (far behind), or the leader failed us.
+	return frontends.NewError(frontends.ClassUnavailable, "cannot catch up with the Raft leader: "+err.Error(), err)
 }
 
 // withLeader runs op until it succeeds or fails for a reason other than a missing leader, retrying while an
