@@ -1,46 +1,25 @@
 package imager_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgefactory/edgefactory/e2e"
 	"github.com/edgefactory/edgefactory/imager"
 )
-
-// syncBuffer is a bytes.Buffer safe for the capturing goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	return s.b.String()
-}
 
 // TestCaptureStderr: what this process and the tools it runs write to os.Stderr becomes debug log lines (one per
 // line, overlong lines cut rather than stalling), RecentStderr keeps the last ones, and restore brings the real
 // standard error back after everything written is logged.
 func TestCaptureStderr(t *testing.T) {
-	var logs syncBuffer
+	var logs e2e.SyncBuffer
 
 	original := os.Stderr
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
