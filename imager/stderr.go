@@ -3,10 +3,12 @@ package imager
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -26,7 +28,8 @@ var captured struct {
 	recent []string
 }
 
-// CaptureStderr points os.Stderr at a pipe whose lines are logged at debug level, and kept for RecentStderr. Loggers
+// CaptureStderr points os.Stderr at a pipe whose lines are logged (at debug level, but for the host-tool adapters'
+// own records: see levelOf) and kept for RecentStderr. Loggers
 // created before the call keep writing to the real standard error; so does the Go runtime (a crash is printed to
 // file descriptor 2 directly). restore puts os.Stderr back once everything written so far is logged. Call it once per
 // process, from the command that runs the server.
@@ -53,7 +56,7 @@ func CaptureStderr(log *slog.Logger) (restore func(), err error) {
 				continue
 			}
 
-			log.Debug("imager output", "line", line)
+			log.Log(context.Background(), levelOf(line), "imager output", "line", line)
 
 			captured.mu.Lock()
 			captured.recent = append(captured.recent, line)
@@ -80,6 +83,25 @@ func RecentStderr() []string {
 	defer captured.mu.Unlock()
 
 	return slices.Clone(captured.recent[max(0, len(captured.recent)-stderrKept):])
+}
+
+// levelOf is the level a captured line is logged at. The host-tool adapters (package hosttools) run as children
+// of the imager and write slog text records ("level=WARN msg=..."): a warning such as lost SELinux labels keeps
+// its level. Everything else (the imager's profile dump, the tools' own chatter) is debug.
+func levelOf(line string) slog.Level {
+	rest, ok := strings.CutPrefix(line, "level=")
+	if !ok {
+		return slog.LevelDebug
+	}
+
+	word, _, _ := strings.Cut(rest, " ")
+
+	var level slog.Level
+	if level.UnmarshalText([]byte(word)) != nil {
+		return slog.LevelDebug
+	}
+
+	return level
 }
 
 // cutLines is bufio.ScanLines that also ends a line at stderrLineMax bytes, so any output keeps flowing.

@@ -15,8 +15,8 @@ import (
 	"github.com/edgefactory/edgefactory/imager"
 )
 
-// TestCaptureStderr: what this process and the tools it runs write to os.Stderr becomes debug log lines (one per
-// line, overlong lines cut rather than stalling), RecentStderr keeps the last ones, and restore brings the real
+// TestCaptureStderr: what this process and the tools it runs write to os.Stderr becomes log lines (one per line,
+// overlong lines cut rather than stalling; debug, but for host-tool adapter records, which keep their level), RecentStderr keeps the last ones, and restore brings the real
 // standard error back after everything written is logged.
 func TestCaptureStderr(t *testing.T) {
 	var logs e2e.SyncBuffer
@@ -39,7 +39,9 @@ func TestCaptureStderr(t *testing.T) {
 	fmt.Fprintln(os.Stderr, "profile ready:")
 	fmt.Fprintln(os.Stderr, strings.Repeat("x", 10_000)) // longer than any line is kept
 
-	cmd := exec.Command("sh", "-c", "echo 'mksquashfs: no space left' >&2")
+	// A host-tool adapter's record keeps its level; a tool's own complaint is debug.
+	cmd := exec.Command("sh", "-c",
+		`echo 'level=WARN msg="edgefactory hosttools adapter" tool=mksquashfs' >&2; echo 'mksquashfs: no space left' >&2`)
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Run())
 
@@ -50,8 +52,9 @@ func TestCaptureStderr(t *testing.T) {
 
 	out := logs.String()
 	assert.Contains(t, out, `"msg":"imager output","line":"profile ready:"`)
-	assert.Contains(t, out, `"line":"mksquashfs: no space left"`)
-	assert.Equal(t, 5, strings.Count(out, `"msg":"imager output"`), "3 lines, the 10,000 bytes cut into 3")
+	assert.Contains(t, out, `"level":"DEBUG","msg":"imager output","line":"mksquashfs: no space left"`)
+	assert.Contains(t, out, `"level":"WARN","msg":"imager output","line":"level=WARN msg=`)
+	assert.Equal(t, 6, strings.Count(out, `"msg":"imager output"`), "4 lines, the 10,000 bytes cut into 3")
 
 	recent := imager.RecentStderr()
 	require.NotEmpty(t, recent)

@@ -211,8 +211,12 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 	out, err := s.builder.Build(ctx, r)
 	if err != nil {
 		s.metrics.builds.WithLabelValues(kindLabel(r), "failed").Inc()
-		log.Error("build failed", "error", err, "duration", time.Since(start).Round(time.Millisecond),
-			"imager_output", imager.RecentStderr())
+		attrs := []any{"error", err, "duration", time.Since(start).Round(time.Millisecond)}
+		if output := imager.RecentStderr(); len(output) > 0 {
+			attrs = append(attrs, "imager_output", output)
+		}
+
+		log.Error("build failed", attrs...)
 
 		return raftstore.AssetRecord{}, buildError(err)
 	}

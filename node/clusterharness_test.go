@@ -39,6 +39,7 @@ type cluster struct {
 type member struct {
 	*running
 	name   string
+	index  int // its position: node<index+1>, data under node<index+1>/
 	cancel context.CancelFunc
 	done   chan error
 	killed bool
@@ -52,7 +53,7 @@ func startCluster(t testing.TB, reg string, size int) *cluster {
 
 	c := &cluster{reg: reg, dir: t.TempDir(), expect: size}
 	for range size {
-		c.seeds = append(c.seeds, freeGossipAddr(t))
+		c.seeds = append(c.seeds, freeLoopbackAddr(t))
 	}
 
 	t.Cleanup(c.killAll)
@@ -72,7 +73,7 @@ func (c *cluster) join(t testing.TB) *member {
 	t.Helper()
 
 	c.mu.Lock()
-	c.seeds = append(c.seeds, freeGossipAddr(t))
+	c.seeds = append(c.seeds, freeLoopbackAddr(t))
 	i := len(c.seeds) - 1
 	c.mu.Unlock()
 
@@ -106,7 +107,7 @@ func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member 
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{running: &running{Node: n, base: "http://" + n.Addr()}, name: name, cancel: cancel,
+	m := &member{running: &running{Node: n, base: "http://" + n.Addr()}, name: name, index: i, cancel: cancel,
 		done: make(chan error, 1)}
 	m.stop = func() {}
 
@@ -325,9 +326,9 @@ func (c *cluster) randomLive() *member {
 	return live[rand.IntN(len(live))]
 }
 
-// freeGossipAddr finds a loopback port free for both TCP and UDP (memberlist binds both), below the ephemeral
+// freeLoopbackAddr finds a loopback port free for both TCP and UDP (memberlist binds both), below the ephemeral
 // range so that the nodes' other listeners (port 0) cannot be handed it before its node binds it.
-func freeGossipAddr(t testing.TB) string {
+func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 
 	for range 1000 {

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -90,6 +89,9 @@ func TestClusterNodeBehindTheLog(t *testing.T) {
 		return d.complete() && d.sha == built[owned]
 	}), "once caught up, the node serves the recorded bytes of %s", owned)
 	assert.Zero(t, back.metric(t, "edgefactory_builds_total"), "the node behind the log built nothing")
+	assert.True(t, waitFor(10*time.Second, func() bool { // counted once the copy is stored, after its last byte
+		return back.metric(t, "edgefactory_peer_fetches_total") > 0
+	}), "it copied the bytes from a peer")
 }
 
 // gate forwards TCP connections from addr to target once opened; until then it holds them, as a network that
@@ -108,11 +110,7 @@ func newGate(t *testing.T) *gate {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 
-	target, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the node behind the gate
-	require.NoError(t, err)
-	require.NoError(t, target.Close())
-
-	g := &gate{addr: l.Addr().String(), target: target.Addr().String(), opened: make(chan struct{}),
+	g := &gate{addr: l.Addr().String(), target: freeLoopbackAddr(t), opened: make(chan struct{}),
 		closed: make(chan struct{})}
 
 	t.Cleanup(func() {
@@ -165,10 +163,5 @@ func (c *cluster) restart(t *testing.T, m *member, tweak func(*node.Config)) *me
 
 	require.True(t, m.killed, "restart %s: it is running", m.name)
 
-	var i int
-
-	_, err := fmt.Sscanf(m.name, "node%d", &i)
-	require.NoError(t, err)
-
-	return c.add(t, i-1, tweak)
+	return c.add(t, m.index, tweak)
 }

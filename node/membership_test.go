@@ -184,7 +184,7 @@ func TestMembershipJoinAndMetadata(t *testing.T) {
 }
 
 func TestMembershipSeedRetry(t *testing.T) {
-	addr := freeGossipAddr(t)
+	addr := freeLoopbackAddr(t)
 	b := startMembership(t, testMembershipConfig(t, "b", addr))
 	<-b.joinAttempted()
 	time.Sleep(300 * time.Millisecond) // a few failed attempts
@@ -196,9 +196,9 @@ func TestMembershipSeedRetry(t *testing.T) {
 	eventuallyAlive(t, []*membership{a, b}, "a", "b")
 }
 
-// freeGossipAddr finds a loopback port free for both TCP and UDP, for a member that must be started later at an
+// freeLoopbackAddr finds a loopback port free for both TCP and UDP, for a member that must be started later at an
 // address known now.
-func freeGossipAddr(t testing.TB) string {
+func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	for range 10 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

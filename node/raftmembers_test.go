@@ -345,7 +345,7 @@ func TestRaftMembersBootstrapTogether(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	seeds := []string{freeGossipAddr(t), freeGossipAddr(t), freeGossipAddr(t)}
+	seeds := []string{freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)}
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	var nodes []*testNode
 	for i, name := range []string{"n1", "n2", "n3"} {
