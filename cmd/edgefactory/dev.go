@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -48,7 +50,7 @@ func newDevCmd() *cobra.Command {
 
 			ctx := cmd.Context()
 
-			upstream, err := startSyntheticUpstream(ctx, parts, log)
+			upstream, err := startSyntheticUpstream(ctx, parts, filepath.Join(cfg.DataDir, "upstream"), log)
 			if err != nil {
 				return err
 			}
@@ -82,9 +84,10 @@ func newDevCmd() *cobra.Command {
 	return cmd
 }
 
-// startSyntheticUpstream serves an in-process OCI registry on loopback holding the synthetic release and returns
-// its address. It stops when ctx ends.
-func startSyntheticUpstream(ctx context.Context, partsDir string, log *slog.Logger) (string, error) {
+// startSyntheticUpstream serves an in-process OCI registry on loopback holding the synthetic release, its blobs in
+// files under blobDir (emptied first: the release is pushed afresh at every start), and returns its address. It
+// stops when ctx ends.
+func startSyntheticUpstream(ctx context.Context, partsDir, blobDir string, log *slog.Logger) (string, error) {
 	if partsDir == "" {
 		partsDir = synthetic.DefaultPartsDir()
 	}
@@ -94,12 +97,17 @@ func startSyntheticUpstream(ctx context.Context, partsDir string, log *slog.Logg
 		return "", err
 	}
 
+	if err := os.RemoveAll(blobDir); err != nil {
+		return "", fmt.Errorf("empty the synthetic upstream registry: %w", err)
+	}
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("listen for the synthetic upstream registry: %w", err)
 	}
 
-	srv, err := synthetic.Start(ctx, ln, synthetic.Options{Parts: parts, Logger: log.With("component", "synthetic")})
+	srv, err := synthetic.Start(ctx, ln, synthetic.Options{Parts: parts, BlobDir: blobDir,
+		Logger: log.With("component", "synthetic")})
 	if err != nil {
 		return "", fmt.Errorf("start the synthetic upstream registry: %w", err)
 	}

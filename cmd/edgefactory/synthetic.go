@@ -118,6 +118,12 @@ func newSyntheticServeCmd() *cobra.Command {
 				return fmt.Errorf("listen %s: %w", listen, err)
 			}
 
+			// Blobs live on disk while the registry runs, not in this process's heap.
+			if opts.BlobDir, err = os.MkdirTemp("", "edgefactory-synthetic-"); err != nil {
+				return fmt.Errorf("synthetic registry blobs: %w", err)
+			}
+			defer os.RemoveAll(opts.BlobDir) //nolint:errcheck // temporary
+
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 

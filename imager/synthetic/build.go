@@ -7,9 +7,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// build makes every image of the release in memory, dependencies first: extension and overlay images, the catalogs
+// buildRelease makes every image of the release in memory, dependencies first: extension and overlay images, the catalogs
 // naming them by digest, then the imager and installer-base images.
-func build(opts Options) (*release, error) {
+func buildRelease(opts Options) (*release, error) {
 	minVersion, err := lowestMinor(opts.Versions)
 	if err != nil {
 		return nil, err

@@ -20,10 +20,10 @@ func TestBuildDeterministic(t *testing.T) {
 	opts, err := Options{Parts: StandInParts()}.complete()
 	require.NoError(t, err)
 
-	a, err := build(opts)
+	a, err := buildRelease(opts)
 	require.NoError(t, err)
 
-	b, err := build(opts)
+	b, err := buildRelease(opts)
 	require.NoError(t, err)
 
 	require.Equal(t, pushedOf(a), pushedOf(b))
@@ -33,7 +33,7 @@ func TestBuildDeterministic(t *testing.T) {
 	other := StandInParts()
 	other.files["amd64/vmlinuz"] = []byte("MZ another kernel")
 
-	c, err := build(Options{Namespace: opts.Namespace, Versions: opts.Versions, Parts: other})
+	c, err := buildRelease(Options{Namespace: opts.Namespace, Versions: opts.Versions, Parts: other})
 	require.NoError(t, err)
 	require.NotEqual(t, a.versions[0].Imager.Digest, c.versions[0].Imager.Digest)
 	require.Equal(t, a.versions[0].Extensions, c.versions[0].Extensions)

@@ -37,6 +37,11 @@ type Options struct {
 	Parts     *Parts       // nil: LoadParts(DefaultPartsDir())
 	Insecure  bool         // plain HTTP to the registry (loopback registries are plain HTTP anyway)
 	Logger    *slog.Logger // nil: discard
+	// BlobDir, for a registry that runs for long (dev, synthetic serve): Start keeps the registry's blobs in files
+	// under it instead of in memory, and the release is built for this push alone instead of being kept for later
+	// pushes in the process (as tests want). Either way, a server would otherwise carry the whole release, tens of
+	// megabytes, in its heap for life, and every garbage collection would have to scan it.
+	BlobDir string
 }
 
 func (o Options) complete() (Options, error) {
@@ -149,8 +154,8 @@ func (m *Manifest) Images() []Pushed {
 	return out
 }
 
-// Push builds the release (or reuses one built earlier in this process from the same parts) and pushes every image
-// to registry ("host:port"), dependencies first. One log line per image.
+// Push builds the release (or, without BlobDir, reuses one built earlier in this process from the same parts) and
+// pushes every image to registry ("host:port"), dependencies first. One log line per image.
 func Push(ctx context.Context, registry string, opts Options) (*Manifest, error) {
 	opts, err := opts.complete()
 	if err != nil {
@@ -159,7 +164,12 @@ func Push(ctx context.Context, registry string, opts Options) (*Manifest, error)
 
 	start := time.Now()
 
-	rel, err := cachedBuild(opts)
+	build := cachedBuild
+	if opts.BlobDir != "" {
+		build = buildRelease
+	}
+
+	rel, err := build(opts)
 	if err != nil {
 		return nil, fmt.Errorf("build synthetic release: %w", err)
 	}
@@ -215,7 +225,7 @@ func cachedBuild(opts Options) (*release, error) {
 	v, _ := releases.LoadOrStore(key, &releaseOnce{})
 	r := v.(*releaseOnce) //nolint:forcetypeassert // only *releaseOnce is stored
 
-	r.once.Do(func() { r.rel, r.err = build(opts) })
+	r.once.Do(func() { r.rel, r.err = buildRelease(opts) })
 
 	return r.rel, r.err
 }

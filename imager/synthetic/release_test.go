@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v4"
 
@@ -331,6 +333,33 @@ func TestDeterministicAcrossPushes(t *testing.T) {
 		got, err := crane.Digest(img.Ref(b.Addr))
 		require.NoError(t, err)
 		require.Equal(t, img.Digest, got, img.Ref(b.Addr))
+	}
+}
+
+// A registry with BlobDir holds its blobs as files there (not in the heap) and serves the same release, pulled and
+// verified whole.
+func TestBlobDir(t *testing.T) {
+	p := parts(t)
+	dir := filepath.Join(t.TempDir(), "blobs")
+	mem := synthetictest.Start(t, synthetic.Options{Parts: p})
+	disk := synthetictest.Start(t, synthetic.Options{Parts: p, BlobDir: dir})
+
+	require.Equal(t, mem.Manifest.Images(), disk.Manifest.Images())
+
+	vi, ok := disk.Manifest.Version("v1.13.0")
+	require.True(t, ok)
+
+	img, err := crane.Pull(vi.Imager.Ref(disk.Addr), crane.WithPlatform(&v1.Platform{OS: "linux", Architecture: "amd64"}))
+	require.NoError(t, err)
+	require.NoError(t, validate.Image(img), "every blob of the imager image matches its digest")
+
+	layers, err := img.Layers()
+	require.NoError(t, err)
+
+	for _, l := range layers {
+		d, err := l.Digest()
+		require.NoError(t, err)
+		require.FileExists(t, filepath.Join(dir, d.Algorithm, d.Hex), "layer %s stored as a file", d)
 	}
 }
 

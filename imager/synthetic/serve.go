@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 )
 
-// Server is an in-process OCI registry (go-containerregistry's, blobs in memory) holding the synthetic release.
+// Server is an in-process OCI registry (go-containerregistry's, blobs in memory or under Options.BlobDir) holding
+// the synthetic release.
 type Server struct {
 	// Addr is the "host:port" to reach the registry at (loopback when it listens on all addresses).
 	Addr     string
@@ -33,11 +35,24 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 		return nil, err
 	}
 
-	regLog := slog.NewLogLogger(opts.Logger.With("component", "registry").Handler(), slog.LevelDebug)
+	regOpts := []registry.Option{
+		registry.Logger(slog.NewLogLogger(opts.Logger.With("component", "registry").Handler(), slog.LevelDebug)),
+	}
+
+	if opts.BlobDir != "" {
+		if err := os.MkdirAll(opts.BlobDir, 0o755); err != nil {
+			ln.Close() //nolint:errcheck,gosec // nothing to report beyond err
+
+			return nil, fmt.Errorf("synthetic registry blobs: %w", err)
+		}
+
+		regOpts = append(regOpts, registry.WithBlobHandler(registry.NewDiskBlobHandler(opts.BlobDir)))
+	}
+
 	s := &Server{
 		Addr: dialAddr(ln.Addr()),
 		srv: &http.Server{
-			Handler:           registry.New(registry.Logger(regLog)),
+			Handler:           registry.New(regOpts...),
 			ReadHeaderTimeout: 30 * time.Second,
 		},
 		done: make(chan error, 1),
