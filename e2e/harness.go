@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -104,6 +105,14 @@ func (d *Dev) Rewrite(s string) string {
 func StartDev(t testing.TB, extraArgs ...string) *Dev {
 	t.Helper()
 
+	return StartDevUnder(t, nil, extraArgs...)
+}
+
+// StartDevUnder is StartDev with the server started by a launcher command that execs it in its own place (e.g.
+// "taskset -c 0", which pins it to CPU 0), so PID is still the server's.
+func StartDevUnder(t testing.TB, launcher []string, extraArgs ...string) *Dev {
+	t.Helper()
+
 	addr := FreeAddr(t)
 	logs := &SyncBuffer{}
 	args := append([]string{"dev", "--listen", addr, "--data", t.TempDir()}, extraArgs...)
@@ -111,7 +120,8 @@ func StartDev(t testing.TB, extraArgs ...string) *Dev {
 		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(RepoRoot(t), "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
 	}
 
-	cmd := exec.Command(Binary(t), args...)
+	argv := append(slices.Clone(launcher), Binary(t))
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())

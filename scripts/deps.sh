@@ -38,8 +38,8 @@ HOST_PACKAGES=(
 	libfaketime
 	# boot tests
 	qemu-system-x86 ovmf ipxe-qemu
-	# registry tooling for tests, and the benchmarks' baseline web server
-	skopeo nginx-light
+	# registry tooling for tests; the benchmarks' baseline web server and load generator
+	skopeo nginx-light wrk
 	# this script's own needs on a minimal system
 	debian-archive-keyring gzip
 )

@@ -69,6 +69,8 @@ func newDevCmd() *cobra.Command {
 				"versions", "curl "+base+"/versions",
 				"extensions", "curl "+base+"/version/v1.13.0/extensions/official")
 
+			tuneGC()
+
 			return n.Run(ctx)
 		},
 	}

@@ -82,6 +82,8 @@ YAML file given with --config (keys are flag names, e.g. "upstream-registry: mir
 				return err
 			}
 
+			tuneGC()
+
 			return n.Run(cmd.Context())
 		},
 	}

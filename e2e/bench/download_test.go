@@ -16,7 +16,7 @@ import (
 // the file from the page cache.
 func BenchmarkDownloadThroughput(b *testing.B) {
 	f := startFactory(b)
-	ng := startNginx(b)
+	ng := startNginx(b, nil)
 
 	for _, name := range []string{"metal-amd64.iso", "metal-amd64.raw"} {
 		b.Run(name, func(b *testing.B) {

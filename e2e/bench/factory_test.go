@@ -26,6 +26,12 @@ const version = "v1.13.0"
 var sharedData string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(bareListenEnv); addr != "" { // started by bareServer
+		err := serveBare(addr, os.Getenv(bareBodyEnv))
+		fmt.Fprintln(os.Stderr, "bare server:", err)
+		os.Exit(1)
+	}
+
 	dir, err := os.MkdirTemp("", "edgefactory-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: data directory:", err)
@@ -53,19 +59,17 @@ type factory struct {
 func startFactory(b *testing.B) *factory {
 	b.Helper()
 
-	if testing.Short() {
-		b.Skip("runs the binary and builds multi-GB assets; skipped with -short")
-	}
+	return startFactoryUnder(b, nil)
+}
 
-	parts, err := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil)
-	require.NoError(b, err)
+// startFactoryUnder is startFactory with the server started by launcher (see e2e.StartDevUnder).
+func startFactoryUnder(b *testing.B, launcher []string) *factory {
+	b.Helper()
 
-	if !parts.Real() {
-		b.Skipf("the synthetic release would be made of stand-ins (missing %v): run `make deps`", parts.Missing())
-	}
+	skipUnlessFactory(b)
 
 	args := append([]string{"--data", sharedData}, strings.Fields(os.Getenv("EDGEFACTORY_BENCH_DEV_ARGS"))...)
-	f := &factory{Dev: e2e.StartDev(b, args...), data: sharedData, client: newClient(64)}
+	f := &factory{Dev: e2e.StartDevUnder(b, launcher, args...), data: sharedData, client: newClient(64)}
 	b.Cleanup(f.client.CloseIdleConnections)
 
 	resp, err := f.client.Post(f.URL+"/schematics", "application/yaml", strings.NewReader("customization: {}\n"))
@@ -82,6 +86,22 @@ func startFactory(b *testing.B) *factory {
 	f.schematic = string(body[i+len(idField) : i+len(idField)+64])
 
 	return f
+}
+
+// skipUnlessFactory skips under -short or without the real synthetic parts.
+func skipUnlessFactory(b *testing.B) {
+	b.Helper()
+
+	if testing.Short() {
+		b.Skip("runs the binary and builds multi-GB assets; skipped with -short")
+	}
+
+	parts, err := synthetic.LoadParts(synthetic.DefaultPartsDir(), nil)
+	require.NoError(b, err)
+
+	if !parts.Real() {
+		b.Skipf("the synthetic release would be made of stand-ins (missing %v): run `make deps`", parts.Missing())
+	}
 }
 
 // asset is one stored boot asset: its URL on the factory and its file in the factory's content-addressed store.

@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -23,12 +23,12 @@ type nginx struct {
 	root string
 }
 
-// nginxConf is the whole configuration: sendfile, no access log, long keep-alive, one worker per CPU. Every path
+// nginxConf is the whole configuration: sendfile, no access log, long keep-alive, one worker per CPU it may use. Every path
 // nginx writes to lives in its own directory, so it needs nothing of the host's nginx setup.
 const nginxConf = `%s
 daemon off;
 master_process on;
-worker_processes auto;
+worker_processes %[4]s;
 error_log stderr;
 pid %[2]s/nginx.pid;
 events { worker_connections 1024; }
@@ -51,9 +51,9 @@ http {
 }
 `
 
-// startNginx runs nginx until the benchmark ends. Without an nginx binary it returns nil, having said so: the
-// benchmarks then report the factory's numbers alone.
-func startNginx(b *testing.B) *nginx {
+// startNginx runs nginx on cpus (nil: every CPU, one worker per CPU) until the benchmark ends. Without an nginx
+// binary it returns nil, having said so: the benchmarks then report the factory's numbers alone.
+func startNginx(b *testing.B, cpus []int) *nginx {
 	b.Helper()
 
 	bin, err := exec.LookPath("nginx")
@@ -76,15 +76,33 @@ func startNginx(b *testing.B) *nginx {
 		user = "user root;"
 	}
 
+	// "auto" counts the machine's CPUs, not the ones nginx may run on.
+	workers := "auto"
+	if cpus != nil {
+		workers = strconv.Itoa(len(cpus))
+	}
+
 	addr := e2e.FreeAddr(b)
 	conf := filepath.Join(dir, "nginx.conf")
-	require.NoError(b, os.WriteFile(conf, fmt.Appendf(nil, nginxConf, user, dir, addr), 0o644))
+	require.NoError(b, os.WriteFile(conf, fmt.Appendf(nil, nginxConf, user, dir, addr, workers), 0o644))
 
-	logs := &bytes.Buffer{}
-	cmd := exec.Command(bin, "-e", "stderr", "-p", dir, "-c", conf)
+	n := &nginx{URL: "http://" + addr, root: filepath.Join(dir, "root")}
+	startServer(b, "nginx", append(launcher(cpus), bin, "-e", "stderr", "-p", dir, "-c", conf), nil, n.URL+"/")
+
+	return n
+}
+
+// startServer runs argv (with env added to this process's environment) until the benchmark ends, and returns once
+// it answers HTTP at url. It fails the benchmark, with the server's output, when it exits first.
+func startServer(b *testing.B, name string, argv, env []string, url string) {
+	b.Helper()
+
+	logs := &e2e.SyncBuffer{}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
-	require.NoError(b, cmd.Start())
+	require.NoError(b, cmd.Start(), name)
 
 	exited := make(chan struct{})
 	go func() {
@@ -97,8 +115,6 @@ func startNginx(b *testing.B) *nginx {
 		<-exited
 	})
 
-	n := &nginx{URL: "http://" + addr, root: filepath.Join(dir, "root")}
-
 	require.Eventually(b, func() bool {
 		select {
 		case <-exited:
@@ -106,7 +122,7 @@ func startNginx(b *testing.B) *nginx {
 		default:
 		}
 
-		resp, err := http.Get(n.URL + "/")
+		resp, err := http.Get(url)
 		if err != nil {
 			return false
 		}
@@ -114,15 +130,13 @@ func startNginx(b *testing.B) *nginx {
 		resp.Body.Close()
 
 		return true
-	}, 10*time.Second, 20*time.Millisecond, "nginx never answered")
+	}, 10*time.Second, 20*time.Millisecond, "%s never answered", name)
 
 	select {
 	case <-exited:
-		require.FailNow(b, "nginx exited", "%s", logs)
+		require.FailNow(b, name+" exited", "%s", logs)
 	default:
 	}
-
-	return n
 }
 
 // serveFile makes nginx serve file at urlPath and returns its URL. A hard link shares the factory's stored file

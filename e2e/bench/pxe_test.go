@@ -1,14 +1,16 @@
 package bench
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/e2e"
 )
 
 const (
@@ -39,13 +41,51 @@ type loadGenerator func(url string, want []byte, conns int, d time.Duration) (lo
 // and ours/nginx (target ≥ 0.5), p50 and p99 latency in ms (target p99 < 5 ms). A bare net/http server with the
 // same bytes ("nethttp") is measured too, as the floor of Go's HTTP stack on this machine.
 //
-// The load generator runs on the same CPUs as the server under test (the same for both sides). Sub-benchmark
-// "go-client" uses Go's HTTP client in this process and checks every body; "wrk" (only when wrk is installed)
-// uses wrk, which needs far less CPU per request, so the nginx side is less limited by the generator and the
-// ratio is the stricter one.
+// Each CPU layout (see layout) starts its own servers: "split" runs every server on one half of the CPUs and wrk
+// on the other, as when a rack of machines asks over the network; "shared" runs everything on every CPU, so the
+// load generator competes with the server under test for the same cores. Under shared, "go-client" uses Go's
+// HTTP client in this process and checks every body; "wrk" (only when wrk is installed) needs far less CPU per
+// request, so the nginx side is less limited by the generator and the ratio is the stricter one.
 func BenchmarkPXEScripts(b *testing.B) {
-	f := startFactory(b)
-	ng := startNginx(b)
+	skipUnlessFactory(b)
+
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Log("wrk not installed (Debian package wrk): measured with Go's client only, CPUs shared")
+	}
+
+	layouts := []layout{sharedLayout}
+	if split, why := splitLayout(); why != "" {
+		b.Log(why)
+	} else if bin != "" {
+		layouts = append([]layout{split}, layouts...)
+	}
+
+	for _, l := range layouts {
+		b.Run(l.name, func(b *testing.B) {
+			sides, script := startPXESides(b, l)
+
+			if bin != "" {
+				load := func(url string, _ []byte, conns int, d time.Duration) (loadResult, error) {
+					return wrk(bin, launcher(l.load), count(l.load), url, conns, d)
+				}
+				b.Run("wrk", func(b *testing.B) { measureLoad(b, sides, script, load) })
+			}
+
+			if l.load == nil { // Go's client runs in this process, on every CPU
+				b.Run("go-client", func(b *testing.B) { measureLoad(b, sides, script, hammer) })
+			}
+		})
+	}
+}
+
+// startPXESides starts the factory, nginx and the bare server on the layout's server CPUs and returns the URL of
+// the same script on each, and the script.
+func startPXESides(b *testing.B, l layout) ([]side, []byte) {
+	b.Helper()
+
+	f := startFactoryUnder(b, launcher(l.server))
+	ng := startNginx(b, l.server)
 
 	path := "/pxe/" + f.schematic + "/" + version + "/metal-amd64"
 	script := f.get(b, path) // the first request builds the kernel command line
@@ -55,26 +95,13 @@ func BenchmarkPXEScripts(b *testing.B) {
 		sides = append(sides, side{"nginx", ng.serveBytes(b, path, script)})
 	}
 
-	sides = append(sides, side{"nethttp", bareServer(b, script)})
+	sides = append(sides, side{"nethttp", bareServer(b, script, l.server)})
 
 	for _, s := range sides { // wrk checks no bodies: check one answer of each here
 		require.NoError(b, getExact(f.client, s.url, script, make([]byte, len(script)+1)), s.name)
 	}
 
-	b.Run("go-client", func(b *testing.B) { measureLoad(b, sides, script, hammer) })
-
-	bin, err := exec.LookPath("wrk")
-	if err != nil {
-		b.Log("wrk not installed (Debian package wrk): measured with Go's client only")
-
-		return
-	}
-
-	b.Run("wrk", func(b *testing.B) {
-		measureLoad(b, sides, script, func(url string, _ []byte, conns int, d time.Duration) (loadResult, error) {
-			return wrk(bin, url, conns, d)
-		})
-	})
+	return sides, script
 }
 
 func measureLoad(b *testing.B, sides []side, script []byte, load loadGenerator) {
@@ -119,24 +146,42 @@ func measureLoad(b *testing.B, sides []side, script []byte, load loadGenerator) 
 	}
 }
 
-// bareServer serves body at every path from a plain net/http server in this process: no router, no middleware.
-// It is the floor for any Go server on this machine (same runtime scheduler, same HTTP stack), reported next to
-// nginx so a gap can be told apart from the cost of Go's net/http itself.
-func bareServer(b *testing.B, body []byte) string {
+// Environment of the test binary run as the bare server (see TestMain).
+const (
+	bareListenEnv = "EDGEFACTORY_BENCH_BARE_LISTEN"
+	bareBodyEnv   = "EDGEFACTORY_BENCH_BARE_BODY"
+)
+
+// bareServer serves body at every path from a plain net/http server, no router and no middleware, in a process of
+// its own on cpus (this test binary again: TestMain turns it into serveBare). It is the floor for any Go server on
+// this machine (same runtime scheduler, same HTTP stack), reported next to nginx so a gap can be told apart from
+// the cost of Go's net/http itself.
+func bareServer(b *testing.B, body []byte, cpus []int) string {
 	b.Helper()
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
+	file := filepath.Join(b.TempDir(), "body")
+	require.NoError(b, os.WriteFile(file, body, 0o644))
 
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(
+	addr := e2e.FreeAddr(b)
+	url := "http://" + addr + "/pxe"
+	argv := append(launcher(cpus), os.Args[0], "-test.run=^$", "-test.bench=^$")
+	startServer(b, "bare net/http server", argv, []string{bareListenEnv + "=" + addr, bareBodyEnv + "=" + file}, url)
+
+	return url
+}
+
+// serveBare is the bare server's whole program: serve the file at bodyFile on addr until killed.
+func serveBare(addr, bodyFile string) error {
+	body, err := os.ReadFile(bodyFile)
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(
 		func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write(body) //nolint:errcheck // the load generator hung up
 		})}
 
-	go srv.Serve(l) //nolint:errcheck // ends with Close
-
-	b.Cleanup(func() { srv.Close() })
-
-	return "http://" + l.Addr().String() + "/pxe"
+	return srv.ListenAndServe()
 }

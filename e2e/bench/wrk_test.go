@@ -4,20 +4,22 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"runtime"
+	"slices"
 	"strconv"
 	"time"
 )
 
 // wrk runs the wrk load generator (C, one event loop per thread: it takes far less CPU per request than Go's
-// client, so on a small machine it leaves more to the server under test) against url with conns connections for
-// d (whole seconds, at least one). wrk does not check bodies; callers check one answer themselves.
-func wrk(bin, url string, conns int, d time.Duration) (loadResult, error) {
-	threads := min(runtime.NumCPU(), conns)
+// client, so on a small machine it leaves more to the server under test) with one thread per CPU it has, started
+// by launcher, against url with conns connections for d (whole seconds, at least one). wrk does not check bodies;
+// callers check one answer themselves.
+func wrk(bin string, launcher []string, cpus int, url string, conns int, d time.Duration) (loadResult, error) {
+	threads := min(cpus, conns)
 	secs := max(1, int(d.Round(time.Second).Seconds()))
+	argv := append(slices.Clone(launcher), bin, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(secs)+"s", "--latency", url)
 
-	out, err := exec.Command(bin, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs)+"s", "--latency", url).CombinedOutput()
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		return loadResult{}, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
