@@ -55,6 +55,9 @@ type Config struct {
 	Logger *slog.Logger
 	// RequestID, when set, names the request a build runs for in its logs.
 	RequestID func(context.Context) string
+	// Nice is the CPU niceness (1-19) of the build workers and the tools they run, so that serving goes first on a
+	// busy node; 0 runs them at the node's own priority.
+	Nice int
 }
 
 // Output is a finished build: the file at Path (inside TmpDir) is the caller's to move, typically into the CAS

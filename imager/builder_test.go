@@ -331,7 +331,11 @@ func TestSweepScratch(t *testing.T) {
 
 func TestProgressReachesLog(t *testing.T) {
 	c := &capture{t: t}
-	rep, stop := newProgress(slog.New(c))
+	p, err := newProgressLog(slog.New(c))
+	require.NoError(t, err)
+
+	rep, ok := newReporter(p.w)
+	require.True(t, ok, "the Talos reporter's layout changed: progress would be lost")
 
 	for _, u := range []reporter.Update{
 		{Message: "profile ready:", Status: reporter.StatusSucceeded},
@@ -342,7 +346,7 @@ func TestProgressReachesLog(t *testing.T) {
 		rep.Report(u)
 	}
 
-	stop()
+	p.close()
 
 	var got []string
 	for _, r := range c.records("imager") {

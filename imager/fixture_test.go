@@ -29,10 +29,11 @@ const testVersion = "v1.13.0"
 // points TMPDIR elsewhere.
 var testBase string
 
-// TestMain makes the test binary the host-tool adapter (the imager runs mkfs.xfs & co through links to it) and
-// points the mksquashfs adapter at squashfs-tools 4.6 from `make deps`.
+// TestMain makes the test binary the host-tool adapter (the imager runs mkfs.xfs & co through links to it) and the
+// builders' imager worker, and points the mksquashfs adapter at squashfs-tools 4.6 from `make deps`.
 func TestMain(m *testing.M) {
 	hosttools.RunIfAdapter()
+	RunIfWorker()
 	os.Exit(testMain(m))
 }
 

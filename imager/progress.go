@@ -7,51 +7,56 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/siderolabs/talos/pkg/reporter"
 )
 
-// newProgress returns a Talos reporter whose lines go to log, and a stop function to call once the imager is done.
-//
-// The reporter only writes to the *os.File in its unexported field w, set to os.Stderr by reporter.New, and has no
-// option to change it. Concurrent builds must not share stderr, so the field is pointed at a pipe read into the
-// log. Should a future reporter lack that field, progress is dropped (a zero Reporter's nil file refuses writes
-// without failing) and a warning says so; TestProgressReachesLog catches it.
-func newProgress(log *slog.Logger) (*reporter.Reporter, func()) {
+// progressLog is a pipe whose lines go to a log as the imager's progress: a build worker's stdout.
+type progressLog struct {
+	w    *os.File // the write end, for the worker
+	r    *os.File
+	done chan struct{}
+}
+
+func newProgressLog(log *slog.Logger) (*progressLog, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		log.Warn("imager progress not logged", "err", err)
-
-		return &reporter.Reporter{}, func() {}
+		return nil, err
 	}
 
-	rep := reporter.New(reporter.WithOutputMode(reporter.OutputModePlain))
-	if !setReporterOutput(rep, pw) {
-		pr.Close() //nolint:errcheck,gosec // unused
-		pw.Close() //nolint:errcheck,gosec // unused
-		warnNoProgress.Do(func() { log.Warn("imager progress not logged: unknown reporter layout") })
-
-		return &reporter.Reporter{}, func() {}
-	}
-
-	done := make(chan struct{})
+	p := &progressLog{w: pw, r: pr, done: make(chan struct{})}
 
 	go func() {
-		defer close(done)
+		defer close(p.done)
 
 		logLines(pr, log)
 	}()
 
-	return rep, func() {
-		pw.Close() //nolint:errcheck,gosec // ends logLines
-		<-done
-		pr.Close() //nolint:errcheck,gosec // read side, drained
-	}
+	return p, nil
 }
 
-var warnNoProgress sync.Once
+// close closes this process's write end and returns once every line written is logged: call it when the writers
+// (the worker and the tools it ran, which inherit its stdout) are gone.
+func (p *progressLog) close() {
+	p.w.Close() //nolint:errcheck,gosec // ends logLines once the other writers are gone
+	<-p.done
+	p.r.Close() //nolint:errcheck,gosec // read side, drained
+}
+
+// newReporter returns a Talos reporter writing plain progress lines to w. The reporter only writes to the *os.File
+// in its unexported field w, set to os.Stderr by reporter.New, and has no option to change it; stderr carries the
+// imager's other output, so the field is pointed at w. Should a future reporter lack that field, the reporter
+// returned discards progress (a zero Reporter's nil file refuses writes without failing) and ok is false;
+// TestProgressReachesLog catches it.
+func newReporter(w *os.File) (rep *reporter.Reporter, ok bool) {
+	rep = reporter.New(reporter.WithOutputMode(reporter.OutputModePlain))
+	if !setReporterOutput(rep, w) {
+		return &reporter.Reporter{}, false
+	}
+
+	return rep, true
+}
 
 func setReporterOutput(rep *reporter.Reporter, w *os.File) bool {
 	field := reflect.ValueOf(rep).Elem().FieldByName("w")
@@ -59,7 +64,7 @@ func setReporterOutput(rep *reporter.Reporter, w *os.File) bool {
 		return false
 	}
 
-	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(reflect.ValueOf(w)) //nolint:gosec // see newProgress
+	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(reflect.ValueOf(w)) //nolint:gosec // see newReporter
 
 	return true
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	talosimager "github.com/siderolabs/talos/pkg/imager"
 	"github.com/siderolabs/talos/pkg/imager/profile"
 
 	"github.com/edgefactory/edgefactory/imager/recipe"
@@ -40,7 +39,7 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 		return nil, timedOut(ctx, b.cfg.Timeout, err)
 	}
 
-	path, err := b.execute(ctx, prof, filepath.Join(dir, "out"), log)
+	path, err := b.execute(ctx, prof, dir, log)
 	if err != nil {
 		return nil, timedOut(ctx, b.cfg.Timeout, fmt.Errorf("build %s: %w", r.Asset.Kind, err))
 	}
@@ -130,29 +129,6 @@ func (b *Builder) secureBoot(r recipe.Recipe, dir string) (*profile.SecureBootAs
 	}
 
 	return k.WriteFiles(dir)
-}
-
-// execute runs the Talos imager, its progress going to the log. A panic in the imager fails the build, not the node.
-func (b *Builder) execute(ctx context.Context, prof profile.Profile, outDir string, log *slog.Logger) (_ string, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("imager panicked: %v", p)
-		}
-	}()
-
-	if err := os.Mkdir(outDir, 0o755); err != nil {
-		return "", err
-	}
-
-	img, err := talosimager.New(prof)
-	if err != nil {
-		return "", err
-	}
-
-	rep, stop := newProgress(log)
-	defer stop()
-
-	return img.Execute(ctx, outDir, rep)
 }
 
 func timedOut(ctx context.Context, timeout time.Duration, err error) error {

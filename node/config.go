@@ -69,6 +69,8 @@ type Config struct {
 	BuildConcurrency int
 	// BuildTimeout bounds one build.
 	BuildTimeout time.Duration
+	// BuildNice is the CPU niceness (0-19) of builds and the tools they run: serving goes first on a busy node.
+	BuildNice int
 	// SecureBoot names the signing material in files; when empty the cluster generates its own once.
 	SecureBoot SecureBootFiles
 	// CosignKey is a PEM ECDSA private key installer images are signed with; when empty the cluster generates one.
@@ -137,6 +139,7 @@ func Defaults() Config {
 		CatalogRecheck:    6 * time.Hour,
 		BuildConcurrency:  2,
 		BuildTimeout:      20 * time.Minute,
+		BuildNice:         10,
 		SecureBootKeyBits: 4096,
 		Version:           "dev",
 	}
@@ -193,6 +196,10 @@ func (c *Config) validate() error {
 
 	if c.BuildConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("build concurrency must be at least 1, got %d", c.BuildConcurrency))
+	}
+
+	if c.BuildNice < 0 || c.BuildNice > 19 {
+		errs = append(errs, fmt.Errorf("build niceness must be 0 to 19, got %d", c.BuildNice))
 	}
 
 	if c.BuildTimeout <= 0 {

@@ -190,6 +190,7 @@ func (n *Node) open() error {
 		TmpDir:      filepath.Join(cfg.DataDir, "tmp"),
 		Concurrency: cfg.BuildConcurrency,
 		Timeout:     cfg.BuildTimeout,
+		Nice:        cfg.BuildNice,
 		Inputs:      inputs,
 		SecureBoot:  n.keys.current,
 		RequestID:   frontends.RequestID,

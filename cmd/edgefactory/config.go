@@ -63,6 +63,7 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"disk budget for cached assets, e.g. 50GiB (0: unlimited); least recently used assets go first")
 	fs.IntVar(&cfg.BuildConcurrency, "build-concurrency", cfg.BuildConcurrency, "simultaneous builds on this node")
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", cfg.BuildTimeout, "time limit of one build")
+	buildNiceFlag(fs, &cfg.BuildNice)
 	fs.StringVar(&cfg.SecureBoot.Key, "secureboot-key", cfg.SecureBoot.Key,
 		"secure-boot signing key, PKCS#1 PEM (default: generated once per cluster)")
 	fs.StringVar(&cfg.SecureBoot.Cert, "secureboot-cert", cfg.SecureBoot.Cert, "secure-boot signing certificate, PEM")
@@ -181,4 +182,10 @@ func fileValue(v any) string {
 	}
 
 	return fmt.Sprint(v)
+}
+
+// buildNiceFlag is --build-nice, on serve and dev.
+func buildNiceFlag(fs *pflag.FlagSet, nice *int) {
+	fs.IntVar(nice, "build-nice", *nice,
+		"CPU niceness of builds and the tools they run (0-19; serving keeps the node's priority)")
 }

@@ -81,6 +81,7 @@ func newDevCmd() *cobra.Command {
 		"URL clients use to reach this node (default http://<listen>)")
 	cmd.Flags().StringVar(&cfg.PXEURL, "pxe-url", cfg.PXEURL, "URL used in PXE scripts (default --external-url)")
 	cmd.Flags().StringVar(&parts, "parts", "", "directory of synthetic release parts (default $EDGEFACTORY_PARTS or ./build/parts)")
+	buildNiceFlag(cmd.Flags(), &cfg.BuildNice)
 	logs.bind(cmd.Flags())
 
 	return cmd

@@ -26,6 +26,9 @@ func main() {
 	// File modes inside built archives (cpio, tar) follow the umask: fix it so every node builds the same bytes.
 	syscall.Umask(0o022)
 
+	// Started as a build worker by a node's builder, the binary runs the Talos imager on one job and exits.
+	imager.RunIfWorker()
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -62,13 +62,14 @@ func startFactory(b *testing.B) *factory {
 	return startFactoryUnder(b, nil)
 }
 
-// startFactoryUnder is startFactory with the server started by launcher (see e2e.StartDevUnder).
-func startFactoryUnder(b *testing.B, launcher []string) *factory {
+// startFactoryUnder is startFactory with the server started by launcher (see e2e.StartDevUnder) and flags added
+// before EDGEFACTORY_BENCH_DEV_ARGS.
+func startFactoryUnder(b *testing.B, launcher []string, flags ...string) *factory {
 	b.Helper()
 
 	skipUnlessFactory(b)
 
-	args := append([]string{"--data", sharedData}, strings.Fields(os.Getenv("EDGEFACTORY_BENCH_DEV_ARGS"))...)
+	args := append(append([]string{"--data", sharedData}, flags...), strings.Fields(os.Getenv("EDGEFACTORY_BENCH_DEV_ARGS"))...)
 	f := &factory{Dev: e2e.StartDevUnder(b, launcher, args...), data: sharedData, client: newClient(64)}
 	b.Cleanup(f.client.CloseIdleConnections)
 

@@ -26,7 +26,8 @@ type sinkOnly struct{}
 
 func (sinkOnly) Write(p []byte) (int, error) { return len(p), nil }
 
-// download fetches url in full and throws the body away; anything but 200 with size bytes is an error.
+// download fetches url in full and throws the body away; anything but 200 with size bytes (any number when size is
+// negative) is an error.
 func download(client *http.Client, url string, size int64, buf []byte) error {
 	resp, err := client.Get(url)
 	if err != nil {
@@ -41,7 +42,7 @@ func download(client *http.Client, url string, size int64, buf []byte) error {
 		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	case err != nil:
 		return fmt.Errorf("GET %s: after %d bytes: %w", url, n, err)
-	case n != size:
+	case size >= 0 && n != size:
 		return fmt.Errorf("GET %s: %d bytes, want %d", url, n, size)
 	}
 

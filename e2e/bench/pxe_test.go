@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -184,4 +186,74 @@ func serveBare(addr, bodyFile string) error {
 		})}
 
 	return srv.ListenAndServe()
+}
+
+// BenchmarkPXEDuringBuild loads the PXE script as BenchmarkPXEScripts does (split layout, wrk) while the same node
+// builds a fresh ISO, with the builds at niceness 0 (the node's own priority) and 10 (the default): the script
+// requests/s and p99 during the build, the same idle, and how long the build took under that load. On a node with
+// few cores a build at the node's priority takes the CPU the answers to booting machines need.
+func BenchmarkPXEDuringBuild(b *testing.B) {
+	skipUnlessFactory(b)
+
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk not installed (Debian package wrk)")
+	}
+
+	l, why := splitLayout()
+	if why != "" {
+		b.Skip(why)
+	}
+
+	for _, nice := range []int{0, 10} {
+		b.Run(fmt.Sprintf("nice-%d", nice), func(b *testing.B) {
+			f := startFactoryUnder(b, launcher(l.server), "--build-nice", strconv.Itoa(nice))
+			path := "/pxe/" + f.schematic + "/" + version + "/metal-amd64"
+			url := f.URL + path
+			script := f.get(b, path)
+			load := func(d time.Duration) loadResult {
+				r, err := wrk(bin, launcher(l.load), count(l.load), url, pxeConns, d)
+				require.NoError(b, err)
+
+				return r
+			}
+
+			load(pxeWarmup)
+			idle := load(3 * time.Second)
+
+			var (
+				busy  loadResult
+				build time.Duration
+				round int
+			)
+
+			for b.Loop() {
+				round++
+				id := f.CreateSchematic(b, fmt.Sprintf("customization: {extraKernelArgs: [pxe-during-build=%d-%d]}\n",
+					nice, round))
+				built := make(chan error, 1)
+				start := time.Now()
+
+				go func() {
+					built <- download(f.client, f.URL+"/image/"+id+"/"+version+"/metal-amd64.iso", -1, make([]byte, 256<<10))
+				}()
+
+				time.Sleep(500 * time.Millisecond) // inputs found, the imager started
+				r := load(3 * time.Second)
+				require.NoError(b, <-built)
+				build += time.Since(start)
+
+				busy.requests += r.requests
+				busy.elapsed += r.elapsed
+				busy.p99 = max(busy.p99, r.p99)
+			}
+
+			require.NoError(b, getExact(f.client, url, script, make([]byte, len(script)+1)))
+			b.ReportMetric(float64(idle.requests)/idle.elapsed.Seconds(), "idle-req/s")
+			b.ReportMetric(idle.p99, "idle-p99-ms")
+			b.ReportMetric(float64(busy.requests)/busy.elapsed.Seconds(), "building-req/s")
+			b.ReportMetric(busy.p99, "building-p99-ms")
+			b.ReportMetric(build.Seconds()/float64(round), "build-s")
+		})
+	}
 }

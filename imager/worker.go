@@ -1,0 +1,229 @@
+package imager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	talosimager "github.com/siderolabs/talos/pkg/imager"
+	"github.com/siderolabs/talos/pkg/imager/profile"
+	"go.yaml.in/yaml/v4"
+	"golang.org/x/sys/unix"
+)
+
+// The Talos imager runs in a worker: this executable again, started with workerEnv naming a job file. A build takes
+// whole cores for seconds to minutes, mostly in the tools the imager runs; at a lower CPU priority the worker and
+// those tools (they inherit it) leave the node's own threads, which answer the machines booting from it, first in
+// line for the CPU. The worker's process group is killed whole when a build is cancelled or times out, so no tool
+// outlives its build, and a crash or the imager's memory go with the worker.
+
+// workerEnv names the job file of a worker process; RunIfWorker sees it.
+const workerEnv = "EDGEFACTORY_IMAGER_WORKER"
+
+// workerGuard is the worker's only argument: a Go test binary whose TestMain lacks RunIfWorker runs no test with
+// it (and the build fails for want of a result) instead of running the whole suite again in every build.
+const workerGuard = "-test.run=^$"
+
+// workerJob is what a worker is asked to do, and where it answers.
+type workerJob struct {
+	Profile string `json:"profile"` // YAML of the Talos profile
+	OutDir  string `json:"outDir"`
+	Nice    int    `json:"nice"`
+	Result  string `json:"result"` // file the worker writes its workerResult to
+}
+
+type workerResult struct {
+	Path  string `json:"path,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// RunIfWorker runs the build job and exits when this process was started as a build worker, and returns at once
+// otherwise. Call it first in main, and in the TestMain of every package whose tests build, beside
+// hosttools.RunIfAdapter.
+func RunIfWorker() {
+	jobFile := os.Getenv(workerEnv)
+	if jobFile == "" {
+		return
+	}
+
+	if err := runWorker(jobFile); err != nil { // in the node's log at this level (see CaptureStderr)
+		fmt.Fprintf(os.Stderr, "level=ERROR msg=\"imager worker failed\" err=%q\n", err.Error())
+		os.Exit(1)
+	}
+
+	os.Exit(0)
+}
+
+func runWorker(jobFile string) error {
+	data, err := os.ReadFile(jobFile)
+	if err != nil {
+		return err
+	}
+
+	var job workerJob
+	if err := json.Unmarshal(data, &job); err != nil {
+		return fmt.Errorf("job %s: %w", jobFile, err)
+	}
+
+	if job.Nice > 0 {
+		if err := lowerPriority(job.Nice); err != nil {
+			fmt.Fprintf(os.Stderr, "level=WARN msg=\"imager worker runs at the node's priority\" err=%q\n", err.Error())
+		}
+	}
+
+	path, err := executeImager(job)
+
+	res := workerResult{Path: path}
+	if err != nil {
+		res.Error = err.Error()
+	}
+
+	out, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+
+	return os.WriteFile(job.Result, out, 0o644)
+}
+
+// executeImager runs the Talos imager on the job's profile, its progress lines on stdout. A panic in the imager
+// fails the build with its message.
+func executeImager(job workerJob) (_ string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("imager panicked: %v", p)
+		}
+	}()
+
+	var prof profile.Profile
+	if err := yaml.Unmarshal([]byte(job.Profile), &prof); err != nil {
+		return "", fmt.Errorf("profile: %w", err)
+	}
+
+	img, err := talosimager.New(prof)
+	if err != nil {
+		return "", err
+	}
+
+	rep, ok := newReporter(os.Stdout)
+	if !ok { // the capture of stderr logs this line at its level
+		fmt.Fprintln(os.Stderr, `level=WARN msg="imager progress not logged: unknown reporter layout"`)
+	}
+
+	// A cancelled build's process group gets SIGTERM: the imager stops its tools and removes its scratch.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+
+	return img.Execute(ctx, job.OutDir, rep)
+}
+
+// lowerPriority gives every thread of this process the niceness nice. Threads the Go runtime starts later are
+// cloned from these and inherit it, and so do the tools the imager runs.
+func lowerPriority(nice int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+
+	var errs []error
+
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+			errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+		}
+	}
+
+	return errors.Join(errs...)
+}
+
+// workerKillDelay is how long a cancelled worker's process group has between SIGTERM and SIGKILL.
+const workerKillDelay = 5 * time.Second
+
+// execute runs prof in a worker process at the Builder's priority, the imager's progress going to log, and
+// returns the output's path. dir is the build's directory: the job file, the result file and the output
+// directory go there.
+func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string, log *slog.Logger) (string, error) {
+	outDir := filepath.Join(dir, "out")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		return "", err
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("imager worker: %w", err)
+	}
+
+	yml, err := yaml.Marshal(prof)
+	if err != nil {
+		return "", fmt.Errorf("imager worker: profile: %w", err)
+	}
+
+	job := workerJob{Profile: string(yml), OutDir: outDir, Nice: b.cfg.Nice, Result: filepath.Join(dir, "result.json")}
+	jobFile := filepath.Join(dir, "job.json")
+
+	data, err := json.Marshal(job)
+	if err != nil {
+		return "", fmt.Errorf("imager worker: %w", err)
+	}
+
+	if err := os.WriteFile(jobFile, data, 0o600); err != nil {
+		return "", fmt.Errorf("imager worker: %w", err)
+	}
+
+	progress, err := newProgressLog(log)
+	if err != nil {
+		return "", fmt.Errorf("imager worker: %w", err)
+	}
+
+	cmd := exec.CommandContext(ctx, exe, workerGuard)
+	cmd.Env = append(os.Environ(), workerEnv+"="+jobFile)
+	cmd.Stdout = progress.w
+	cmd.Stderr = os.Stderr // the imager's and its tools' own output: serve and dev capture it (CaptureStderr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = workerKillDelay
+
+	runErr := cmd.Run()
+	if runErr != nil && cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck,gosec // whatever of the group is left
+	}
+
+	progress.close()
+
+	return workerOutcome(job.Result, runErr)
+}
+
+// workerOutcome reads a worker's result file: the output's path, or the build's error.
+func workerOutcome(resultFile string, runErr error) (string, error) {
+	var res workerResult
+
+	data, err := os.ReadFile(resultFile)
+	if err == nil {
+		err = json.Unmarshal(data, &res)
+	}
+
+	switch {
+	case err == nil && res.Error != "":
+		return "", errors.New(res.Error)
+	case err == nil && runErr == nil:
+		return res.Path, nil
+	case runErr != nil:
+		return "", fmt.Errorf("imager worker: %w", runErr)
+	default:
+		return "", fmt.Errorf("imager worker gave no result: %w", err)
+	}
+}
