@@ -1,12 +1,12 @@
 // Package imager turns a recipe into bytes: it fetches the recipe's release inputs, writes the schematic extension
 // and secure-boot keys beside them, and runs the Talos imager (github.com/siderolabs/talos/pkg/imager) on the
-// recipe's profile.
+// recipe's profile, in a worker process at Config.Nice (see worker.go).
 //
 // Guarantees: at most Config.Concurrency builds run at once (the others wait their turn); a build is detached from
 // its caller (a caller that gives up stops waiting, the build goes on until done or Config.Timeout) and leaves
 // nothing behind in TmpDir except the Output handed to a caller, which Output.Cleanup removes; builds are
 // reproducible where the Talos imager is (SOURCE_DATE_EPOCH is fixed process-wide); every error names the step
-// that failed ("fetch inputs: ...", "build iso: ...").
+// that failed ("fetch inputs: ...", "build iso: ..."); no process of a build outlives it.
 package imager
 
 import (

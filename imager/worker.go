@@ -55,6 +55,8 @@ func RunIfWorker() {
 		return
 	}
 
+	os.Unsetenv(workerEnv) //nolint:errcheck,gosec // the tools the imager runs are not workers, even copies of this binary
+
 	if err := runWorker(jobFile); err != nil { // in the node's log at this level (see CaptureStderr)
 		fmt.Fprintf(os.Stderr, "level=ERROR msg=\"imager worker failed\" err=%q\n", err.Error())
 		os.Exit(1)

@@ -69,7 +69,8 @@ func startFactoryUnder(b *testing.B, launcher []string, flags ...string) *factor
 
 	skipUnlessFactory(b)
 
-	args := append(append([]string{"--data", sharedData}, flags...), strings.Fields(os.Getenv("EDGEFACTORY_BENCH_DEV_ARGS"))...)
+	args := append([]string{"--data", sharedData}, flags...)
+	args = append(args, strings.Fields(os.Getenv("EDGEFACTORY_BENCH_DEV_ARGS"))...)
 	f := &factory{Dev: e2e.StartDevUnder(b, launcher, args...), data: sharedData, client: newClient(64)}
 	b.Cleanup(f.client.CloseIdleConnections)
 
