@@ -23,8 +23,8 @@ type nginx struct {
 	root string
 }
 
-// nginxConf is the whole configuration: sendfile, no access log, long keep-alive, one worker per CPU it may use. Every path
-// nginx writes to lives in its own directory, so it needs nothing of the host's nginx setup.
+// nginxConf is the whole configuration: sendfile, no access log, long keep-alive, one worker per CPU it may use.
+// Every path nginx writes to lives in its own directory, so it needs nothing of the host's nginx setup.
 const nginxConf = `%s
 daemon off;
 master_process on;

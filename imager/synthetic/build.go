@@ -7,8 +7,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// buildRelease makes every image of the release in memory, dependencies first: extension and overlay images, the catalogs
-// naming them by digest, then the imager and installer-base images.
+// buildRelease makes every image of the release in memory, dependencies first: extension and overlay images, the
+// catalogs naming them by digest, then the imager and installer-base images.
 func buildRelease(opts Options) (*release, error) {
 	minVersion, err := lowestMinor(opts.Versions)
 	if err != nil {
