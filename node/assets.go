@@ -55,7 +55,18 @@ type assetService struct {
 	mu       sync.Mutex
 	inflight map[string]*transfer // by digest: copies arriving from peers
 	bad      map[string]map[string]time.Time
-	lost     map[string]time.Time // by digest: when a copy last failed with no member delivering verified bytes
+	lost     map[string]time.Time   // by digest: when a copy last failed with no member delivering verified bytes
+	failed   map[string]failedBuild // by recipe key: the last build, when it failed less than failedBuildHold ago
+}
+
+// failedBuildHold is how long the error of a failed build answers requests for the same recipe before it is
+// built again. A rack retrying the asset of a broken release or an unreachable mirror would otherwise start a
+// build, and a pull from upstream, for every retry of every machine.
+const failedBuildHold = 10 * time.Second
+
+type failedBuild struct {
+	err  error
+	when time.Time
 }
 
 // storedAsset is an asset open for reading from the CAS; it implements frontends.Asset.
@@ -172,7 +183,16 @@ func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe, recorded 
 			}
 		}
 
-		return s.build(ctx, r)
+		if err := s.recentFailure(r.Key); err != nil {
+			return raftstore.AssetRecord{}, err
+		}
+
+		rec, err := s.build(ctx, r)
+		if err != nil {
+			s.markFailed(r.Key, err)
+		}
+
+		return rec, err
 	})
 
 	var rec raftstore.AssetRecord
@@ -197,6 +217,41 @@ func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe, recorded 
 	}
 
 	return a, err
+}
+
+// recentFailure returns the error of the build of key that failed less than failedBuildHold ago, saying so.
+func (s *assetService) recentFailure(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	f, ok := s.failed[key]
+	if !ok {
+		return nil
+	}
+
+	age := time.Since(f.when)
+	if age >= failedBuildHold {
+		delete(s.failed, key)
+
+		return nil
+	}
+
+	return fmt.Errorf("%w (this build failed %s ago and is tried again %s after it failed)", f.err,
+		age.Round(time.Second), failedBuildHold)
+}
+
+// markFailed remembers that the build of key failed with err, and forgets failures older than failedBuildHold.
+func (s *assetService) markFailed(key string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	for k, f := range s.failed {
+		if time.Since(f.when) >= failedBuildHold {
+			delete(s.failed, k)
+		}
+	}
+
+	s.failed[key] = failedBuild{err: err, when: time.Now()}
 }
 
 // build runs the imager for r, stores the verified output in the CAS, commits its index record (the first record

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -242,4 +243,31 @@ func TestBuildOnce(t *testing.T) {
 	assert.Contains(t, bodies, sha256Hex(resp.Body))
 	assert.Equal(t, 0.0, again.metric(t, "edgefactory_builds_total"), "served after restart without rebuilding")
 	assert.Equal(t, 1.0, again.metric(t, "edgefactory_cache_hits_total"))
+}
+
+// TestFailedBuildHeld: a build that failed answers the requests for the same recipe that follow with its error for
+// a while (saying so) instead of building, and pulling from upstream, once per request; after that it is tried again.
+func TestFailedBuildHeld(t *testing.T) {
+	n := startReady(t, testConfig(t, t.TempDir(), upstream(t))) // stand-in parts: the imager's UKI stub is refused
+	path := "/image/" + n.createSchematic(t, `customization: {extraKernelArgs: [held]}`) + "/v1.13.0/kernel-amd64"
+
+	first := n.do(t, "GET", path, "", nil)
+	require.Equal(t, http.StatusInternalServerError, first.StatusCode, first.Body)
+	require.Contains(t, first.Body, "UKI stub")
+	require.Equal(t, 1.0, n.metric(t, "edgefactory_builds_total"))
+
+	for range 3 {
+		again := n.do(t, "GET", path, "", nil)
+		require.Equal(t, http.StatusInternalServerError, again.StatusCode)
+		require.Contains(t, again.Body, "UKI stub", "the same error")
+		require.Contains(t, again.Body, "this build failed", "saying it is the earlier build's")
+	}
+
+	require.Equal(t, 1.0, n.metric(t, "edgefactory_builds_total"), "no build while the failure is held")
+
+	require.Eventually(t, func() bool {
+		n.do(t, "GET", path, "", nil)
+
+		return n.metric(t, "edgefactory_builds_total") == 2
+	}, 20*time.Second, 500*time.Millisecond, "built again once the failure is no longer held")
 }

@@ -204,6 +204,7 @@ func (n *Node) open() error {
 		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, catchUp: n.catchUp,
 		replicas: cfg.Replicas, metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
 		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{}, lost: map[string]time.Time{},
+		failed: map[string]failedBuild{},
 	}
 
 	return nil
