@@ -129,23 +129,28 @@ func executeImager(job workerJob) (_ string, err error) {
 }
 
 // lowerPriority gives every thread of this process the niceness nice. Threads the Go runtime starts later are
-// cloned from these and inherit it, and so do the tools the imager runs.
+// cloned from these and inherit it, and so do the tools the imager runs. A thread started during the first pass
+// by one not yet lowered is caught by the second.
 func lowerPriority(nice int) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-
 	var errs []error
 
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			continue
+			return err
 		}
 
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
-			errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+		errs = errs[:0]
+
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+				errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+			}
 		}
 	}
 

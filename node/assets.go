@@ -56,7 +56,7 @@ type assetService struct {
 	inflight map[string]*transfer // by digest: copies arriving from peers
 	bad      map[string]map[string]time.Time
 	lost     map[string]time.Time   // by digest: when a copy last failed with no member delivering verified bytes
-	failed   map[string]failedBuild // by recipe key: the last build, when it failed less than failedBuildHold ago
+	failed   map[string]failedBuild // by recipe key: the imager's last failure, if less than failedBuildHold ago
 }
 
 // failedBuildHold is how long the error of a failed build answers requests for the same recipe before it is
@@ -183,16 +183,7 @@ func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe, recorded 
 			}
 		}
 
-		if err := s.recentFailure(r.Key); err != nil {
-			return raftstore.AssetRecord{}, err
-		}
-
-		rec, err := s.build(ctx, r)
-		if err != nil {
-			s.markFailed(r.Key, err)
-		}
-
-		return rec, err
+		return s.build(ctx, r)
 	})
 
 	var rec raftstore.AssetRecord
@@ -261,6 +252,10 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 		"request_id", frontends.RequestID(ctx), "ring", s.cluster.RingVersion())
 	start := time.Now()
 
+	if err := s.recentFailure(r.Key); err != nil {
+		return raftstore.AssetRecord{}, err
+	}
+
 	log.Info("building asset")
 
 	out, err := s.builder.Build(ctx, r)
@@ -273,7 +268,10 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 
 		log.Error("build failed", attrs...)
 
-		return raftstore.AssetRecord{}, buildError(err)
+		err = buildError(err)
+		s.markFailed(r.Key, err) // the imager's failure only: storing or recording the bytes is retried at once
+
+		return raftstore.AssetRecord{}, err
 	}
 	defer out.Cleanup()
 

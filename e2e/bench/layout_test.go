@@ -67,8 +67,8 @@ func launcher(cpus []int) []string {
 	return []string{"taskset", "-c", strings.Join(list, ",")}
 }
 
-// count is how many CPUs a set holds.
-func count(cpus []int) int {
+// cpuCount is how many CPUs a set holds.
+func cpuCount(cpus []int) int {
 	if cpus == nil {
 		return runtime.NumCPU()
 	}

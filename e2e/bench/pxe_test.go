@@ -69,7 +69,7 @@ func BenchmarkPXEScripts(b *testing.B) {
 
 			if bin != "" {
 				load := func(url string, _ []byte, conns int, d time.Duration) (loadResult, error) {
-					return wrk(bin, launcher(l.load), count(l.load), url, conns, d)
+					return wrk(bin, launcher(l.load), cpuCount(l.load), url, conns, d)
 				}
 				b.Run("wrk", func(b *testing.B) { measureLoad(b, sides, script, load) })
 			}
@@ -212,7 +212,7 @@ func BenchmarkPXEDuringBuild(b *testing.B) {
 			url := f.URL + path
 			script := f.get(b, path)
 			load := func(d time.Duration) loadResult {
-				r, err := wrk(bin, launcher(l.load), count(l.load), url, pxeConns, d)
+				r, err := wrk(bin, launcher(l.load), cpuCount(l.load), url, pxeConns, d)
 				require.NoError(b, err)
 
 				return r
