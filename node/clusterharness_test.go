@@ -446,10 +446,21 @@ func drain(w io.Writer, body io.Reader) (int64, error) {
 
 // storm sends requests concurrent GETs of path, round-robin over nodes, and returns every download (hashed).
 func storm(nodes []*member, path string, requests int) []fetched {
-	return stormWith(nodes, path, requests, true)
+	return stormWith(basesOf(nodes), path, requests, true)
 }
 
-func stormWith(nodes []*member, path string, requests int, hashed bool) []fetched {
+// basesOf lists the nodes' base URLs.
+func basesOf(nodes []*member) []string {
+	bases := make([]string, len(nodes))
+	for i, m := range nodes {
+		bases[i] = m.base
+	}
+
+	return bases
+}
+
+// stormWith sends requests concurrent GETs of path, round-robin over the servers at bases.
+func stormWith(bases []string, path string, requests int, hashed bool) []fetched {
 	out := make([]fetched, requests)
 
 	var (
@@ -460,7 +471,7 @@ func stormWith(nodes []*member, path string, requests int, hashed bool) []fetche
 	ready.Add(1)
 
 	for i := range requests {
-		base := nodes[i%len(nodes)].base
+		base := bases[i%len(bases)]
 
 		wg.Go(func() {
 			ready.Wait() // all at once
