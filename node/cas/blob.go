@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"time"
 )
 
 // Blob is an open, verified blob. It stays readable until Close even if it is deleted meanwhile, and it is never
@@ -43,8 +44,9 @@ func (b *Blob) Close() error {
 	b.once.Do(func() {
 		err = b.f.Close()
 		b.s.mu.Lock()
-		b.s.releaseLocked(b.e)
+		grave := b.s.releaseLocked(b.e)
 		b.s.mu.Unlock()
+		b.s.unlink(grave)
 	})
 	return err
 }
@@ -59,7 +61,21 @@ func (s *Store) acquire(digest string, touch bool) (*Blob, error) {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	b, err := s.acquireLocked(digest)
+	var at time.Time
+	if err == nil && touch {
+		at = s.touchLocked(b.e)
+	}
+	s.mu.Unlock()
+	if !at.IsZero() {
+		s.recordAccess(digest, at)
+	}
+	return b, err
+}
+
+// acquireLocked opens a blob's file and takes a reference. The open is under s.mu so the file cannot be taken out
+// of its final name between the lookup and the reference.
+func (s *Store) acquireLocked(digest string) (*Blob, error) {
 	e, ok := s.blobs[digest]
 	if !ok {
 		return nil, fmt.Errorf("open blob %s: %w", digest, ErrNotFound)
@@ -76,9 +92,6 @@ func (s *Store) acquire(digest string, touch bool) (*Blob, error) {
 		return nil, fmt.Errorf("open blob %s: %w", digest, err)
 	}
 	e.refs++
-	if touch {
-		s.touchLocked(e)
-	}
 	return &Blob{s: s, e: e, f: f}, nil
 }
 
@@ -89,12 +102,15 @@ func (s *Store) Delete(digest string) error {
 		return fmt.Errorf("delete blob: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.blobs[digest]
 	if !ok {
+		s.mu.Unlock()
 		return fmt.Errorf("delete blob %s: %w", digest, ErrNotFound)
 	}
-	return s.deleteLocked(e)
+	grave, err := s.deleteLocked(e)
+	s.mu.Unlock()
+	s.unlink(grave)
+	return err
 }
 
 // Verify re-hashes a blob. If its bytes no longer match its digest (bit rot, tampering) it is deleted and the
@@ -115,9 +131,10 @@ func (s *Store) Verify(digest string) error {
 	if got == digest && n == b.e.size {
 		return nil
 	}
+	// b holds a reference, so the file waits in tmp/ and the deferred Close unlinks it.
 	s.mu.Lock()
 	if s.blobs[digest] == b.e {
-		if derr := s.deleteLocked(b.e); derr != nil {
+		if _, derr := s.deleteLocked(b.e); derr != nil {
 			s.log.Error("cas: remove corrupt blob", "digest", digest, "err", derr)
 		}
 	}

@@ -5,10 +5,14 @@
 // and renamed into place (then the directory fsynced), so nothing partial or unverified is ever served and a crash
 // never leaves a partial file under a final name. A blob that is open is never evicted or unlinked under its reader.
 //
+// The store's one mutex is taken by every cache hit, so only index, LRU and accounting work happens under it, plus
+// the renames and opens that must be atomic with them. Disk work that can wait on the filesystem's journal or free
+// gigabytes (fsyncs, unlinks, access-time stamps) is done after it is released.
+//
 // Layout under the store directory:
 //
 //	sha256/<2 hex>/<64 hex>   blobs, read-only; mtime is the last access (persisted LRU order)
-//	tmp/                      temp files and blobs deleted while open; emptied at Open
+//	tmp/                      temp files, and deleted blobs awaiting their unlink or last reader; emptied at Open
 //	pins                      pinned digests, one per line, replaced atomically
 //	lock                      flock held while the store is open, so two processes never share a directory
 package cas
@@ -55,13 +59,16 @@ type Store struct {
 	onEvict func(string)
 	lock    *os.File
 
+	// pinsMu serialises changes to the pins, so the pins file is written outside mu and still in order.
+	pinsMu sync.Mutex
+
 	mu     sync.Mutex
 	blobs  map[string]*entry
 	lru    *list.List // of *entry; front is the most recently used
 	pins   map[string]struct{}
 	used   int64     // allocated bytes of indexed blobs plus deleted blobs still open
 	clock  time.Time // last access stamp handed out; stamps strictly increase so mtime order is LRU order
-	graves uint64    // names files of blobs deleted while open
+	graves uint64    // names the files of deleted blobs in tmp/
 }
 
 // entry is the in-memory record of one blob.
@@ -71,7 +78,7 @@ type entry struct {
 	disk   int64 // allocated bytes on disk
 	refs   int   // open Blobs (Verify holds one while it hashes)
 	elem   *list.Element
-	// grave is where the file waits for its last reader once deleted while open; "" while indexed.
+	// grave is where the file waits for its last reader once deleted while open; "" otherwise.
 	grave string
 }
 
@@ -109,9 +116,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	evicted := s.evictLocked(nil)
+	ev := s.evictLocked(nil)
 	s.mu.Unlock()
-	s.notifyEvicted(evicted)
+	s.finishEviction(ev)
 	return s, nil
 }
 
@@ -244,20 +251,33 @@ func (s *Store) blobPath(digest string) string {
 	return filepath.Join(s.dir, "sha256", h[:2], h)
 }
 
-// touchLocked makes e the most recently used blob, in memory and in its mtime.
-func (s *Store) touchLocked(e *entry) {
+// touchLocked makes e the most recently used blob in memory and returns the access stamp for recordAccess.
+func (s *Store) touchLocked(e *entry) time.Time {
 	s.lru.MoveToFront(e.elem)
 	t := time.Now()
 	if !t.After(s.clock) {
 		t = s.clock.Add(time.Microsecond)
 	}
 	s.clock = t
-	if err := os.Chtimes(s.blobPath(e.digest), t, t); err != nil {
-		s.log.Debug("cas: record access", "digest", e.digest, "err", err)
+	return t
+}
+
+// recordAccess persists an access stamp as the blob's mtime, for the LRU order after a restart. It is an inode
+// write, so it is called without s.mu; a blob evicted meanwhile just misses it, and two racing stamps of one blob
+// may land in either order, which only blurs the persisted order by a microsecond.
+func (s *Store) recordAccess(digest string, t time.Time) {
+	if err := os.Chtimes(s.blobPath(digest), t, t); err != nil {
+		s.log.Debug("cas: record access", "digest", digest, "err", err)
 	}
 }
 
-func syncDir(path string) error {
+// The disk operations that may take long, as variables so that tests can stand in for a slow disk.
+var (
+	syncDir    = fsyncDir
+	removeFile = os.Remove
+)
+
+func fsyncDir(path string) error {
 	d, err := os.Open(path)
 	if err != nil {
 		return err

@@ -14,18 +14,24 @@ import (
 // whole cache for one file, and it is the first victim the next time something needs room. Pinned and open blobs
 // may keep the store over budget; that is logged, never forced.
 
-// evictLocked removes victims until the store is within budget and returns their digests for notifyEvicted.
-// keep is the blob just added (nil at Open/Unpin): it is never its own victim.
-func (s *Store) evictLocked(keep *entry) []string {
+// eviction is what evictLocked took out of the store, for finishEviction once s.mu is released.
+type eviction struct {
+	digests []string // for OnEvict
+	graves  []string // files to unlink
+}
+
+// evictLocked takes victims out of the store until it is within budget. keep is the blob just added (nil at
+// Open/Unpin): it is never its own victim.
+func (s *Store) evictLocked(keep *entry) eviction {
+	var ev eviction
 	if s.budget == 0 || s.used <= s.budget {
-		return nil
+		return ev
 	}
 	if keep != nil && keep.disk > s.budget {
 		s.log.Warn("cas: blob larger than the budget stored over budget; it will be evicted first",
 			"digest", keep.digest, "bytes", keep.disk, "budget", s.budget)
-		return nil
+		return ev
 	}
-	var evicted []string
 	failed := make(map[*entry]bool)
 	for s.used > s.budget {
 		v := s.victimLocked(keep, failed)
@@ -33,15 +39,23 @@ func (s *Store) evictLocked(keep *entry) []string {
 			s.log.Warn("cas: over budget; remaining blobs are pinned or open", "used", s.used, "budget", s.budget)
 			break
 		}
-		if err := s.removeLocked(v); err != nil {
+		grave, err := s.deleteLocked(v)
+		if err != nil {
 			s.log.Error("cas: evict", "digest", v.digest, "err", err)
 			failed[v] = true
 			continue
 		}
 		s.log.Info("cas: evicted", "digest", v.digest, "bytes", v.disk, "used", s.used, "budget", s.budget)
-		evicted = append(evicted, v.digest)
+		ev.digests = append(ev.digests, v.digest)
+		ev.graves = append(ev.graves, grave)
 	}
-	return evicted
+	return ev
+}
+
+// finishEviction unlinks what evictLocked took out and tells OnEvict; it must be called without s.mu.
+func (s *Store) finishEviction(ev eviction) {
+	s.unlink(ev.graves...)
+	s.notifyEvicted(ev.digests)
 }
 
 // victimLocked picks the next blob to evict: any oversized one first, else the least recently used.
@@ -74,46 +88,57 @@ func (s *Store) notifyEvicted(digests []string) {
 	}
 }
 
-// removeLocked unlinks a blob nobody has open and drops it from the index. A crash before the unlink reaches the
-// disk only resurrects a valid blob, so no directory fsync is needed.
-func (s *Store) removeLocked(e *entry) error {
-	if err := os.Remove(s.blobPath(e.digest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", e.digest, err)
-	}
-	s.unindexLocked(e)
-	s.used -= e.disk
-	return nil
-}
+// A blob leaves the store in two steps. Under s.mu its file is renamed out of its final name into tmp/ and the
+// index and used are updated: from then on nobody can open it, and a new copy of the same digest may be committed
+// under the final name at once. Then, with s.mu released, the renamed file is unlinked, for unlinking a multi-GB
+// file makes the filesystem free every extent, and s.mu is taken by every cache hit. Unlinking the final name
+// outside the lock instead could take with it a copy committed in between. A crash before the unlink leaves the
+// file in tmp/, which Open empties, or (the rename not being fsynced) back under its final name: a valid blob.
 
-// deleteLocked removes a blob now, or, when it is open, moves it out of its final name into tmp/ (so nobody new can
-// open it and a fresh copy can be committed) and unlinks it at the last Close. tmp/ is emptied at Open, so a crash
-// in between leaks nothing.
-func (s *Store) deleteLocked(e *entry) error {
-	if e.refs == 0 {
-		return s.removeLocked(e)
-	}
+// deleteLocked takes e out of the store and returns the file to unlink once s.mu is released, "" when there is
+// none yet: when e is open, the file waits in tmp/ for the last Close, still counted in used.
+func (s *Store) deleteLocked(e *entry) (string, error) {
 	s.graves++
 	grave := filepath.Join(s.tmpDir(), fmt.Sprintf("deleted-%d-%s", s.graves, e.digest[len(digestPrefix):]))
-	if err := os.Rename(s.blobPath(e.digest), grave); err != nil {
-		return fmt.Errorf("delete %s: %w", e.digest, err)
+	err := os.Rename(s.blobPath(e.digest), grave)
+	if errors.Is(err, fs.ErrNotExist) {
+		grave = "" // removed behind the store's back: only the index is left to fix
+	} else if err != nil {
+		return "", fmt.Errorf("delete %s: %w", e.digest, err)
 	}
 	s.unindexLocked(e)
-	e.grave = grave // still counted in used until the space is really freed
-	return nil
-}
-
-// releaseLocked drops one reference and finishes a deferred deletion.
-func (s *Store) releaseLocked(e *entry) {
-	e.refs--
-	if e.refs > 0 || e.grave == "" {
-		return
-	}
-	if err := os.Remove(e.grave); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Error("cas: remove deleted blob", "digest", e.digest, "err", err)
-		return
+	if grave != "" && e.refs > 0 {
+		e.grave = grave
+		return "", nil
 	}
 	s.used -= e.disk
+	return grave, nil
+}
+
+// releaseLocked drops one reference and returns the file to unlink once s.mu is released, when that was the last
+// reference to a deleted blob.
+func (s *Store) releaseLocked(e *entry) string {
+	e.refs--
+	if e.refs > 0 || e.grave == "" {
+		return ""
+	}
+	grave := e.grave
 	e.grave = ""
+	s.used -= e.disk
+	return grave
+}
+
+// unlink removes files deleteLocked or releaseLocked took out of the store; it must be called without s.mu. A file
+// that cannot be removed stays in tmp/ until the next Open.
+func (s *Store) unlink(graves ...string) {
+	for _, g := range graves {
+		if g == "" {
+			continue
+		}
+		if err := removeFile(g); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("cas: remove deleted blob", "path", g, "err", err)
+		}
+	}
 }
 
 func (s *Store) unindexLocked(e *entry) {

@@ -14,21 +14,29 @@ import (
 // Pins are a property of a digest, not of a file: a digest may be pinned before its blob arrives, and Delete or a
 // failed Verify leaves the pin in place so the good copy is kept once it is fetched again. The pins file is small
 // and rewritten whole (temp file, fsync, rename, directory fsync) on every change, so a crash leaves the old or the
-// new set, never a torn one.
+// new set, never a torn one. It is written without the store's lock (cache hits must not wait for its fsyncs) but
+// under pinsMu, so the writes land in the order of the changes.
 
 // Pin protects a digest from eviction (not from Delete) until Unpin, across restarts.
 func (s *Store) Pin(digest string) error {
 	if err := CheckDigest(digest); err != nil {
 		return fmt.Errorf("pin: %w", err)
 	}
+	s.pinsMu.Lock()
+	defer s.pinsMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, ok := s.pins[digest]; ok {
+		s.mu.Unlock()
 		return nil
 	}
+	// In effect at once, before the file says so: if writing it fails, the pin is withdrawn and nothing was lost.
 	s.pins[digest] = struct{}{}
-	if err := s.savePinsLocked(); err != nil {
+	pins := s.pinsFileLocked("")
+	s.mu.Unlock()
+	if err := writeFileAtomic(s.pinsPath(), s.tmpDir(), pins); err != nil {
+		s.mu.Lock()
 		delete(s.pins, digest)
+		s.mu.Unlock()
 		return fmt.Errorf("pin %s: %w", digest, err)
 	}
 	return nil
@@ -39,20 +47,26 @@ func (s *Store) Unpin(digest string) error {
 	if err := CheckDigest(digest); err != nil {
 		return fmt.Errorf("unpin: %w", err)
 	}
+	s.pinsMu.Lock()
 	s.mu.Lock()
-	if _, ok := s.pins[digest]; !ok {
-		s.mu.Unlock()
+	_, ok := s.pins[digest]
+	pins := s.pinsFileLocked(digest)
+	s.mu.Unlock()
+	if !ok {
+		s.pinsMu.Unlock()
 		return nil
 	}
-	delete(s.pins, digest)
-	if err := s.savePinsLocked(); err != nil {
-		s.pins[digest] = struct{}{}
-		s.mu.Unlock()
+	// The pin keeps protecting the blob until the file no longer has it, so a failed write loses nothing.
+	if err := writeFileAtomic(s.pinsPath(), s.tmpDir(), pins); err != nil {
+		s.pinsMu.Unlock()
 		return fmt.Errorf("unpin %s: %w", digest, err)
 	}
-	evicted := s.evictLocked(nil)
+	s.mu.Lock()
+	delete(s.pins, digest)
+	ev := s.evictLocked(nil)
 	s.mu.Unlock()
-	s.notifyEvicted(evicted)
+	s.pinsMu.Unlock()
+	s.finishEviction(ev)
 	return nil
 }
 
@@ -93,10 +107,13 @@ func (s *Store) loadPins() error {
 	return nil
 }
 
-func (s *Store) savePinsLocked() error {
+// pinsFileLocked returns the content of the pins file for the current pins, except skip.
+func (s *Store) pinsFileLocked(skip string) []byte {
 	digests := make([]string, 0, len(s.pins))
 	for d := range s.pins {
-		digests = append(digests, d)
+		if d != skip {
+			digests = append(digests, d)
+		}
 	}
 	sort.Strings(digests)
 	var b strings.Builder
@@ -104,7 +121,7 @@ func (s *Store) savePinsLocked() error {
 		b.WriteString(d)
 		b.WriteByte('\n')
 	}
-	return writeFileAtomic(s.pinsPath(), s.tmpDir(), []byte(b.String()))
+	return []byte(b.String())
 }
 
 // writeFileAtomic replaces path with data so that a crash leaves either the old or the new content.

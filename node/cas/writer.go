@@ -274,13 +274,15 @@ func (w *Writer) discard() {
 }
 
 // install renames a verified, fsynced file at src to digest's final name and indexes it, then evicts to the
-// budget. If the blob is already present, src is removed instead and the existing blob counts as accessed.
+// budget; the directory fsync and the victims' unlinks happen after s.mu is released, before it returns. If the
+// blob is already present, src is removed instead and the existing blob counts as accessed.
 // A failed rename leaves src in place; the error wraps the *os.LinkError, so errors.Is(err, syscall.EXDEV) works.
 func (s *Store) install(src, digest string, size int64) error {
 	s.mu.Lock()
 	if e, ok := s.blobs[digest]; ok {
-		s.touchLocked(e)
+		at := s.touchLocked(e)
 		s.mu.Unlock()
+		s.recordAccess(digest, at)
 		if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("cas: remove duplicate", "path", src, "err", err)
 		}
@@ -298,13 +300,15 @@ func (s *Store) install(src, digest string, size int64) error {
 	e.elem = s.lru.PushFront(e)
 	s.blobs[digest] = e
 	s.used += e.disk
-	s.touchLocked(e)
-	// The blob is already verified and visible; a failed directory fsync only weakens durability, so keep it.
+	at := s.touchLocked(e)
+	ev := s.evictLocked(e)
+	s.mu.Unlock()
+	// The directory fsync can wait seconds behind other files' data in the journal; cache hits must not. The blob
+	// is already verified, fsynced and visible; a failed directory fsync only weakens durability, so keep it.
+	s.recordAccess(digest, at)
 	if err := syncDir(filepath.Dir(final)); err != nil {
 		s.log.Warn("cas: fsync after rename", "digest", digest, "err", err)
 	}
-	evicted := s.evictLocked(e)
-	s.mu.Unlock()
-	s.notifyEvicted(evicted)
+	s.finishEviction(ev)
 	return nil
 }
