@@ -114,8 +114,8 @@ func retryable(err error) bool {
 }
 
 // confirmWithLeader catches this node up with everything the leader had committed when asked: afterwards a local
-// read sees every write that returned before the call. On the leader itself it is free. It does not wait for an
-// election (catchUp does).
+// read sees every write that returned before the call. On the leader itself it costs a quorum heartbeat (and, first
+// in a term, a barrier). It does not wait for an election (catchUp does).
 func (n *Node) confirmWithLeader(ctx context.Context) error {
 	err := n.confirmOnce(ctx)
 	if err == nil || ctx.Err() != nil {
@@ -129,7 +129,12 @@ func (n *Node) confirmWithLeader(ctx context.Context) error {
 // of a leader, it returns an error retryable reports as such.
 func (n *Node) confirmOnce(ctx context.Context) error {
 	if n.store.IsLeader() {
-		return nil
+		// Even the leader: a new one may not have applied a write its predecessor acknowledged.
+		_, err := n.store.ReadIndex(ctx)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		// Deposed meanwhile: ask the leader this node knows now.
 	}
 
 	id, _ := n.store.Leader()

@@ -310,13 +310,14 @@ func (p *peerAPI) removeServer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *peerAPI) readIndex(w http.ResponseWriter, r *http.Request) {
-	if err := p.n.store.VerifyLeader(r.Context()); err != nil {
+	idx, err := p.n.store.ReadIndex(r.Context())
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusMisdirectedRequest)
 
 		return
 	}
 
-	writeJSONResponse(w, struct{ Index uint64 }{p.n.store.AppliedIndex()})
+	writeJSONResponse(w, struct{ Index uint64 }{idx})
 }
 
 // blob serves a stored blob by digest, with Range, so a peer can resume a transfer.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -100,6 +101,52 @@ func (s *Store) Barrier(ctx context.Context) error {
 // VerifyLeader confirms with a quorum that this node is still the leader (a linearizable-read check).
 func (s *Store) VerifyLeader(ctx context.Context) error {
 	return s.wait(ctx, "verify leader", s.raft.VerifyLeader())
+}
+
+// ReadIndex is the leader's answer to "what must a reader apply to see every write acknowledged so far": its
+// applied index, once it has applied everything committed before its term and confirmed with a quorum that it still
+// leads. A new leader learns which entries of earlier terms committed only when an entry of its own term commits,
+// so a write the old leader acknowledged may not be applied here yet; the first read of each term therefore waits
+// for a barrier (one log entry per term, not per read). On a follower it fails with a *NotLeaderError.
+func (s *Store) ReadIndex(ctx context.Context) (uint64, error) {
+	if err := s.barrierThisTerm(ctx); err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
+	if err := s.VerifyLeader(ctx); err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
+	return s.AppliedIndex(), nil
+}
+
+// readBarrier remembers the Raft term in which ReadIndex's barrier succeeded; barrier admits one at a time.
+type readBarrier struct {
+	term    atomic.Uint64
+	barrier chan struct{}
+}
+
+// barrierThisTerm runs a barrier unless one already succeeded in the current term; concurrent first readers of a
+// term share one. A node leads at most once per term, so a term whose barrier succeeded needs no other.
+func (s *Store) barrierThisTerm(ctx context.Context) error {
+	term := s.raft.CurrentTerm()
+	if s.read.term.Load() == term {
+		return nil
+	}
+	select {
+	case s.read.barrier <- struct{}{}:
+		defer func() { <-s.read.barrier }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if s.read.term.Load() == term {
+		return nil
+	}
+	// Were the term to move meanwhile, the barrier committed in a later one and the recorded term is merely stale:
+	// the next read barriers again.
+	if err := s.Barrier(ctx); err != nil {
+		return err
+	}
+	s.read.term.Store(term)
+	return nil
 }
 
 // AddVoter adds (or promotes) a voting member. Leader only.

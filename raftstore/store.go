@@ -4,7 +4,8 @@
 // Guarantee: state changes only through committed Raft log entries. A write returns after its entry has committed
 // and been applied to this leader's state machine; on a follower it fails with a *NotLeaderError naming the leader,
 // so the caller can forward the Command. Reads are local: they see what this node has applied, which may trail the
-// leader by the replication delay (WaitApplied closes that gap when a caller knows the index it needs).
+// leader by the replication delay (WaitApplied closes that gap when a caller knows the index it needs; the leader's
+// ReadIndex is the index that covers every acknowledged write).
 //
 // The state machine lives in its own bbolt file. Every change stores the log index it came from in the same
 // transaction, and entries at or below that index are skipped on replay, so restarts never move state backwards.
@@ -118,6 +119,7 @@ type Store struct {
 	addr  string
 
 	lead   leadership
+	read   readBarrier
 	opened time.Time
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -141,6 +143,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "raftstore", "node", cfg.NodeID),
 		done: make(chan struct{}), opened: time.Now()}
 	s.lead.subs = map[chan bool]struct{}{}
+	s.read.barrier = make(chan struct{}, 1)
 	if err := s.open(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("raftstore: open %s: %w", cfg.NodeID, err)
