@@ -2,6 +2,7 @@ package frontends
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"path"
@@ -146,29 +147,84 @@ func options(r chi.Routes) func(http.Handler) http.Handler {
 // (301 for GET and HEAD, 307 otherwise, as the official service's router does), and answers 404 otherwise.
 func notFound(r chi.Routes) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
-		p := routePath(req)
-		for _, candidate := range []string{cleanPath(p), strings.ToLower(cleanPath(p))} {
-			if candidate == p || !r.Match(chi.NewRouteContext(), matchMethod(req.Method), candidate) {
-				continue
-			}
-
-			code := http.StatusMovedPermanently
-			if req.Method != http.MethodGet && req.Method != http.MethodHead {
-				code = http.StatusTemporaryRedirect
-			}
-
-			target := candidate
-			if req.URL.RawQuery != "" {
-				target += "?" + req.URL.RawQuery
-			}
-
-			http.Redirect(w, req, target, code)
+		target, ok := fixedPath(r, matchMethod(req.Method), routePath(req))
+		if !ok {
+			http.NotFound(w, req)
 
 			return
 		}
 
-		http.NotFound(w, req)
+		code := http.StatusMovedPermanently
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			code = http.StatusTemporaryRedirect
+		}
+
+		if req.URL.RawQuery != "" {
+			target += "?" + req.URL.RawQuery
+		}
+
+		http.Redirect(w, req, target, code)
 	}
+}
+
+// errFound stops a walk over the routes.
+var errFound = errors.New("found")
+
+// fixedPath finds the route a path that matches none was meant for, as the official service's router (httprouter's
+// RedirectFixedPath) does: the path cleaned, then looked up ignoring letter case. Only the route's literal segments
+// are respelled; parameter values and a catch-all rest keep the client's spelling, so
+// /Image/<id>/v1.13.0/equinixMetal-amd64.iso leads to /image/<id>/v1.13.0/equinixMetal-amd64.iso rather than to a
+// lower-cased platform that names nothing.
+func fixedPath(r chi.Routes, method, p string) (string, bool) {
+	clean := cleanPath(p)
+	if clean != p && r.Match(chi.NewRouteContext(), method, clean) {
+		return clean, true
+	}
+
+	var fixed string
+
+	find := func(_, pattern string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if candidate, ok := respell(pattern, clean); ok && candidate != p &&
+			r.Match(chi.NewRouteContext(), method, candidate) {
+			fixed = candidate
+
+			return errFound
+		}
+
+		return nil
+	}
+	chi.Walk(r, find) //nolint:errcheck // errFound only stops the walk
+
+	return fixed, fixed != ""
+}
+
+// respell matches the segments of p against a route pattern ignoring letter case, and returns p with the pattern's
+// literal segments in the pattern's spelling and everything a parameter or catch-all matched as p has it.
+func respell(pattern, p string) (string, bool) {
+	want := strings.Split(pattern, "/")
+	got := strings.Split(p, "/")
+	out := make([]string, 0, len(got))
+
+	for i, w := range want {
+		switch {
+		case i >= len(got):
+			return "", false
+		case w == "*" && i == len(want)-1:
+			return strings.Join(append(out, got[i:]...), "/"), true
+		case strings.HasPrefix(w, "{") && strings.HasSuffix(w, "}"):
+			out = append(out, got[i])
+		case strings.EqualFold(w, got[i]):
+			out = append(out, w)
+		default:
+			return "", false
+		}
+	}
+
+	if len(got) != len(want) {
+		return "", false
+	}
+
+	return strings.Join(out, "/"), true
 }
 
 func matchMethod(m string) string {

@@ -192,6 +192,8 @@ func TestHTTPBehaviour(t *testing.T) {
 	})
 
 	t.Run("trailing slash and case redirect", func(t *testing.T) {
+		iso := "/" + emptyID + "/v1.13.0/equinixMetal-amd64.iso"
+
 		for _, tc := range []struct {
 			method, path, location string
 			status                 int
@@ -199,6 +201,7 @@ func TestHTTPBehaviour(t *testing.T) {
 			{"GET", "/versions/", "/versions", 301},
 			{"GET", "/Versions", "/versions", 301},
 			{"POST", "/schematics/", "/schematics", 307},
+			{"GET", "/Image" + iso, "/image" + iso, 301}, // parameters keep their spelling
 		} {
 			resp := n.do(t, tc.method, tc.path, "", nil)
 			assert.Equal(t, tc.status, resp.StatusCode, tc.path)

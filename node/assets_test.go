@@ -152,6 +152,11 @@ func TestImageServing(t *testing.T) {
 		resp := n.do(t, "HEAD", base+"kernel-x86_64?filename=vmlinuz", "", nil)
 		assert.Equal(t, `attachment; filename="vmlinuz"`, resp.Header.Get("Content-Disposition"))
 		assert.Equal(t, etag, resp.Header.Get("ETag"), "x86_64 is amd64: the same asset")
+
+		alias := n.do(t, "HEAD", base+"kernel-x86_64", "", nil)
+		assert.Equal(t, `attachment; filename="kernel-x86_64"`, alias.Header.Get("Content-Disposition"),
+			"named as requested, not by the normalised path")
+		assert.Equal(t, etag, alias.Header.Get("ETag"))
 	})
 
 	t.Run("content types", func(t *testing.T) {
@@ -167,32 +172,57 @@ func TestImageServing(t *testing.T) {
 	})
 }
 
-// TestImageErrors: every bad request gets its documented status and a message naming the problem.
+// TestImageErrors: every bad request gets its documented status and body (API.md §1.1, §1.3): the path's and the
+// schematic's errors keep the official service's step prefixes, the steps run in its order (schematic, version
+// syntax, path, version availability), and the Enterprise-only suffixes are refused before anything is looked up.
 func TestImageErrors(t *testing.T) {
 	n := startReady(t, testConfig(t, t.TempDir(), realUpstream(t)))
 	id := n.createSchematic(t, `customization: {systemExtensions: {officialExtensions: [siderolabs/nope]}}`)
 
+	const badVersion = `invalid Talos version "v1.7": No Major.Minor.Patch elements found ` +
+		`(expected vMAJOR.MINOR.PATCH, e.g. v1.13.0)` + "\n"
+
 	for _, tc := range []struct {
 		path   string
 		status int
-		text   string
+		body   string
 	}{
-		{"/image/aaaaaaaaaaaa/v1.13.0/kernel-amd64", 404, `schematic ID "aaaaaaaaaaaa" not found`},
-		{"/image/" + strings.Repeat("e", 64) + "/v1.13.0/kernel-amd64", 404, `schematic ID "eeee`},
-		{"/image/" + id + "/v1.99.0/kernel-amd64", 404, "version 1.99.0 is not available"},
-		{"/image/" + id + "/v1.7/kernel-amd64", 400, `invalid Talos version "v1.7"`},
-		{"/image/" + id + "/v1.13.0/kernel-foo", 400, `invalid architecture: "foo"`},
-		{"/image/" + id + "/v1.13.0/metal-amd64.ssd", 400, `invalid profile path: "metal-amd64.ssd"`},
-		{"/image/" + id + "/v1.13.0/mars-amd64.iso", 400, `unknown platform: "mars"`},
-		{"/image/" + id + "/v1.13.0/initramfs-amd64.xz", 400,
-			`official extension "siderolabs/nope" is not available for Talos version v1.13.0`},
-		{"/pxe/" + id + "/v1.13.0/metal", 400, `invalid platform-arch: "metal"`},
-		{"/pxe/aaaaaaaaaaaa/v1.13.0/metal-amd64", 404, `schematic ID "aaaaaaaaaaaa" not found`},
+		{"/image/aaaaaaaaaaaa/v1.13.0/kernel-amd64", 404, `schematic ID "aaaaaaaaaaaa" not found` + "\n"},
+		{"/image/" + strings.Repeat("e", 64) + "/v1.13.0/kernel-amd64", 404,
+			`schematic ID "` + strings.Repeat("e", 64) + `" not found` + "\n"},
+		{"/image/aaaaaaaaaaaa/v1.99.0/kernel-foo", 404, `schematic ID "aaaaaaaaaaaa" not found` + "\n"},
+		{"/image/" + id + "/v1.99.0/kernel-amd64", 404, "version 1.99.0 is not available\n"},
+		{"/image/" + id + "/v1.7/kernel-amd64", 400, badVersion},
+		{"/image/" + id + "/v1.7/kernel-foo", 400, badVersion},
+		{"/image/" + id + "/v1.13.0/kernel-foo", 400,
+			`error parsing profile from path: invalid architecture: "foo"` + "\n"},
+		{"/image/" + id + "/v1.99.0/kernel-foo", 400,
+			`error parsing profile from path: invalid architecture: "foo"` + "\n"},
+		{"/image/" + id + "/v1.13.0/metal-amd64.ssd", 400,
+			`error parsing profile from path: invalid profile path: "metal-amd64.ssd"` + "\n"},
+		{"/image/" + id + "/v1.13.0/metal-amd64.ssd.xz", 400,
+			`error parsing profile from path: invalid profile path: "metal-amd64.ssd"` + "\n"},
+		{"/image/" + id + "/v1.13.0/mars-amd64.iso", 400,
+			`error parsing profile from path: unknown platform: "mars"` + "\n"},
+		{"/image/" + id + "/v1.13.0/initramfs-amd64.xz", 400, `error enhancing profile from schematic: ` +
+			`official extension "siderolabs/nope" is not available for Talos version v1.13.0` + "\n"},
+		{"/image/aaaaaaaaaaaa/v1.13.0/kernel-amd64.sha512", 402,
+			"enterprise not enabled: checksum endpoint is not available\n"},
+		{"/image/" + id + "/v1.99.0/metal-amd64.ssd.sha512", 402,
+			"enterprise not enabled: checksum endpoint is not available\n"},
+		{"/image/aaaaaaaaaaaa/v1.13.0/kernel-amd64.sigstore.json", 402,
+			"enterprise signing is not enabled: signature endpoint is not available\n"},
+		{"/pxe/" + id + "/v1.13.0/metal", 400, `error parsing profile from path: invalid platform-arch: "metal"` + "\n"},
+		{"/pxe/" + id + "/v1.99.0/metal-foo", 400,
+			`error parsing profile from path: invalid architecture: "foo"` + "\n"},
+		{"/pxe/" + id + "/v1.99.0/metal-amd64", 404, "version 1.99.0 is not available\n"},
+		{"/pxe/aaaaaaaaaaaa/v1.13.0/metal-amd64", 404, `schematic ID "aaaaaaaaaaaa" not found` + "\n"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			resp := n.do(t, "GET", tc.path, "", nil)
 			assert.Equal(t, tc.status, resp.StatusCode, resp.Body)
-			assert.Contains(t, resp.Body, tc.text)
+			assert.Equal(t, tc.body, resp.Body)
+			assert.Equal(t, "text/plain; charset=utf-8", resp.Header.Get("Content-Type"))
 		})
 	}
 

@@ -67,8 +67,10 @@ type pxeEntry struct {
 	boot  frontends.PXEBoot
 }
 
-// plan resolves a request into a recipe: schematic (404), version (400/404), path (400), then the build-time
-// checks of the planner (400).
+// plan resolves a request into a recipe in the official service's order, so that a request with several faults
+// gets the same answer there and here: schematic (404), version syntax (400), path (400), version availability
+// (404), then the build-time checks of the planner (400). Path and planner errors carry the official step prefixes
+// (API.md §1.1).
 func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 	parse func(string) (recipe.Asset, error),
 ) (recipe.Recipe, error) {
@@ -77,12 +79,16 @@ func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 		return recipe.Recipe{}, err
 	}
 
-	catalog, _, err := n.versionCatalog(version)
-	if err != nil {
+	if _, err = parseVersion(version); err != nil {
 		return recipe.Recipe{}, err
 	}
 
 	a, err := parse(path)
+	if err != nil {
+		return recipe.Recipe{}, fmt.Errorf("%s: %w", recipe.PathErrorPrefix, err)
+	}
+
+	catalog, _, err := n.versionCatalog(version)
 	if err != nil {
 		return recipe.Recipe{}, err
 	}
@@ -105,7 +111,12 @@ func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 			"secure-boot signing keys are not available yet (the cluster leader creates them); retry shortly", nil)
 	}
 
-	return recipe.Plan(a, schematicID, canonical, s, catalog, opts)
+	r, err := recipe.Plan(a, schematicID, canonical, s, catalog, opts)
+	if err != nil {
+		return recipe.Recipe{}, fmt.Errorf("%s: %w", recipe.PlanErrorPrefix, err)
+	}
+
+	return r, nil
 }
 
 // author is the author of the virtual schematic extension. It is the same on every node (the bytes of an asset

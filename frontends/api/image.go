@@ -14,11 +14,28 @@ import (
 // Enterprise for it).
 const checksumSuffix = ".sha256"
 
+// enterpriseSuffixes are the official service's other checksum and signature files, which Edge Factory does not
+// serve. Its Community edition refuses them with 402 and these texts before it looks anything up (API.md §3.1), and
+// so does Edge Factory, so a client sees the same answer whatever the schematic and version.
+var enterpriseSuffixes = []struct{ suffix, refusal string }{
+	{".sigstore.json", "enterprise signing is not enabled: signature endpoint is not available"},
+	{".sha512", "enterprise not enabled: checksum endpoint is not available"},
+}
+
 // image serves GET and HEAD /image/{schematic}/{version}/{path}: Range (206) and If-Range, ETag with
 // If-None-Match (304), X-Content-Sha256, and the `<path>.sha256` checksum file. The body is sent straight from the
 // stored file.
 func (a *API) image(w http.ResponseWriter, r *http.Request) {
 	path := chi.URLParam(r, "path")
+
+	for _, e := range enterpriseSuffixes {
+		if strings.HasSuffix(path, e.suffix) {
+			frontends.WriteError(w, r, a.Logger, &frontends.NotEnabledError{Msg: e.refusal})
+
+			return
+		}
+	}
+
 	checksum := strings.HasSuffix(path, checksumSuffix)
 	path = strings.TrimSuffix(path, checksumSuffix)
 
@@ -30,7 +47,9 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 	}
 	defer asset.Close()
 
-	name := asset.Filename()
+	// Named as requested, as the official service does: kernel-x86_64 downloads as kernel-x86_64, although it is
+	// the asset stored as kernel-amd64.
+	name := path
 	if override := r.URL.Query().Get("filename"); override != "" {
 		name = override
 	}
