@@ -71,8 +71,9 @@ type failedBuild struct {
 
 // storedAsset is an asset open for reading from the CAS; it implements frontends.Asset.
 type storedAsset struct {
-	blob *cas.Blob
-	rec  raftstore.AssetRecord
+	blob  *cas.Blob
+	rec   raftstore.AssetRecord
+	whole bool // answered whole whatever Range asks (see wholeOnly)
 }
 
 func (a *storedAsset) Content() io.ReadSeeker { return a.blob.File() }
@@ -81,6 +82,7 @@ func (a *storedAsset) Digest() string         { return a.rec.Digest }
 func (a *storedAsset) MediaType() string      { return a.rec.MediaType }
 func (a *storedAsset) Filename() string       { return a.rec.Filename }
 func (a *storedAsset) Close() error           { return a.blob.Close() }
+func (a *storedAsset) WholeOnly() bool        { return a.whole }
 
 var errMiss = errors.New("asset not stored on this node")
 
@@ -161,7 +163,7 @@ func (s *assetService) local(rec raftstore.AssetRecord) (*storedAsset, error) {
 		return nil, fmt.Errorf("open %s: %w", rec.Digest, err)
 	}
 
-	return &storedAsset{blob: blob, rec: rec}, nil
+	return &storedAsset{blob: blob, rec: rec, whole: s.wholeOnly(rec.Digest)}, nil
 }
 
 // buildHere builds r on this node (once, however many requests wait), then serves what the index recorded.

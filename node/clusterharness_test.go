@@ -46,9 +46,10 @@ type member struct {
 }
 
 // startCluster starts size nodes reading the registry reg and waits until they have formed one cluster: one
-// leader, every node ready, every node seeing the same alive members and the same ring. The nodes are killed
-// when the test ends (graceful leaves are tested elsewhere and would only slow the suite down).
-func startCluster(t testing.TB, reg string, size int) *cluster {
+// leader, every node ready, every node seeing the same alive members and the same ring. tweak, if given, changes
+// node i's configuration. The nodes are killed when the test ends (graceful leaves are tested elsewhere and would
+// only slow the suite down).
+func startCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *node.Config)) *cluster {
 	t.Helper()
 
 	c := &cluster{reg: reg, dir: t.TempDir(), expect: size}
@@ -59,7 +60,11 @@ func startCluster(t testing.TB, reg string, size int) *cluster {
 	t.Cleanup(c.killAll)
 
 	for i := range size {
-		c.add(t, i)
+		c.add(t, i, func(cfg *node.Config) {
+			for _, f := range tweak {
+				f(i, cfg)
+			}
+		})
 	}
 
 	c.waitFormed(t)

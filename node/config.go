@@ -92,6 +92,8 @@ type tuning struct {
 	gossip func(*memberlist.Config) // memberlist's failure detection and gossip timers
 	rejoin time.Duration            // how often seeds are joined again
 	settle time.Duration            // how long the member list must hold still before bootstrapping
+	// peerSilence replaces peerSilenceTimeout: how long a peer may send nothing before it is abandoned.
+	peerSilence time.Duration
 }
 
 // Upstream names the registry the release inputs are read from.

@@ -34,6 +34,18 @@ func WithFastGossip(cfg Config) Config {
 	return cfg
 }
 
+// WithPeerSilence shortens how long a peer may send nothing (no answer, no heartbeat, no bytes) before a request
+// to it is abandoned for the next holder.
+func WithPeerSilence(cfg Config, d time.Duration) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.peerSilence = d
+
+	return cfg
+}
+
 // Kill stops the node abruptly, as a crash would: gossip stops without a leave, Raft stops without handing
 // leadership over or leaving the configuration, builds are cancelled and every HTTP connection is cut. Run then
 // returns (with an error) once its context ends, without leaving; Close is still safe.

@@ -212,14 +212,15 @@ func (s *assetService) attach(ctx context.Context, t *transfer) (frontends.Asset
 	s.mu.Lock()
 	if s.inflight[t.rec.Digest] == t {
 		a := newTransferAsset(ctx, t)
+		a.whole = s.wholeOnlyLocked(t.rec.Digest)
 		s.mu.Unlock()
 
 		return a, nil
 	}
 	s.mu.Unlock()
 
-	if t.err != nil && t.w == nil {
-		return nil, t.err
+	if err := t.startErr(); err != nil {
+		return nil, err
 	}
 
 	a, err := s.local(t.rec)
@@ -237,13 +238,23 @@ func (s *assetService) run(t *transfer, sources []source) {
 	log := s.log.With("digest", t.rec.Digest, "size", t.rec.Size)
 	start := time.Now()
 
-	var errs []error
+	var (
+		errs []error
+		// senders are the sources whose bytes are in the copy: a copy that resumed from another source after a
+		// failure holds bytes of each, and any of them may be the corrupt one.
+		senders []string
+	)
 
 	for i := 0; i < len(sources); i++ {
 		src := sources[i]
 
+		before := t.written()
 		err := s.copyFrom(t, src)
 		stored := false
+
+		if t.written() > before {
+			senders = append(senders, src.name)
+		}
 
 		if err == nil {
 			stored = true
@@ -261,14 +272,17 @@ func (s *assetService) run(t *transfer, sources []source) {
 
 		if errors.Is(err, cas.ErrDigestMismatch) || errors.Is(err, cas.ErrSizeMismatch) {
 			s.metrics.peerVerifyFailures.Inc()
-			log.Error("a peer sent bytes that do not match the asset's digest: dropped, asking it to check its copy",
-				"from", src.name, "error", err)
+			log.Error("peers sent bytes that do not match the asset's digest: dropped, asking them to check their "+
+				"copies", "from", senders, "error", err)
 			t.fail(err)
-			s.markBad(t.rec.Digest, src.name)
+
+			for _, name := range senders {
+				s.markBad(t.rec.Digest, name)
+			}
 
 			if i+1 < len(sources) {
 				if next := s.restartTransfer(t); next != nil {
-					t = next
+					t, senders = next, nil
 
 					continue
 				}
@@ -355,6 +369,26 @@ func (s *assetService) finishTransfer(t *transfer) {
 	t.closeReader()
 }
 
+// wholeOnly reports whether digest's bytes are answered whole, whatever Range asks: a copy of them arriving here
+// turned out corrupt less than badSourceMemory ago, after clients had received its first bytes. A client resuming
+// such a download would complete a wrong file from a bad beginning; a full 200 makes it start over.
+func (s *assetService) wholeOnly(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.wholeOnlyLocked(digest)
+}
+
+func (s *assetService) wholeOnlyLocked(digest string) bool {
+	for _, when := range s.bad[digest] {
+		if time.Since(when) < badSourceMemory {
+			return true
+		}
+	}
+
+	return false
+}
+
 func (s *assetService) markBad(digest, name string) {
 	s.mu.Lock()
 	if s.bad[digest] == nil {
@@ -406,8 +440,9 @@ func (s *assetService) copyFrom(t *transfer, src source) error {
 	}
 	defer body.Close()
 
-	// A peer that stops sending for peerIdleTimeout is abandoned (the next source resumes).
-	idle := time.AfterFunc(peerIdleTimeout, cancel)
+	// A peer that stops sending for the silence limit is abandoned (the next source resumes).
+	silence := s.peers.silence
+	idle := time.AfterFunc(silence, cancel)
 	defer idle.Stop()
 
 	stop := context.AfterFunc(ctx, func() { body.Close() })
@@ -418,7 +453,7 @@ func (s *assetService) copyFrom(t *transfer, src source) error {
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			idle.Reset(peerIdleTimeout)
+			idle.Reset(silence)
 
 			if _, werr := t.w.Write(buf[:n]); werr != nil {
 				return werr
@@ -436,7 +471,7 @@ func (s *assetService) copyFrom(t *transfer, src source) error {
 			return nil
 		case err != nil:
 			if ctx.Err() != nil {
-				return fmt.Errorf("no bytes for %s: %w", peerIdleTimeout, err)
+				return fmt.Errorf("no bytes for %s: %w", silence, err)
 			}
 
 			return err

@@ -90,7 +90,7 @@ func New(cfg Config) (*Node, error) {
 
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
 		schematics: memo.New[string, *schematic.Schematic](10_000), catalogs: memo.New[string, catalogEntry](1_000),
-		peers: newPeerClient(cfg.ClusterSecret)}
+		peers: newPeerClient(cfg.ClusterSecret, cfg.peerSilence())}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)

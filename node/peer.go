@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"time"
@@ -31,9 +33,25 @@ const (
 	recordHeader = "X-Edgefactory-Asset"
 	// peerTimeout bounds peer calls that answer at once (apply, read index, pull).
 	peerTimeout = 15 * time.Second
-	// peerIdleTimeout aborts a transfer that stops sending bytes: a stalled peer must not hold a download forever.
-	peerIdleTimeout = 30 * time.Second
+	// peerSilenceTimeout abandons a peer that sends nothing for this long while a request waits on it: no
+	// response (a member that accepts connections but is stuck: stopped, deadlocked, on a dead disk), or no bytes
+	// of a body under way. A member building for minutes is not silent: it sends a heartbeat while it builds.
+	// The request goes on with the next holder, so a stuck member does not hold a download forever.
+	peerSilenceTimeout = 30 * time.Second
 )
+
+// peerSilence is how long a peer may say nothing before it is abandoned: peerSilenceTimeout unless a test
+// shortened it.
+func (c Config) peerSilence() time.Duration {
+	if c.tune != nil && c.tune.peerSilence > 0 {
+		return c.tune.peerSilence
+	}
+
+	return peerSilenceTimeout
+}
+
+// errPeerSilent ends a request to a peer that said nothing for the silence limit.
+var errPeerSilent = errors.New("peer sent nothing")
 
 // errPeerAuth answers requests without the cluster secret.
 var errPeerAuth = errors.New("peer API: missing or wrong cluster secret")
@@ -41,23 +59,23 @@ var errPeerAuth = errors.New("peer API: missing or wrong cluster secret")
 // peerClient calls other members' peer APIs.
 type peerClient struct {
 	secret string
-	// quick is for calls answered at once; stream has no overall timeout (a peer may build for minutes) but
-	// connect and first-byte limits, and callers add an idle timeout on the body.
+	// quick is for calls answered at once; stream has no overall timeout (a peer may build for minutes) but a
+	// connect limit, and open abandons a peer silent for longer than silence (callers do the same on the body).
 	quick, stream *http.Client
+	silence       time.Duration
 }
 
-func newPeerClient(secret string) *peerClient {
+func newPeerClient(secret string, silence time.Duration) *peerClient {
 	dial := (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 
 	return &peerClient{
-		secret: secret,
+		secret:  secret,
+		silence: silence,
 		quick: &http.Client{Timeout: peerTimeout, Transport: &http.Transport{
 			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		}},
 		stream: &http.Client{Transport: &http.Transport{
-			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
-			// A build can take minutes before the first byte; the caller's context bounds it.
-			ResponseHeaderTimeout: 0, DisableCompression: true,
+			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		}},
 	}
 }
@@ -151,7 +169,7 @@ func (c *peerClient) removeServer(ctx context.Context, base, id string) error {
 	return c.do(c.quick, req, nil)
 }
 
-// readIndex asks the leader at base for its applied index after confirming it still leads.
+// readIndex asks the leader at base for its read index: an applied index covering every acknowledged write.
 func (c *peerClient) readIndex(ctx context.Context, base string) (uint64, error) {
 	req, err := c.request(ctx, http.MethodGet, base, "/readindex", nil)
 	if err != nil {
@@ -189,10 +207,23 @@ func (c *peerClient) verify(ctx context.Context, base, digest string) error {
 }
 
 // open starts a streamed download from a peer: a blob from offset, or an asset the peer gets or builds. The caller
-// reads and closes the body; the response must be 200 (or 206 for a ranged blob).
+// reads and closes the body; the response must be 200 (or 206 for a ranged blob). A peer that answers nothing for
+// the silence limit is abandoned; one that builds first keeps the request alive with heartbeats (102 Processing).
 func (c *peerClient) open(ctx context.Context, base, path string, offset int64) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	silent := time.AfterFunc(c.silence, func() { cancel(fmt.Errorf("%w for %s", errPeerSilent, c.silence)) })
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			silent.Reset(c.silence)
+
+			return nil
+		},
+	})
+
 	req, err := c.request(ctx, http.MethodGet, base, path, nil)
 	if err != nil {
+		cancel(nil)
+
 		return nil, err
 	}
 
@@ -201,9 +232,20 @@ func (c *peerClient) open(ctx context.Context, base, path string, offset int64) 
 	}
 
 	resp, err := c.stream.Do(req)
+	silent.Stop()
+
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errPeerSilent) {
+			err = cause
+		}
+
+		cancel(nil)
+
 		return nil, &peerError{Peer: req.URL.Host, Msg: err.Error()}
 	}
+
+	// The body lives on in the caller's hands: the request's context ends when it is closed.
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
 
 	if resp.StatusCode == http.StatusOK && offset == 0 || resp.StatusCode == http.StatusPartialContent && offset > 0 {
 		return resp, nil
@@ -214,6 +256,19 @@ func (c *peerClient) open(ctx context.Context, base, path string, offset int64) 
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 
 	return nil, &peerError{Peer: req.URL.Host, Status: resp.StatusCode, Msg: string(bytes.TrimSpace(msg))}
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+
+	return err
 }
 
 // pullRequest asks a member to keep a copy of an asset's bytes.
@@ -366,7 +421,7 @@ func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	a, err := p.n.assets.get(ctx, r2, true)
+	a, err := p.whileAlive(w, func() (frontends.Asset, error) { return p.n.assets.get(ctx, r2, true) })
 	if err != nil {
 		frontends.WriteError(w, r, p.n.log, err)
 
@@ -391,6 +446,35 @@ func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(recordHeader, string(rec))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	frontends.ServeAsset(w, r, a)
+}
+
+// whileAlive runs get (which may build for minutes) and meanwhile tells the asking peer, three times per silence
+// limit, that this node is at it (102 Processing): the asker abandons a member that says nothing, not one that
+// builds.
+func (p *peerAPI) whileAlive(w http.ResponseWriter, get func() (frontends.Asset, error)) (frontends.Asset, error) {
+	type result struct {
+		a   frontends.Asset
+		err error
+	}
+
+	done := make(chan result, 1)
+
+	go func() {
+		a, err := get()
+		done <- result{a, err}
+	}()
+
+	beat := time.NewTicker(p.n.peers.silence / 3)
+	defer beat.Stop()
+
+	for {
+		select {
+		case res := <-done:
+			return res.a, res.err
+		case <-beat.C:
+			w.WriteHeader(http.StatusProcessing)
+		}
+	}
 }
 
 func (p *peerAPI) pull(w http.ResponseWriter, r *http.Request) {

@@ -74,6 +74,26 @@ func (t *transfer) complete(store *cas.Store) error {
 	return err
 }
 
+// startErr is why the transfer could not start (no local copy could be created), or nil.
+func (t *transfer) startErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if t.w == nil {
+		return t.err
+	}
+
+	return nil
+}
+
+// verifiedOrDone waits until every byte has arrived and matched the digest (or the transfer failed).
+func (t *transfer) verifiedOrDone(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return t.awaitLocked(ctx, func() bool { return t.verified || t.blob != nil })
+}
+
 // stored waits until the transfer is over and says whether its bytes are now in the local store.
 func (t *transfer) stored(ctx context.Context) error {
 	select {
@@ -234,11 +254,12 @@ func (t *transfer) releaseLocked() {
 
 // transferAsset is a frontends.Asset reading a transfer in progress.
 type transferAsset struct {
-	t    *transfer
-	ctx  context.Context //nolint:containedctx // the request's: a reader stops waiting when its client is gone
-	stop func() bool
-	off  int64
-	eof  bool
+	t     *transfer
+	ctx   context.Context //nolint:containedctx // the request's: a reader stops waiting when its client is gone
+	stop  func() bool
+	off   int64
+	eof   bool
+	whole bool // answered whole whatever Range asks (see assetService.wholeOnly)
 }
 
 func newTransferAsset(ctx context.Context, t *transfer) *transferAsset {
@@ -253,6 +274,11 @@ func (a *transferAsset) Size() int64            { return a.t.rec.Size }
 func (a *transferAsset) Digest() string         { return a.t.rec.Digest }
 func (a *transferAsset) MediaType() string      { return a.t.rec.MediaType }
 func (a *transferAsset) Filename() string       { return a.t.rec.Filename }
+func (a *transferAsset) WholeOnly() bool        { return a.whole }
+
+// Verified waits until the whole copy has arrived and matched its digest: a part of it is sent only then (only
+// the last byte of a whole download waits, and a part need not include it).
+func (a *transferAsset) Verified(ctx context.Context) error { return a.t.verifiedOrDone(ctx) }
 
 func (a *transferAsset) Close() error {
 	if !a.eof {

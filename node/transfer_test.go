@@ -59,37 +59,14 @@ func TestTransferStreams(t *testing.T) {
 
 			tr := newTransfer(raftstore.AssetRecord{Digest: tc.digest, Size: int64(len(data))}, w)
 			fed := make(chan error, 1)
-
-			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-				a := newTransferAsset(r.Context(), tr)
-				defer a.Close()
-
-				rw.Header().Set("Content-Type", "application/octet-stream")
-				frontends.ServeAsset(rw, r, a)
-			}))
-			t.Cleanup(srv.Close)
+			srv := serveTransfer(t, tr)
 
 			resp, err := http.Get(srv.URL) //nolint:noctx // test
 			require.NoError(t, err)
 
 			defer resp.Body.Close()
 
-			go func() {
-				for off := 0; off < len(data); off += 1 << 20 {
-					_, err := w.Write(data[off:min(off+1<<20, len(data))])
-					if err != nil {
-						fed <- err
-
-						return
-					}
-
-					tr.progress()
-					time.Sleep(20 * time.Millisecond)
-				}
-
-				fed <- tr.complete(store)
-				tr.closeReader() // the fetcher's reference
-			}()
+			go func() { fed <- feed(tr, w, store, data) }()
 
 			got, err := io.ReadAll(resp.Body)
 			if tc.complete {
@@ -107,4 +84,110 @@ func TestTransferStreams(t *testing.T) {
 			require.ErrorIs(t, <-fed, cas.ErrDigestMismatch)
 		})
 	}
+}
+
+// TestTransferRangeWaitsForVerification: a part of a copy still arriving is sent only once the whole copy has
+// matched its digest (a part need not include the last byte, which is what holds a whole download back): a part
+// of a corrupt copy never goes out as a complete 206.
+func TestTransferRangeWaitsForVerification(t *testing.T) {
+	store, err := cas.Open(t.TempDir(), cas.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+
+	data := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{5, 6}).Read(data) //nolint:errcheck // never fails
+	sum := sha256.Sum256(data)
+
+	for _, tc := range []transferCase{
+		{"verified", data, "sha256:" + hex.EncodeToString(sum[:]), true},
+		{"corrupt", data, "sha256:" + hex.EncodeToString(make([]byte, 32)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := store.Create(tc.digest, int64(len(data)))
+			require.NoError(t, err)
+
+			tr := newTransfer(raftstore.AssetRecord{Digest: tc.digest, Size: int64(len(data))}, w)
+			srv := serveTransfer(t, tr)
+
+			// The first piece has arrived: the part asked for is there, unverified.
+			_, err = w.Write(data[:1<<20])
+			require.NoError(t, err)
+			tr.progress()
+
+			fed := make(chan error, 1)
+
+			go func() {
+				time.Sleep(200 * time.Millisecond) // the request below is waiting by then
+				fed <- feed(tr, w, store, data[1<<20:])
+			}()
+
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			req.Header.Set("Range", "bytes=100-199")
+
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				defer resp.Body.Close()
+			}
+
+			if tc.complete {
+				require.NoError(t, err)
+				require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+
+				got, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				require.Equal(t, data[100:200], got)
+
+				tr.mu.Lock()
+				verified := tr.verified
+				tr.mu.Unlock()
+				require.True(t, verified, "the part went out before the copy was verified")
+				require.NoError(t, <-fed)
+
+				return
+			}
+
+			if err == nil {
+				got, rerr := io.ReadAll(resp.Body)
+				require.False(t, resp.StatusCode == http.StatusPartialContent && rerr == nil && len(got) == 100,
+					"a part of a corrupt copy went out complete: %d %q", resp.StatusCode, got)
+			}
+
+			require.ErrorIs(t, <-fed, cas.ErrDigestMismatch)
+		})
+	}
+}
+
+// serveTransfer serves tr to HTTP clients as a frontend serves an asset.
+func serveTransfer(t *testing.T, tr *transfer) *httptest.Server {
+	t.Helper()
+
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		a := newTransferAsset(r.Context(), tr)
+		defer a.Close()
+
+		rw.Header().Set("Content-Type", "application/octet-stream")
+		frontends.ServeAsset(rw, r, a)
+	}))
+	t.Cleanup(srv.Close)
+
+	return srv
+}
+
+// feed writes data into the copy in 1 MiB pieces, as they would arrive from a peer, then completes it and drops
+// the fetcher's reference.
+func feed(tr *transfer, w *cas.Writer, store *cas.Store, data []byte) error {
+	for off := 0; off < len(data); off += 1 << 20 {
+		if _, err := w.Write(data[off:min(off+1<<20, len(data))]); err != nil {
+			return err
+		}
+
+		tr.progress()
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	err := tr.complete(store)
+	tr.closeReader()
+
+	return err
 }
