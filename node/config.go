@@ -94,6 +94,8 @@ type tuning struct {
 	settle time.Duration            // how long the member list must hold still before bootstrapping
 	// peerSilence replaces peerSilenceTimeout: how long a peer may send nothing before it is abandoned.
 	peerSilence time.Duration
+	// drain replaces drainTimeout: how long requests under way may finish when the node stops.
+	drain time.Duration
 }
 
 // Upstream names the registry the release inputs are read from.

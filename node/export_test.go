@@ -46,6 +46,17 @@ func WithPeerSilence(cfg Config, d time.Duration) Config {
 	return cfg
 }
 
+// WithDrain shortens how long requests under way may finish when the node stops.
+func WithDrain(cfg Config, d time.Duration) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.drain = d
+
+	return cfg
+}
+
 // Kill stops the node abruptly, as a crash would: gossip stops without a leave, Raft stops without handing
 // leadership over or leaving the configuration, builds are cancelled and every HTTP connection is cut. Run then
 // returns (with an error) once its context ends, without leaving; Close is still safe.

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
 )
 
 // TestStateSurvivesRestart creates a schematic, stops the node and starts a new one on the same data directory:
@@ -62,4 +65,26 @@ func unreachableRegistry(t testing.TB) string {
 	require.NoError(t, ln.Close())
 
 	return addr
+}
+
+// TestStopDuringDownload: a node stopped while a client is in the middle of a large download lets it run for the
+// drain time, then cuts it and stops cleanly (a stop is not a failure: systemd must not report one).
+func TestStopDuringDownload(t *testing.T) {
+	r := startReady(t, node.WithDrain(testConfig(t, t.TempDir(), realUpstream(t)), time.Second))
+	id := r.createSchematic(t, `customization: {extraKernelArgs: [stop-during-download]}`)
+	path := "/image/" + id + "/v1.13.0/metal-amd64.iso"
+	require.True(t, fetchURL(http.DefaultClient, r.base+path).complete(), "build")
+
+	resp, err := http.Get(r.base + path) //nolint:noctx // test
+	require.NoError(t, err)
+
+	defer resp.Body.Close()
+
+	_, err = io.CopyN(io.Discard, resp.Body, 1<<20) // a slow client: it has read a little and waits
+	require.NoError(t, err)
+
+	r.stop() // fails the test if Run returns an error
+
+	_, err = io.Copy(io.Discard, resp.Body)
+	assert.Error(t, err, "the download was cut, not completed")
 }

@@ -434,16 +434,37 @@ func (n *Node) Run(ctx context.Context) error {
 
 	cancelLeave()
 
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	if serr := n.server.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
+	n.drain()
 
 	<-syncDone
 
 	return errors.Join(err, n.Close())
+}
+
+// drainTimeout is how long a stopping node lets requests under way finish: enough for scripts and small files, and
+// well inside systemd's stop timeout. A multi-GB download still running then is cut: its client resumes it from
+// another member (or this one, restarted) with Range.
+const drainTimeout = 10 * time.Second
+
+// drain stops the HTTP server, letting requests under way finish for the drain time, then cutting what is left.
+// Cutting downloads is part of a normal stop, not a failure.
+func (n *Node) drain() {
+	timeout := drainTimeout
+	if n.cfg.tune != nil && n.cfg.tune.drain > 0 {
+		timeout = n.cfg.tune.drain
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	err := n.server.Shutdown(ctx)
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		return
+	}
+
+	n.log.Warn("requests still running when the node stopped were cut; their clients retry elsewhere",
+		"waited", timeout, "reason", err)
+	n.server.Close() //nolint:errcheck // closing what is left: its errors say nothing more
 }
 
 // Close releases the node's state; Run calls it on the way out.
