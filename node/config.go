@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/blang/semver/v4"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/edgefactory/edgefactory/ring"
 )
 
 // Config is everything a member needs to run. The command line, the config file and the environment all fill it
@@ -110,6 +113,32 @@ type Upstream struct {
 	Broken []string
 }
 
+// normalizeVersions checks the minimum and broken versions and spells them in full (v1.9 means v1.9.0), so the
+// listing and the catalog read them alike; a version that does not parse is a mistake to report, not to ignore.
+func (u *Upstream) normalizeVersions() []error {
+	var errs []error
+
+	if u.MinVersion == "" {
+		u.MinVersion = Defaults().Upstream.MinVersion
+	}
+
+	if v, err := semver.ParseTolerant(u.MinVersion); err != nil {
+		errs = append(errs, fmt.Errorf("min Talos version %q: %w (expected a version like 1.2.0)", u.MinVersion, err))
+	} else {
+		u.MinVersion = v.String()
+	}
+
+	for i, b := range u.Broken {
+		if v, err := semver.ParseTolerant(b); err != nil {
+			errs = append(errs, fmt.Errorf("broken version %q: %w (expected a version like v1.9.2)", b, err))
+		} else {
+			u.Broken[i] = "v" + v.String()
+		}
+	}
+
+	return errs
+}
+
 // SecureBootFiles are PEM files of the secure-boot signing key (PKCS#1), its certificate and the PCR key.
 type SecureBootFiles struct {
 	Key, Cert, PCRKey string
@@ -173,6 +202,8 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("upstream registry is empty"))
 	}
 
+	errs = append(errs, c.Upstream.normalizeVersions()...)
+
 	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" {
 		errs = append(errs, errors.New("a cluster of more than one member needs --cluster-secret (the same on "+
 			"every member): it authenticates the members' peer API"))
@@ -184,6 +215,9 @@ func (c *Config) validate() error {
 
 	if c.RingPartitions < 1 {
 		errs = append(errs, fmt.Errorf("ring partitions must be at least 1, got %d", c.RingPartitions))
+	} else if err := (ring.Config{PartitionCount: c.RingPartitions}).Validate(); err != nil {
+		// The ring would quietly use its default count while the cluster records the flag's in Raft for good.
+		errs = append(errs, fmt.Errorf("--ring-partitions: %w", err))
 	}
 
 	if n := len(c.GossipKey); n != 0 && n != 16 && n != 24 && n != 32 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -122,7 +123,7 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 // environment (EDGEFACTORY_<FLAG>) and the YAML config file (a flat map whose keys are flag names). Unknown keys
 // in the file are errors, so a typo cannot silently fall back to a default.
 func applyConfigSources(cmd *cobra.Command, configFile string) error {
-	file := map[string]any{}
+	file := map[string]yaml.Node{}
 
 	if configFile != "" {
 		data, err := os.ReadFile(configFile)
@@ -161,8 +162,13 @@ func applyConfigSources(cmd *cobra.Command, configFile string) error {
 		}
 
 		if v, ok := file[f.Name]; ok {
-			if serr := fs.Set(f.Name, fileValue(v)); serr != nil {
-				err = fmt.Errorf("config file %s: %s: %w", configFile, f.Name, serr)
+			value, verr := fileValue(&v)
+			if verr == nil {
+				verr = fs.Set(f.Name, value)
+			}
+
+			if verr != nil {
+				err = fmt.Errorf("config file %s: %s: %w", configFile, f.Name, verr)
 			}
 		}
 	})
@@ -170,18 +176,30 @@ func applyConfigSources(cmd *cobra.Command, configFile string) error {
 	return err
 }
 
-// fileValue renders a YAML value as the flag syntax expects it (lists comma-joined).
-func fileValue(v any) string {
-	if list, ok := v.([]any); ok {
-		parts := make([]string, len(list))
-		for i, item := range list {
-			parts[i] = fmt.Sprint(item)
+// fileValue renders a YAML value as the flag syntax expects it (lists comma-joined). Scalars are taken as written,
+// so `min-talos-version: 1.10` stays 1.10 (not the number 1.1); a key with no value is an error rather than a
+// setting of "<nil>" (a templated file whose variable came out empty must not start a node advertising nonsense).
+func fileValue(v *yaml.Node) (string, error) {
+	switch {
+	case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+		return "", errors.New("no value (give one, or remove the line to keep the default)")
+	case v.Kind == yaml.ScalarNode:
+		return v.Value, nil
+	case v.Kind == yaml.SequenceNode:
+		parts := make([]string, len(v.Content))
+
+		for i, item := range v.Content {
+			if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+				return "", fmt.Errorf("line %d: list items must be plain values", item.Line)
+			}
+
+			parts[i] = item.Value
 		}
 
-		return strings.Join(parts, ",")
+		return strings.Join(parts, ","), nil
+	default:
+		return "", fmt.Errorf("line %d: want a value or a list of values", v.Line)
 	}
-
-	return fmt.Sprint(v)
 }
 
 // buildNiceFlag is --build-nice, on serve and dev.

@@ -21,6 +21,7 @@ listen: 127.0.0.1:9000
 upstream-registry: file.example:5000
 upstream-insecure: true
 broken-versions: [1.10.0, v1.11.1]
+min-talos-version: 1.10
 catalog-refresh: 2m
 data: /from/file
 `), 0o600))
@@ -35,6 +36,7 @@ data: /from/file
 	assert.Equal(t, "127.0.0.1:9000", cfg.Listen, "file beats the default")
 	assert.True(t, cfg.Upstream.Insecure)
 	assert.Equal(t, []string{"1.10.0", "v1.11.1"}, cfg.Upstream.Broken)
+	assert.Equal(t, "1.10", cfg.Upstream.MinVersion, "taken as written, not as the number 1.1")
 	assert.Equal(t, 2*time.Minute, cfg.CatalogRefresh)
 	assert.Equal(t, node.Defaults().Upstream.Namespace, cfg.Upstream.Namespace, "default kept")
 }
@@ -46,6 +48,9 @@ func TestConfigFileErrors(t *testing.T) {
 		"unknown key": "listn: 127.0.0.1:9000\n",
 		"bad value":   "catalog-refresh: soon\n",
 		"not yaml":    "listen: [\n",
+		"no value":    "external-url:\n",
+		"null item":   "join: [a:7946, ~]\n",
+		"a map":       "join: {a: 1}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(dir, "c.yaml")

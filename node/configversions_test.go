@@ -1,0 +1,46 @@
+package node_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
+)
+
+// TestConfigVersions: a minimum or broken version that does not parse stops the node at start, naming it, rather
+// than being ignored; a broken version written short (v1.12) means the same version everywhere it is used: hidden
+// from the listing, listed as broken, and refused.
+func TestConfigVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tweak   func(*node.Config)
+		message string
+	}{
+		{"min", func(c *node.Config) { c.Upstream.MinVersion = "latest" }, `min Talos version "latest"`},
+		{"broken", func(c *node.Config) { c.Upstream.Broken = []string{"v1.9.2x"} }, `broken version "v1.9.2x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir(), "registry.invalid")
+			tc.tweak(&cfg)
+
+			_, err := node.New(cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.message)
+		})
+	}
+
+	t.Run("short broken version", func(t *testing.T) {
+		cfg := testConfig(t, t.TempDir(), upstream(t))
+		cfg.Upstream.Broken = []string{"v1.12"}
+		n := startReady(t, cfg)
+
+		assert.Equal(t, `["v1.13.0"]`+"\n", n.do(t, "GET", "/versions", "", nil).Body)
+		assert.Equal(t, `["v1.12.0"]`+"\n", n.do(t, "GET", "/versions?broken=true", "", nil).Body)
+
+		id := n.createSchematic(t, `customization: {extraKernelArgs: [short-broken]}`)
+		assert.Equal(t, http.StatusNotFound, n.do(t, "GET", "/pxe/"+id+"/v1.12.0/metal-amd64", "", nil).StatusCode)
+	})
+}
