@@ -22,14 +22,7 @@ import (
 func TestClusterStuckMember(t *testing.T) {
 	const silence = 2 * time.Second
 
-	relays := make([]*relay, 3)
-	c := startCluster(t, realUpstream(t), 3, func(i int, cfg *node.Config) {
-		// Members reach each other's HTTP through a relay that can freeze; clients (and Raft, gossip) go direct.
-		cfg.Listen = freeLoopbackAddr(t)
-		relays[i] = newRelay(t, cfg.Listen)
-		cfg.ExternalURL = "http://" + relays[i].addr
-		*cfg = node.WithPeerSilence(*cfg, silence)
-	})
+	c, relays := startRelayedCluster(t, 3, func(_ int, cfg *node.Config) { *cfg = node.WithPeerSilence(*cfg, silence) })
 
 	leader := c.leader(t)
 	stuck := c.other(t, leader.name) // writes and read barriers go to the leader: keep its HTTP working
@@ -94,12 +87,7 @@ func TestClusterStuckMember(t *testing.T) {
 // drops its copy, the healthy one keeps its own), and a client resuming the broken download from this node gets
 // the whole asset again (200), not the missing end of it: its beginning came from the rotten copy.
 func TestClusterCorruptResumedCopy(t *testing.T) {
-	relays := make([]*relay, 3)
-	c := startCluster(t, realUpstream(t), 3, func(i int, cfg *node.Config) {
-		cfg.Listen = freeLoopbackAddr(t)
-		relays[i] = newRelay(t, cfg.Listen)
-		cfg.ExternalURL = "http://" + relays[i].addr
-	})
+	c, relays := startRelayedCluster(t, 3)
 
 	leader := c.leader(t)
 
@@ -160,6 +148,21 @@ func TestClusterCorruptResumedCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "a resumed download of a copy that went wrong starts over")
 	assert.Equal(t, good.sha, sha256Hex(string(body)), "the whole asset, right")
+}
+
+// startRelayedCluster starts a cluster on the real release whose members reach each other's HTTP through relays
+// (one per member, by index) that can freeze or cut; clients, Raft and gossip go direct.
+func startRelayedCluster(t *testing.T, size int, tweak ...func(i int, cfg *node.Config)) (*cluster, []*relay) {
+	t.Helper()
+
+	relays := make([]*relay, size)
+	c := startCluster(t, realUpstream(t), size, append([]func(int, *node.Config){func(i int, cfg *node.Config) {
+		cfg.Listen = freeLoopbackAddr(t)
+		relays[i] = newRelay(t, cfg.Listen)
+		cfg.ExternalURL = "http://" + relays[i].addr
+	}}, tweak...)...)
+
+	return c, relays
 }
 
 // ownedCmdlines returns n command-line asset paths of schematic id whose owner is m.
