@@ -29,6 +29,10 @@ type memberMeta struct {
 	Expect int `json:"expect,omitempty"`
 	// Formed is set once the member belongs to a Raft cluster: a cluster exists, so nobody may bootstrap another.
 	Formed bool `json:"formed,omitempty"`
+	// Replicating is set while the member receives the Raft log: it hears from a leader, and the configuration it
+	// holds, which only the log brings, lists it at the Raft address it advertises. The leader promotes no
+	// non-voter without it.
+	Replicating bool `json:"replicating,omitempty"`
 }
 
 // wireMeta is memberMeta plus the leaving flag, which only the membership itself sets.
@@ -105,7 +109,10 @@ type membership struct {
 
 	changed   chan struct{} // 1-slot: a change is waiting for OnChange
 	rejoin    chan struct{} // 1-slot: join the seeds again soon
+	nudge     chan struct{} // 1-slot: join the seeds again now (someone joined this node before any seed answered)
+	seeds     []string      // the seeds other than this node's own address
 	attempted chan struct{} // closed after the first join attempt (at once without seeds)
+	answered  chan struct{} // closed once a seed has answered a join (at once without seeds)
 	stop      chan struct{} // closed by Leave or Shutdown: no more joins
 	done      chan struct{} // closed by Shutdown
 	wg        sync.WaitGroup
@@ -123,8 +130,9 @@ func newMembership(cfg membershipConfig) (*membership, error) {
 	m := &membership{
 		cfg: cfg, log: cfg.Logger.With("component", "membership", "node", cfg.NodeName), members: map[string]*member{},
 		self: wireMeta{memberMeta: cfg.Meta}, watchers: map[chan struct{}]struct{}{},
-		changed: make(chan struct{}, 1), rejoin: make(chan struct{}, 1), attempted: make(chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		changed: make(chan struct{}, 1), rejoin: make(chan struct{}, 1), nudge: make(chan struct{}, 1),
+		attempted: make(chan struct{}), answered: make(chan struct{}), stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	var err error
 	if m.raw, err = encodeMeta(m.self); err != nil {
@@ -141,12 +149,13 @@ func newMembership(cfg membershipConfig) (*membership, error) {
 	m.log.Info("gossip started", "addr", m.addr, "seeds", cfg.Seeds, "encrypted", len(cfg.EncryptKey) > 0)
 	m.wg.Add(1)
 	go m.dispatch()
-	seeds := slices.DeleteFunc(slices.Clone(cfg.Seeds), func(s string) bool { return s == m.addr })
-	if len(seeds) == 0 {
+	m.seeds = slices.DeleteFunc(slices.Clone(cfg.Seeds), func(s string) bool { return s == m.addr })
+	if len(m.seeds) == 0 {
 		close(m.attempted)
+		close(m.answered)
 	} else {
 		// Not waited for by Shutdown: a join to an unreachable seed blocks for memberlist's TCP timeout.
-		go m.joinLoop(seeds)
+		go m.joinLoop(m.seeds)
 	}
 	return m, nil
 }
@@ -353,11 +362,16 @@ func (m *membership) watch() (<-chan struct{}, func()) {
 }
 
 // joinAttempted is closed once the first attempt to join the seeds has finished, successful or not (at once when
-// there are no seeds): only then does this node know whether a cluster is already out there.
+// there are no seeds). Whether a seed answered is seedAnswered's to tell.
 func (m *membership) joinAttempted() <-chan struct{} { return m.attempted }
 
-// hasSeeds reports whether this node was given anyone to join.
-func (m *membership) hasSeeds() bool { return len(m.cfg.Seeds) > 0 }
+// seedAnswered is closed once a seed has answered a join (at once when there are no seeds): from then on this node
+// sees the cluster its seeds belong to, if there is one. Until then it cannot tell a cluster being out there from
+// a cluster not existing yet.
+func (m *membership) seedAnswered() <-chan struct{} { return m.answered }
+
+// hasSeeds reports whether this node was given anyone to join besides itself.
+func (m *membership) hasSeeds() bool { return len(m.seeds) > 0 }
 
 // Leave announces that this node is leaving (others stop counting it at once), then broadcasts memberlist's
 // leave and waits up to timeout for it to go out. Gossip keeps answering until Shutdown, so the leave spreads.
@@ -412,6 +426,7 @@ func (m *membership) joinLoop(seeds []string) {
 	first := min(time.Second, m.cfg.RejoinInterval)
 	backoff := first
 	lastWarn := time.Time{}
+	answered := false
 	for attempt := 0; ; attempt++ {
 		select {
 		case <-m.stop:
@@ -422,6 +437,10 @@ func (m *membership) joinLoop(seeds []string) {
 		alone := m.list.NumMembers() <= 1
 		if attempt == 0 {
 			close(m.attempted)
+		}
+		if contacted > 0 && !answered {
+			answered = true
+			close(m.answered)
 		}
 		switch {
 		case !alone:
@@ -441,6 +460,8 @@ func (m *membership) joinLoop(seeds []string) {
 		case <-m.stop:
 			t.Stop()
 			return
+		case <-m.nudge:
+			t.Stop() // a member joined this node: the seeds it came with may well answer now
 		case <-m.rejoin:
 			// Give memberlist a moment to declare the old address dead before asking again.
 			t.Reset(first)
@@ -512,6 +533,16 @@ func (m *membership) record(n *memberlist.Node, left bool) {
 		mb.Since = prev.Since
 	}
 	m.members[n.Name] = mb
+	if n.Name != m.cfg.NodeName && state == stateAlive && (!known || prev.State != stateAlive) {
+		select {
+		case <-m.answered:
+		default:
+			select {
+			case m.nudge <- struct{}{}:
+			default:
+			}
+		}
+	}
 	if !known || prev.State != state {
 		m.log.Info("member "+state, "member", n.Name, "addr", mb.Addr, "url", w.URL, "raft", w.RaftAddr,
 			"zone", w.Zone)

@@ -19,13 +19,18 @@ const (
 	maxVoters = 5
 	// metaTimeout bounds the wait for a metadata broadcast; the update spreads anyway.
 	metaTimeout = 250 * time.Millisecond
+	// A node that does not receive the Raft log looks again after replicaPollMin, backing off to replicaPollMax:
+	// raft tells a follower nothing when the log starts reaching it.
+	replicaPollMin = 100 * time.Millisecond
+	replicaPollMax = time.Second
 )
 
 // raftMembers keeps the Raft configuration in line with gossip membership:
-//   - before any cluster exists, the first `expect` members (sorted by name) bootstrap it together, once;
-//   - on the leader, every alive member is added (as a voter up to 3 or 5, else as a non-voter), a member that
-//     left is removed at once, one dead longer than the grace period is removed, and non-voters are promoted to
-//     keep 3 or 5 voters.
+//   - before any cluster exists, the first `expect` members (sorted by name) bootstrap it together, once; a node
+//     given seeds waits until one answers, so it never bootstraps beside a cluster it merely could not reach yet;
+//   - on the leader, every alive member is added as a non-voter, a member that left is removed at once, one dead
+//     longer than the grace period is removed, and non-voters that show they receive the log (each node
+//     advertises it in gossip, see advertise) are promoted to keep 3 or 5 voters.
 //
 // It makes one change at a time and re-reads the configuration after each.
 type raftMembers struct {
@@ -48,8 +53,9 @@ type raftMembers struct {
 	gone      map[string]time.Time // servers not alive in gossip → since when (leader only)
 	aliveSet  string               // names of alive members at the last pass, for settle
 	aliveFrom time.Time
-	wakeAt    time.Time // when a pending decision comes due (settle or grace ends); zero: none
-	waitLog   string    // last reason given for not bootstrapping, so it is logged once
+	wakeAt    time.Time     // when a pending decision comes due (settle or grace ends); zero: none
+	waitLog   string        // last reason given for not bootstrapping, so it is logged once
+	pollWait  time.Duration // while this node does not receive the log: how long until it looks again
 }
 
 func newRaftMembers(store *raftstore.Store, m *membership, expect int, grace time.Duration,
@@ -73,7 +79,7 @@ func (r *raftMembers) run(ctx context.Context) {
 	defer stopWatch()
 	leadership, stopLead := r.store.WatchLeadership()
 	defer stopLead()
-	attempted := r.m.joinAttempted() // bootstrapping waits for the first join attempt
+	answered := r.m.seedAnswered() // bootstrapping waits for a seed to answer
 	timer := time.NewTimer(r.interval)
 	defer timer.Stop()
 	for {
@@ -87,8 +93,8 @@ func (r *raftMembers) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changes:
-		case <-attempted:
-			attempted = nil
+		case <-answered:
+			answered = nil
 		case _, ok := <-leadership:
 			if !ok {
 				return
@@ -106,14 +112,11 @@ func (r *raftMembers) formed() bool {
 
 func (r *raftMembers) reconcile(ctx context.Context) {
 	r.wakeAt = time.Time{}
-	if !r.formed() {
+	formed := r.formed()
+	r.advertise(formed)
+	if !formed {
 		r.tryBootstrap()
 		return
-	}
-	if !r.m.selfMeta().Formed {
-		if err := r.m.updateMeta(func(mm *memberMeta) { mm.Formed = true }, metaTimeout); err != nil {
-			r.log.Debug("advertising cluster membership", "error", err)
-		}
 	}
 	if !r.store.IsLeader() {
 		clear(r.gone)
@@ -126,20 +129,58 @@ func (r *raftMembers) reconcile(ctx context.Context) {
 	}
 	now := time.Now()
 	for _, since := range r.gone {
-		if due := since.Add(r.grace); due.After(now) && (r.wakeAt.IsZero() || due.Before(r.wakeAt)) {
-			r.wakeAt = due
+		if due := since.Add(r.grace); due.After(now) {
+			r.wakeBy(due)
 		}
 	}
+}
+
+// wakeBy makes run reconcile again at t at the latest.
+func (r *raftMembers) wakeBy(t time.Time) {
+	if r.wakeAt.IsZero() || t.Before(r.wakeAt) {
+		r.wakeAt = t
+	}
+}
+
+// advertise keeps this node's gossip metadata in line with its Raft state: Formed once it belongs to a cluster,
+// Replicating while it receives the log. Raft does not tell a follower when the log starts or stops reaching it,
+// so while it does not, look again soon (the leader waits on it to promote this node).
+func (r *raftMembers) advertise(formed bool) {
+	replicating := formed && r.replicating()
+	self := r.m.selfMeta()
+	if self.Replicating != replicating || formed && !self.Formed {
+		if err := r.m.updateMeta(func(mm *memberMeta) {
+			mm.Formed = mm.Formed || formed
+			mm.Replicating = replicating
+		}, metaTimeout); err != nil {
+			r.log.Debug("advertising raft membership", "error", err)
+		}
+	}
+	if replicating {
+		r.pollWait = 0
+		return
+	}
+	r.pollWait = min(max(2*r.pollWait, replicaPollMin), replicaPollMax)
+	r.wakeBy(time.Now().Add(r.pollWait))
+}
+
+// replicating reports whether this node receives the Raft log: it hears from a leader (raft forgets the leader
+// after a heartbeat timeout without one), and the configuration it holds lists it at its own Raft address. Only
+// the log brings that entry, so a member the leader cannot reach (a firewall, a wrong --raft-advertise) never
+// claims it, nor does one restarted on a new address before the leader's entry for that address reached it.
+func (r *raftMembers) replicating() bool {
+	if id, _ := r.store.Leader(); id == "" {
+		return false
+	}
+	servers, err := r.store.Servers()
+	return err == nil && slices.ContainsFunc(servers, func(s raftstore.Server) bool {
+		return s.ID == r.store.ID() && s.Addr == r.store.Addr()
+	})
 }
 
 // tryBootstrap forms the cluster when this node is one of the first `expect` alive members and no member reports
 // an existing cluster. Every candidate computes the same server list from the same gossip view.
 func (r *raftMembers) tryBootstrap() {
-	select {
-	case <-r.m.joinAttempted():
-	default:
-		return // a cluster may be out there: ask the seeds first
-	}
 	has, err := r.store.HasState()
 	if err != nil || has {
 		// Voted in an election, or being sent the log: a leader knows of this node already.
@@ -153,13 +194,17 @@ func (r *raftMembers) tryBootstrap() {
 	if set := strings.Join(names, ","); set != r.aliveSet {
 		r.aliveSet, r.aliveFrom = set, time.Now()
 	}
-	servers, why := bootstrapServers(r.m.cfg.NodeName, r.expect, alive)
+	why := r.unseenCluster()
+	var servers []raftstore.Server
+	if why == "" {
+		servers, why = bootstrapServers(r.m.cfg.NodeName, r.expect, alive)
+	}
 	// Candidates must bootstrap from the same view: wait until gossip has stopped bringing news. Only a lone
 	// node with nobody to wait for starts at once.
 	lone := r.expect == 1 && !r.m.hasSeeds()
 	if why == "" && !lone && time.Since(r.aliveFrom) < r.settle {
 		why = "waiting for the member list to settle"
-		r.wakeAt = r.aliveFrom.Add(r.settle)
+		r.wakeBy(r.aliveFrom.Add(r.settle))
 	}
 	if why != "" {
 		if why != r.waitLog {
@@ -178,6 +223,32 @@ func (r *raftMembers) tryBootstrap() {
 	default:
 		r.log.Info("bootstrapped raft with the first members", "servers", names[:r.expect])
 	}
+}
+
+// unseenCluster says why a cluster this node does not see may exist, or "". Until a seed answers, one may be out
+// there that this node merely cannot reach yet (the seed is restarting, the network is not up yet): bootstrapping
+// beside it would make two clusters with diverging state once gossip connects. A member that belonged to a
+// cluster and has since been declared dead says the same.
+func (r *raftMembers) unseenCluster() string {
+	if r.m.hasSeeds() {
+		select {
+		case <-r.m.seedAnswered():
+		default:
+			why := fmt.Sprintf("no member listed in --join (%s) has answered yet; joining again until one does",
+				strings.Join(r.m.seeds, ", "))
+			if r.expect == 1 {
+				why += ". A cluster may be out there: to start a new one-node cluster instead, start this node " +
+					"without --join"
+			}
+			return why
+		}
+	}
+	for _, mb := range r.m.Members() {
+		if mb.State == stateDead && mb.Meta.Formed && mb.Name != r.m.cfg.NodeName {
+			return "member " + mb.Name + " (unreachable now) belongs to a raft cluster; waiting to be added"
+		}
+	}
+	return ""
 }
 
 // bootstrapServers returns the initial voters (the first expect alive members by name) when self is one of them
@@ -366,20 +437,35 @@ func planRaftChange(v raftView) (raftChange, bool) {
 			nonvoters = append(nonvoters, mb)
 		}
 	}
-	target := voterTarget(healthy)
 	if len(newcomers) > 0 {
+		// Even when voters are short: a voter counts toward the quorum from the moment its entry is appended, and
+		// one the log cannot reach (a firewall, a wrong --raft-advertise) would take a vote the cluster cannot
+		// count on: with one other voter, its quorum and leader for good.
 		mb := slices.MinFunc(newcomers, func(a, b member) int { return strings.Compare(a.Name, b.Name) })
-		if voters < target {
-			return raftChange{op: opAddVoter, id: mb.Name, addr: mb.Meta.RaftAddr, why: "new member"}, true
-		}
 		return raftChange{op: opAddNonvoter, id: mb.Name, addr: mb.Meta.RaftAddr, why: "new member"}, true
 	}
-	if voters < target && len(nonvoters) > 0 {
-		mb := promotionPick(v, nonvoters)
+	target := voterTarget(healthy)
+	if mb, ok := promotion(v, voters, target, nonvoters); ok {
 		return raftChange{op: opAddVoter, id: mb.Name, addr: inConfig[mb.Name].Addr,
 			why: fmt.Sprintf("promote to keep %d voters", target)}, true
 	}
 	return raftChange{}, false
+}
+
+// promotion picks the non-voter to promote when there are fewer voters than target, if any. Only non-voters that
+// show they receive the log qualify, and only as many as lead to an odd voter count: from 1 (or 3) voters,
+// promotions start only when two non-voters qualify, since 2 voters survive no more failures than 1 (nor 4 more
+// than 3) and need a bigger quorum.
+func promotion(v raftView, voters, target int, nonvoters []member) (member, bool) {
+	ready := slices.DeleteFunc(slices.Clone(nonvoters), func(mb member) bool { return !mb.Meta.Replicating })
+	reach := min(target, voters+len(ready))
+	if reach%2 == 0 {
+		reach--
+	}
+	if reach <= voters {
+		return member{}, false
+	}
+	return promotionPick(v, ready), true
 }
 
 // voterTarget is the voter count to aim for with this many healthy members: odd, 5 at most (an even count

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgefactory/edgefactory/raftstore"
@@ -91,6 +92,16 @@ func TestPlanRaftChange(t *testing.T) {
 		}
 		return out
 	}
+	// replicating marks members as receiving the log (what a non-voter must show before it is promoted).
+	replicating := func(ms []member, names ...string) []member {
+		out := slices.Clone(ms)
+		for i := range out {
+			if slices.Contains(names, out[i].Name) {
+				out[i].Meta.Replicating = true
+			}
+		}
+		return out
+	}
 	for _, tc := range []struct {
 		name    string
 		servers []srv
@@ -105,17 +116,39 @@ func TestPlanRaftChange(t *testing.T) {
 		{name: "fourth member joins as non-voter: four voters are no safer than three",
 			servers: []srv{voter("a"), voter("b"), voter("c")}, members: alive("a", "b", "c", "d"),
 			want: &raftChange{op: opAddNonvoter, id: "d", addr: "d:7000"}},
-		{name: "fifth member joins as voter",
-			servers: []srv{voter("a"), voter("b"), voter("c"), nonvoter("d")}, members: alive("a", "b", "c", "d", "e"),
-			want: &raftChange{op: opAddVoter, id: "e", addr: "e:7000"}},
-		{name: "then the fourth is promoted",
-			servers: []srv{voter("a"), voter("b"), voter("c"), nonvoter("d"), voter("e")},
-			members: alive("a", "b", "c", "d", "e"),
+		{name: "fifth member joins as a non-voter too",
+			servers: []srv{voter("a"), voter("b"), voter("c"), nonvoter("d")},
+			members: replicating(alive("a", "b", "c", "d", "e"), "d", "e"),
+			want:    &raftChange{op: opAddNonvoter, id: "e", addr: "e:7000"}},
+		{name: "one non-voter receiving the log is not promoted past three: four voters are no safer",
+			servers: []srv{voter("a"), voter("b"), voter("c"), nonvoter("d"), nonvoter("e")},
+			members: replicating(alive("a", "b", "c", "d", "e"), "d")},
+		{name: "two receiving the log: the fourth is promoted",
+			servers: []srv{voter("a"), voter("b"), voter("c"), nonvoter("d"), nonvoter("e")},
+			members: replicating(alive("a", "b", "c", "d", "e"), "d", "e"),
 			want:    &raftChange{op: opAddVoter, id: "d", addr: "d:7000"}},
+		{name: "then the fifth",
+			servers: []srv{voter("a"), voter("b"), voter("c"), voter("d"), nonvoter("e")},
+			members: replicating(alive("a", "b", "c", "d", "e"), "e"),
+			want:    &raftChange{op: opAddVoter, id: "e", addr: "e:7000"}},
 		{name: "sixth joins as non-voter",
 			servers: []srv{voter("a"), voter("b"), voter("c"), voter("d"), voter("e")},
 			members: alive("a", "b", "c", "d", "e", "f"),
 			want:    &raftChange{op: opAddNonvoter, id: "f", addr: "f:7000"}},
+		{name: "a newcomer joins as a non-voter even when voters are short",
+			servers: []srv{voter("a"), nonvoter("b")}, members: replicating(alive("a", "b", "c"), "b"),
+			want: &raftChange{op: opAddNonvoter, id: "c", addr: "c:7000"}},
+		{name: "no promotion while the newcomer does not receive the log: two voters are no safer than one",
+			servers: []srv{voter("a"), nonvoter("b"), nonvoter("c")}, members: replicating(alive("a", "b", "c"), "b")},
+		{name: "no promotion of non-voters that do not receive the log",
+			servers: []srv{voter("a"), nonvoter("b"), nonvoter("c")}, members: alive("a", "b", "c")},
+		{name: "both receive the log: the first is promoted",
+			servers: []srv{voter("a"), nonvoter("b"), nonvoter("c")},
+			members: replicating(alive("a", "b", "c"), "b", "c"),
+			want:    &raftChange{op: opAddVoter, id: "b", addr: "b:7000"}},
+		{name: "then the second",
+			servers: []srv{voter("a"), voter("b"), nonvoter("c")}, members: replicating(alive("a", "b", "c"), "c"),
+			want: &raftChange{op: opAddVoter, id: "c", addr: "c:7000"}},
 		{name: "a second member of a one-node cluster stays a non-voter",
 			servers: []srv{voter("a")}, members: alive("a", "b"),
 			want: &raftChange{op: opAddNonvoter, id: "b", addr: "b:7000"}},
@@ -148,9 +181,11 @@ func TestPlanRaftChange(t *testing.T) {
 			servers: []srv{voter("a"), voter("b"), voter("c")}, members: alive("a", "c"),
 			gone: map[string]time.Duration{"b": 2 * grace},
 			want: &raftChange{op: opRemove, id: "b"}},
-		{name: "then a non-voter is promoted back to three",
-			servers: []srv{voter("a"), voter("c"), nonvoter("d")}, members: alive("a", "c", "d"),
+		{name: "then a non-voter receiving the log is promoted back to three",
+			servers: []srv{voter("a"), voter("c"), nonvoter("d")}, members: replicating(alive("a", "c", "d"), "d"),
 			want: &raftChange{op: opAddVoter, id: "d", addr: "d:7000"}},
+		{name: "but not one that does not receive it",
+			servers: []srv{voter("a"), voter("c"), nonvoter("d")}, members: alive("a", "c", "d")},
 		{name: "removal before addition",
 			servers: []srv{voter("a"), voter("b"), voter("c")},
 			members: []member{mem("a", stateAlive), mem("b", stateDead), mem("c", stateAlive), mem("d", stateAlive)},
@@ -172,9 +207,16 @@ func TestPlanRaftChange(t *testing.T) {
 			want: &raftChange{op: opAddVoter, id: "b", addr: "b:7001"}},
 		{name: "promotion prefers a zone without voters",
 			servers: []srv{voter("a"), voter("b"), voter("c"), voter("d"), nonvoter("e"), nonvoter("f")},
-			members: []member{mem("a", stateAlive, "z1"), mem("b", stateAlive, "z1"), mem("c", stateAlive, "z2"),
-				mem("d", stateAlive, "z2"), mem("e", stateAlive, "z1"), mem("f", stateAlive, "z3")},
+			members: replicating([]member{mem("a", stateAlive, "z1"), mem("b", stateAlive, "z1"),
+				mem("c", stateAlive, "z2"), mem("d", stateAlive, "z2"), mem("e", stateAlive, "z1"),
+				mem("f", stateAlive, "z3")}, "e", "f"),
 			want: &raftChange{op: opAddVoter, id: "f", addr: "f:7000"}},
+		{name: "promotion passes over a zone's non-voter that does not receive the log",
+			servers: []srv{voter("a"), voter("b"), voter("c"), voter("d"), nonvoter("e"), nonvoter("f")},
+			members: replicating([]member{mem("a", stateAlive, "z1"), mem("b", stateAlive, "z1"),
+				mem("c", stateAlive, "z2"), mem("d", stateAlive, "z2"), mem("e", stateAlive, "z1"),
+				mem("f", stateAlive, "z3")}, "e"),
+			want: &raftChange{op: opAddVoter, id: "e", addr: "e:7000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := raftView{self: "a", servers: tc.servers, members: map[string]member{}, gone: map[string]time.Time{},
@@ -213,6 +255,11 @@ type nodeOpts struct {
 	seeds  []string
 	zone   string
 	gossip string // gossip bind address; default 127.0.0.1:0
+	// raftAdvertise is the Raft address the node advertises (default: the bound one); one nobody listens on makes
+	// a member the leader cannot send the log to.
+	raftAdvertise string
+	// wrapGossip puts a test network (partitionNet) under the node's gossip.
+	wrapGossip func(addr string, t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 }
 
 const testGrace = time.Second
@@ -222,7 +269,7 @@ func startTestNode(t testing.TB, name, dir string, o nodeOpts) *testNode {
 	log := membersTestLogger(t)
 	store, err := raftstore.Open(raftstore.Config{
 		NodeID: name, RaftDir: filepath.Join(dir, "raft"), StatePath: filepath.Join(dir, "state.db"),
-		BindAddr: "127.0.0.1:0", Logger: log,
+		BindAddr: "127.0.0.1:0", AdvertiseAddr: o.raftAdvertise, Logger: log,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		SnapshotThreshold: 1 << 20, SnapshotInterval: time.Hour, ApplyTimeout: 5 * time.Second,
@@ -233,6 +280,7 @@ func startTestNode(t testing.TB, name, dir string, o nodeOpts) *testNode {
 	if o.gossip != "" {
 		cfg.BindAddr = o.gossip
 	}
+	cfg.wrapTransport = o.wrapGossip
 	cfg.Meta = memberMeta{URL: "http://" + name + ".test", RaftAddr: store.Addr(), Zone: o.zone, Version: "test"}
 	m, err := newMembership(cfg)
 	if err != nil {
