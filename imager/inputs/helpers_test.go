@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/stretchr/testify/require"
@@ -30,15 +32,48 @@ type testRegistry struct {
 	addr     string
 	manifest *synthetic.Manifest
 	requests atomic.Int64
-	corrupt  atomic.Pointer[string] // digest of a blob whose bytes are altered when served
+	corrupt  atomic.Pointer[string]    // digest of a blob whose bytes are altered when served
+	shape    atomic.Pointer[wireShape] // how blob bodies are sent; nil: as fast as possible
+	stop     chan struct{}             // closed when the test ends: held responses give up
+}
+
+// wireShape slows or stalls the blob bodies the registry sends, as a slow or stuck upstream does.
+type wireShape struct {
+	blobs   []string      // digests shaped; none means every blob
+	chunk   int           // bytes written at once
+	pause   time.Duration // between chunks
+	stallAt int64         // after this many bytes of a blob nothing more is sent; negative: never
+	silent  bool          // not even a response header is sent
+}
+
+func (ws *wireShape) applies(digest string) bool {
+	return ws != nil && digest != "" && (len(ws.blobs) == 0 || slices.Contains(ws.blobs, digest))
 }
 
 func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request, next http.Handler) {
 	r.requests.Add(1)
 
+	var blob string
+	if i := strings.LastIndex(req.URL.Path, "/blobs/"); req.Method == http.MethodGet && i >= 0 {
+		blob = req.URL.Path[i+len("/blobs/"):]
+	}
+
 	d := r.corrupt.Load()
-	if d == nil || req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, "/blobs/"+*d) {
+	corrupt := d != nil && blob == *d
+
+	shape := r.shape.Load()
+	if !shape.applies(blob) {
+		shape = nil
+	}
+
+	if !corrupt && shape == nil {
 		next.ServeHTTP(w, req)
+
+		return
+	}
+
+	if shape != nil && shape.silent {
+		r.hold(req)
 
 		return
 	}
@@ -47,7 +82,7 @@ func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request, next 
 	next.ServeHTTP(rec, req)
 
 	body := rec.Body.Bytes()
-	if len(body) > 0 {
+	if corrupt && len(body) > 0 {
 		body[len(body)/2] ^= 0xff
 	}
 
@@ -56,7 +91,53 @@ func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request, next 
 	}
 
 	w.WriteHeader(rec.Code)
-	w.Write(body) //nolint:errcheck,gosec // test server
+
+	if shape == nil {
+		w.Write(body) //nolint:errcheck,gosec // test server
+
+		return
+	}
+
+	r.send(w, req, body, shape)
+}
+
+// send writes body as shape says, flushing each chunk so the client sees it arrive.
+func (r *testRegistry) send(w http.ResponseWriter, req *http.Request, body []byte, shape *wireShape) {
+	for off := 0; off < len(body); {
+		if shape.stallAt >= 0 && int64(off) >= shape.stallAt {
+			r.hold(req)
+
+			return
+		}
+
+		end := min(off+shape.chunk, len(body))
+		if shape.stallAt >= 0 {
+			end = min(end, int(shape.stallAt))
+		}
+
+		if _, err := w.Write(body[off:end]); err != nil {
+			return
+		}
+
+		http.NewResponseController(w).Flush() //nolint:errcheck,gosec // test server
+		off = end
+
+		select {
+		case <-time.After(shape.pause):
+		case <-req.Context().Done():
+			return
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// hold keeps a request unanswered until the client hangs up or the test ends.
+func (r *testRegistry) hold(req *http.Request) {
+	select {
+	case <-req.Context().Done():
+	case <-r.stop:
+	}
 }
 
 var (
@@ -89,12 +170,13 @@ func startRegistry(t *testing.T) *testRegistry {
 	t.Helper()
 
 	p := realParts(t)
-	r := &testRegistry{}
+	r := &testRegistry{stop: make(chan struct{})}
 	inner := registry.New(registry.Logger(slog.NewLogLogger(slog.DiscardHandler, slog.LevelDebug)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.ServeHTTP(w, req, inner)
 	}))
 	t.Cleanup(r.srv.Close)
+	t.Cleanup(func() { close(r.stop) }) // before Close, which waits for held responses
 	r.addr = strings.TrimPrefix(r.srv.URL, "http://")
 
 	m, err := synthetic.Push(context.Background(), r.addr, synthetic.Options{

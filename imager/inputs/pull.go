@@ -40,10 +40,17 @@ func (s *Store) ref(img recipe.Image) (name.Digest, error) {
 	return d, nil
 }
 
-func (s *Store) remote(ctx context.Context, extra ...remote.Option) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
-	if s.src.Transport != nil {
-		opts = append(opts, remote.WithTransport(s.src.Transport))
+// remote is the options of a pull whose traffic t counts.
+func (s *Store) remote(ctx context.Context, t *transfer, extra ...remote.Option) []remote.Option {
+	base := s.src.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithTransport(t.roundTripper(base)),
 	}
 
 	return append(opts, extra...)
@@ -51,11 +58,23 @@ func (s *Store) remote(ctx context.Context, extra ...remote.Option) []remote.Opt
 
 // pullBoot extracts usr/install/<arch>/{vmlinuz,initramfs.xz,systemd-boot.efi,systemd-stub.efi} of the imager
 // image into dir, and refuses a systemd-stub or systemd-boot that is too old to be safe.
-func (s *Store) pullBoot(ctx context.Context, ref name.Digest, e entry, dir string) (int64, error) {
-	img, err := remote.Image(ref, s.remote(ctx, remote.WithPlatform(e.platforms[0]))...)
+func (s *Store) pullBoot(ctx context.Context, t *transfer, ref name.Digest, e entry, dir string) (int64, error) {
+	img, err := remote.Image(ref, s.remote(ctx, t, remote.WithPlatform(e.platforms[0]))...)
 	if err != nil {
 		return 0, err
 	}
+
+	m, err := img.Manifest()
+	if err != nil {
+		return 0, err
+	}
+
+	var layers int64
+	for _, l := range m.Layers {
+		layers += l.Size
+	}
+
+	t.expect(layers) // extraction reads every layer and nothing else
 
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return 0, err
@@ -80,37 +99,44 @@ func (s *Store) pullBoot(ctx context.Context, ref name.Digest, e entry, dir stri
 // pullLayout writes an OCI layout into dir with one index.json entry per platform of e, each carrying its
 // platform (the Talos imager skips entries without one). A digest that names a single image serves every
 // platform asked for: the recipe pinned exactly that image.
-func (s *Store) pullLayout(ctx context.Context, ref name.Digest, e entry, dir string) (int64, error) {
-	desc, err := remote.Get(ref, s.remote(ctx)...)
+func (s *Store) pullLayout(ctx context.Context, t *transfer, ref name.Digest, e entry, dir string) (int64, error) {
+	desc, err := remote.Get(ref, s.remote(ctx, t)...)
 	if err != nil {
 		return 0, err
 	}
+
+	// Every manifest first, so the progress of the blobs is measured against their total.
+	imgs := make([]v1.Image, len(e.platforms))
+
+	var total, blobs int64
+
+	for i, p := range e.platforms {
+		if imgs[i], err = platformImage(desc, p); err != nil {
+			return 0, err
+		}
+
+		n, raw, err := imageSize(imgs[i])
+		if err != nil {
+			return 0, err
+		}
+
+		total += n
+		blobs += n - raw
+	}
+
+	t.expect(blobs)
 
 	lp, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return 0, err
 	}
 
-	var total int64
+	annotations := map[string]string{AnnotationRefName: ref.String(), AnnotationImageName: ref.String()}
 
-	for _, p := range e.platforms {
-		img, err := platformImage(desc, p)
-		if err != nil {
-			return total, err
+	for i, p := range e.platforms {
+		if err := lp.AppendImage(imgs[i], layout.WithPlatform(p), layout.WithAnnotations(annotations)); err != nil {
+			return 0, fmt.Errorf("write %s image: %w", p, err)
 		}
-
-		n, err := imageSize(img)
-		if err != nil {
-			return total, err
-		}
-
-		annotations := map[string]string{AnnotationRefName: ref.String(), AnnotationImageName: ref.String()}
-
-		if err := lp.AppendImage(img, layout.WithPlatform(p), layout.WithAnnotations(annotations)); err != nil {
-			return total, fmt.Errorf("write %s image: %w", p, err)
-		}
-
-		total += n
 	}
 
 	return total, nil
@@ -144,22 +170,22 @@ func platformImage(desc *remote.Descriptor, p v1.Platform) (v1.Image, error) {
 	return nil, fmt.Errorf("no %s image in the index", p)
 }
 
-// imageSize is the bytes of the image's manifest, config and layers as stored.
-func imageSize(img v1.Image) (int64, error) {
+// imageSize is the bytes of the image's manifest, config and layers as stored, and of its manifest alone.
+func imageSize(img v1.Image) (total, manifest int64, err error) {
 	m, err := img.Manifest()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 
 	raw, err := img.RawManifest()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 
-	n := int64(len(raw)) + m.Config.Size
+	total = int64(len(raw)) + m.Config.Size
 	for _, l := range m.Layers {
-		n += l.Size
+		total += l.Size
 	}
 
-	return n, nil
+	return total, int64(len(raw)), nil
 }

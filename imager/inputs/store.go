@@ -6,7 +6,9 @@
 // byte is checked against the pinned digest while it is read (manifests and layers alike); an input appears under
 // its final name only complete (written in <dir>/.tmp, fsynced, renamed), so a crash never leaves a partial one;
 // concurrent Fetches of one input share one pull; an input already on disk is served without registry traffic;
-// and boot files whose systemd-stub or systemd-boot is older than efistub.MinMajor are refused, never stored.
+// a running pull logs its progress (bytes of the total, rate) every few seconds, and one whose registry sends
+// nothing for a minute fails with a *StallError instead of waiting out PullTimeout; and boot files whose
+// systemd-stub or systemd-boot is older than efistub.MinMajor are refused, never stored.
 package inputs
 
 import (
@@ -41,7 +43,8 @@ const (
 var bootFiles = []string{Kernel, Initramfs, SDBoot, SDStub}
 
 // PullTimeout bounds one pull. Pulls run detached from the callers (a caller that gives up does not cancel a
-// pull other Fetches share), so this is what stops a stuck one.
+// pull other Fetches share): a registry gone silent is abandoned after stallTimeout, and this stops one that
+// trickles forever.
 const PullTimeout = 30 * time.Minute
 
 // fetchParallelism is how many inputs of one Fetch are pulled at once.
@@ -386,14 +389,13 @@ func (s *Store) pull(ctx context.Context, e entry, final string) error {
 
 	s.log.Info("pulling input", "input", e.what, "ref", ref.String(), "platforms", platformList(e.platforms))
 
-	var n int64
+	n, err := s.watched(ctx, e, ref, func(ctx context.Context, t *transfer) (int64, error) {
+		if e.kind == kindBoot {
+			return s.pullBoot(ctx, t, ref, e, work)
+		}
 
-	switch e.kind {
-	case kindBoot:
-		n, err = s.pullBoot(ctx, ref, e, work)
-	case kindLayout:
-		n, err = s.pullLayout(ctx, ref, e, work)
-	}
+		return s.pullLayout(ctx, t, ref, e, work)
+	})
 
 	if err == nil {
 		err = publish(work, final)
