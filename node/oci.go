@@ -10,11 +10,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/blang/semver/v4"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/oci"
@@ -50,7 +47,7 @@ func (n *Node) InstallerManifest(ctx context.Context, image, schematicID, refere
 	}
 
 	switch {
-	case strings.HasPrefix(reference, "sha256:"):
+	case strings.Contains(reference, ":"): // a digest: a tag cannot hold a colon
 		if !oci.ValidDigest(reference) {
 			return oci.Manifest{}, &oci.Error{Code: oci.CodeDigestInvalid, Status: http.StatusBadRequest,
 				Message: fmt.Sprintf("invalid digest %q", reference)}
@@ -58,7 +55,8 @@ func (n *Node) InstallerManifest(ctx context.Context, image, schematicID, refere
 
 		return n.manifestByDigest(ctx, reference)
 	case strings.HasPrefix(reference, "sha256-") && strings.HasSuffix(reference, ".sig"):
-		return n.signatureManifest(ctx, "sha256:"+strings.TrimSuffix(strings.TrimPrefix(reference, "sha256-"), ".sig"))
+		return n.signatureManifest(ctx, "sha256:"+strings.TrimSuffix(strings.TrimPrefix(reference, "sha256-"), ".sig"),
+			image+"/"+schematicID)
 	case reference == "latest":
 		if reference, err = n.latestStable(); err != nil {
 			return oci.Manifest{}, err
@@ -72,13 +70,31 @@ func (n *Node) InstallerManifest(ctx context.Context, image, schematicID, refere
 			Message: fmt.Sprintf("tag %q is not a Talos version (vX.Y.Z, latest) or a signature tag", reference)}
 	}
 
-	rec, err := n.installerImage(ctx, image, platform, secureBoot, schematicID, "v"+version.String())
+	p, err := n.planInstaller(ctx, image, platform, secureBoot, schematicID, "v"+version.String())
 	if err != nil {
 		return oci.Manifest{}, err
 	}
 
-	if _, err := n.signature(ctx, rec.Digest, image+"/"+schematicID); err != nil {
+	rec, err := n.installerImage(ctx, p, false)
+	if err != nil {
+		return oci.Manifest{}, err
+	}
+
+	if _, _, err := n.signature(ctx, rec.Digest, image+"/"+schematicID, true); err != nil {
 		n.log.Warn("installer image served unsigned for now", "image", image, "digest", rec.Digest, "error", err)
+	}
+
+	m, err := n.manifestByDigest(ctx, rec.Digest)
+	if err == nil || ctx.Err() != nil {
+		return m, err
+	}
+
+	// No member could deliver the index (they lost it, or are gone): assemble it again. It is made from the
+	// tarballs, which are reproducible, so it gets the recorded digest back, or is refused.
+	n.log.Warn("installer index unreadable: assembling it again", "image", p.name, "index", rec.Digest, "error", err)
+
+	if rec, err = n.installerImage(ctx, p, true); err != nil {
+		return oci.Manifest{}, err
 	}
 
 	return n.manifestByDigest(ctx, rec.Digest)
@@ -101,10 +117,17 @@ func (n *Node) latestStable() (string, error) {
 		Message: "no released Talos version is available for latest"}
 }
 
-// installerImage finds or assembles the installer index of a schematic and version.
-func (n *Node) installerImage(ctx context.Context, image, platform string, secureBoot bool, schematicID,
+// installerPlan is what an installer image is made of: the per-architecture tarball recipes, and the asset key and
+// name they give it.
+type installerPlan struct {
+	key, name string
+	recipes   []recipe.Recipe
+}
+
+// planInstaller plans the installer image of a schematic and version.
+func (n *Node) planInstaller(ctx context.Context, image, platform string, secureBoot bool, schematicID,
 	version string,
-) (raftstore.AssetRecord, error) {
+) (installerPlan, error) {
 	sb := ""
 	if secureBoot {
 		sb = "-secureboot"
@@ -115,225 +138,31 @@ func (n *Node) installerImage(ctx context.Context, image, platform string, secur
 	for _, arch := range installerArches {
 		r, err := n.plan(ctx, schematicID, version, platform+"-installer-"+arch+sb+".tar", recipe.ParsePath)
 		if err != nil {
-			return raftstore.AssetRecord{}, err
+			return installerPlan{}, err
 		}
 
 		recipes = append(recipes, r)
 	}
 
-	key := installerKey(image, recipes)
-
-	if rec, ok, err := n.store.Asset(key); err != nil || ok {
-		return rec, err
-	}
-
-	res, err, _ := n.assets.flight.Do("installer:"+key, func() (any, error) {
-		return n.assembleInstaller(context.WithoutCancel(ctx), key, image+":"+version, recipes)
-	})
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	return res.(raftstore.AssetRecord), nil //nolint:forcetypeassert // assembleInstaller returns records
+	return installerPlan{key: installerKey(image, recipes), name: image + ":" + version, recipes: recipes}, nil
 }
 
-// assembleInstaller builds the index from the per-architecture installer tarballs and commits its record.
-func (n *Node) assembleInstaller(ctx context.Context, key, name string, recipes []recipe.Recipe) (raftstore.AssetRecord, error) {
-	start := time.Now()
+// maxManifestSize is the largest manifest served: go-containerregistry's own limit (remote's manifestLimit), so
+// every manifest the upstream path can fetch and store is served whole.
+const maxManifestSize = 100 << 20
 
-	var (
-		manifests []map[string]any
-		blobs     []raftstore.Blob
-	)
+// digestOf is the sha256 digest of b.
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
 
-	for _, r := range recipes {
-		desc, parts, err := n.storeInstallerTarball(ctx, r)
-		if err != nil {
-			return raftstore.AssetRecord{}, fmt.Errorf("installer image %s (%s): %w", name, r.Asset.Arch, err)
-		}
-
-		manifests = append(manifests, desc)
-		blobs = append(blobs, parts...)
-	}
-
-	index, err := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     oci.MediaTypeOCIIndex,
-		"manifests":     manifests,
-	})
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	digest, err := n.putBytes(index)
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	res, err := n.apply(ctx, raftstore.Command{V: raftstore.CommandVersion, Op: raftstore.OpPutAsset,
-		Asset: &raftstore.AssetRecord{
-			Key: key, Digest: digest, Size: int64(len(index)), MediaType: oci.MediaTypeOCIIndex, Filename: name,
-			Builder: n.cfg.NodeName, Created: time.Now().UTC(), Blobs: blobs,
-		}})
-	if err != nil {
-		return raftstore.AssetRecord{}, fmt.Errorf("record installer image %s: %w", name, err)
-	}
-
-	n.log.Info("installer image assembled", "image", name, "index", res.Asset.Digest,
-		"duration", time.Since(start).Round(time.Millisecond))
-
-	return *res.Asset, nil
-}
-
-// storeInstallerTarball stores the manifest, config and layers of one installer tarball in the CAS and returns the
-// index entry for it and the blobs it added.
-func (n *Node) storeInstallerTarball(ctx context.Context, r recipe.Recipe) (map[string]any, []raftstore.Blob, error) {
-	a, err := n.assets.complete(ctx, r)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer a.Close()
-
-	file := a.blob.File()
-	img, err := tarball.Image(func() (io.ReadCloser, error) {
-		return io.NopCloser(io.NewSectionReader(file, 0, a.Size())), nil
-	}, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read installer tarball: %w", err)
-	}
-
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return nil, nil, err
-	}
-
-	mediaType, err := img.MediaType()
-	if err != nil {
-		return nil, nil, err
-	}
-
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return nil, nil, err
-	}
-
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, nil, err
-	}
-
-	var blobs []raftstore.Blob
-
-	for _, l := range layers {
-		b, err := n.putLayer(l)
-		if err != nil {
-			return nil, nil, err
-		}
-
-		blobs = append(blobs, b)
-	}
-
-	configDigest, err := n.putBytes(config)
-	if err != nil {
-		return nil, nil, err
-	}
-
-	manifestDigest, err := n.putBytes(manifest)
-	if err != nil {
-		return nil, nil, err
-	}
-
-	cfgFile, err := img.ConfigFile()
-	if err != nil {
-		return nil, nil, err
-	}
-
-	blobs = append(blobs,
-		raftstore.Blob{Digest: configDigest, Size: int64(len(config)), MediaType: "application/vnd.docker.container.image.v1+json"},
-		raftstore.Blob{Digest: manifestDigest, Size: int64(len(manifest)), MediaType: string(mediaType)})
-
-	return map[string]any{
-		"mediaType": string(mediaType),
-		"digest":    manifestDigest,
-		"size":      len(manifest),
-		"platform":  map[string]string{"os": "linux", "architecture": cfgFile.Architecture},
-	}, blobs, nil
-}
-
-// putLayer stores a layer's compressed bytes, verified against its digest.
-func (n *Node) putLayer(l v1.Layer) (raftstore.Blob, error) {
-	d, err := l.Digest()
-	if err != nil {
-		return raftstore.Blob{}, err
-	}
-
-	size, err := l.Size()
-	if err != nil {
-		return raftstore.Blob{}, err
-	}
-
-	mt, err := l.MediaType()
-	if err != nil {
-		return raftstore.Blob{}, err
-	}
-
-	b := raftstore.Blob{Digest: d.String(), Size: size, MediaType: string(mt)}
-	if n.cas.Has(b.Digest) {
-		return b, nil
-	}
-
-	rc, err := l.Compressed()
-	if err != nil {
-		return raftstore.Blob{}, err
-	}
-	defer rc.Close()
-
-	w, err := n.cas.Create(b.Digest, size)
-	if err != nil {
-		return raftstore.Blob{}, err
-	}
-	defer w.Abort()
-
-	if _, err := io.Copy(w, rc); err != nil {
-		return raftstore.Blob{}, fmt.Errorf("store layer %s: %w", b.Digest, err)
-	}
-
-	if _, _, err := w.Commit(); err != nil {
-		return raftstore.Blob{}, fmt.Errorf("store layer %s: %w", b.Digest, err)
-	}
-
-	return b, nil
-}
-
-// putBytes stores a small blob (manifest, config) and returns its digest.
-func (n *Node) putBytes(data []byte) (string, error) {
-	sum := sha256.Sum256(data)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
-
-	if n.cas.Has(digest) {
-		return digest, nil
-	}
-
-	w, err := n.cas.Create(digest, int64(len(data)))
-	if err != nil {
-		return "", err
-	}
-	defer w.Abort()
-
-	if _, err := w.Write(data); err != nil {
-		return "", err
-	}
-
-	if _, _, err := w.Commit(); err != nil {
-		return "", fmt.Errorf("store %s: %w", digest, err)
-	}
-
-	return digest, nil
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // manifestByDigest serves a manifest or index of the cluster by digest, from here or from a member that has it.
 func (n *Node) manifestByDigest(ctx context.Context, digest string) (oci.Manifest, error) {
-	a, err := n.Blob(ctx, digest)
+	// Manifests are served from memory, whole and checked: a body that does not hash to its digest is never
+	// answered under it. Nothing larger than maxManifestSize can be a manifest this cluster stored.
+	body, mediaType, err := n.readBlob(ctx, digest, maxManifestSize)
 	if err != nil {
 		var e *oci.Error
 		if errors.As(err, &e) && e.Code == oci.CodeBlobUnknown {
@@ -342,14 +171,7 @@ func (n *Node) manifestByDigest(ctx context.Context, digest string) (oci.Manifes
 
 		return oci.Manifest{}, err
 	}
-	defer a.Close()
 
-	body, err := io.ReadAll(io.LimitReader(a.Content(), 4<<20))
-	if err != nil {
-		return oci.Manifest{}, fmt.Errorf("read manifest %s: %w", digest, err)
-	}
-
-	mediaType := a.MediaType()
 	if !strings.Contains(mediaType, "manifest") && !strings.Contains(mediaType, "index") {
 		var probe struct{ MediaType string }
 		if json.Unmarshal(body, &probe) != nil || probe.MediaType == "" {
@@ -361,6 +183,34 @@ func (n *Node) manifestByDigest(ctx context.Context, digest string) (oci.Manifes
 	}
 
 	return oci.Manifest{Body: body, MediaType: mediaType, Digest: digest}, nil
+}
+
+// readBlob reads a blob of at most limit bytes the cluster knows by digest, whole, and checks it hashes to its
+// digest. It returns the bytes and the media type recorded for them.
+func (n *Node) readBlob(ctx context.Context, digest string, limit int64) ([]byte, string, error) {
+	a, err := n.Blob(ctx, digest)
+	if err != nil {
+		return nil, "", err
+	}
+	defer a.Close()
+
+	if a.Size() > limit {
+		return nil, "", &oci.Error{Code: oci.CodeManifestUnknown, Status: http.StatusNotFound,
+			Message: fmt.Sprintf("%s is not a manifest: it is %d bytes, more than the %d MiB a manifest may be",
+				digest, a.Size(), limit>>20)}
+	}
+
+	body, err := io.ReadAll(io.LimitReader(a.Content(), limit+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", digest, err)
+	}
+
+	if got := digestOf(body); got != digest || int64(len(body)) != a.Size() {
+		return nil, "", fmt.Errorf("read %s: got %d bytes hashing to %s, want %d bytes", digest, len(body), got,
+			a.Size())
+	}
+
+	return body, a.MediaType(), nil
 }
 
 // Blob returns any blob the cluster knows by digest: stored here, or fetched (verified, with a copy kept) from the

@@ -23,43 +23,147 @@ import (
 // repository whose one layer is a simple-signing payload naming the index digest, with the base64 ECDSA signature
 // in the layer's annotation. ECDSA signatures are randomised, so a signature is made once and kept in an asset
 // record like any other content: the first committed signature of an index is the one every node serves.
+//
+// A signature whose bytes are lost cluster-wide (evicted, or only on a member that is gone) cannot be made again
+// with the same digest. It is replaced by a new generation: another write-once record, under the next generation's
+// key, so concurrent replacements still agree on one (the first committed). The newest recorded generation is the
+// index's signature; the older ones' manifests keep their meaning by digest. Every member that serves a signature
+// keeps a copy of its (small) blobs, so one member's loss rarely costs a replacement.
 const (
 	mediaTypeSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json"
 	annotationSignature    = "dev.cosignproject.cosign/signature"
 	artifactTypeCosignSig  = "application/vnd.dev.cosign.artifact.sig.v1+json"
 )
 
-// signatureKey is the asset key of the signature of an index digest made with a public key.
-func signatureKey(indexDigest string, publicPEM []byte) string {
+// maxSignatureGenerations bounds how often one index's signature is replaced.
+const maxSignatureGenerations = 1000
+
+// signatureKey is the asset key of generation gen of the signature of an index digest made with a public key.
+// Generation 0 is the first signature (its key predates generations and is unchanged).
+func signatureKey(indexDigest string, publicPEM []byte, gen int) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "edgefactory cosign signature v1\n%s\n", indexDigest)
 	h.Write(publicPEM)
 
+	if gen > 0 {
+		fmt.Fprintf(h, "\ngeneration %d\n", gen)
+	}
+
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// signature returns the record of the signature of indexDigest, signing it if nobody has. repo names the
-// repository first asked for, for the payload's docker-reference.
-func (n *Node) signature(ctx context.Context, indexDigest, repo string) (raftstore.AssetRecord, error) {
+// currentSignature is the newest recorded generation of the signature of indexDigest (gen -1 when there is none).
+// Generations are recorded in order, each only once the one before exists.
+func (n *Node) currentSignature(indexDigest string, publicPEM []byte) (raftstore.AssetRecord, int, error) {
+	var current raftstore.AssetRecord
+
+	gen := -1
+
+	for next := 0; next < maxSignatureGenerations; next++ {
+		rec, ok, err := n.store.Asset(signatureKey(indexDigest, publicPEM, next))
+		if err != nil {
+			return raftstore.AssetRecord{}, -1, err
+		}
+
+		if !ok {
+			break
+		}
+
+		current, gen = rec, next
+	}
+
+	return current, gen, nil
+}
+
+// signature returns the record of the signature of indexDigest whose bytes the cluster has, signing it if nobody
+// has (create) or if its bytes are lost (a new generation). ok is false when the index is unsigned and create is
+// false. repo names the repository asked for, for the payload's docker-reference.
+func (n *Node) signature(ctx context.Context, indexDigest, repo string, create bool) (raftstore.AssetRecord, bool, error) {
 	key, signer := n.cosign.current()
 	if key == nil {
-		return raftstore.AssetRecord{}, frontends.NewError(frontends.ClassUnavailable,
+		return raftstore.AssetRecord{}, false, frontends.NewError(frontends.ClassUnavailable,
 			"the cosign signing key is not available yet (the cluster leader creates it); retry shortly", nil)
 	}
 
-	sk := signatureKey(indexDigest, key.PublicPEM)
-	if rec, ok, err := n.store.Asset(sk); err != nil || ok {
-		return rec, err
+	rec, gen, err := n.currentSignature(indexDigest, key.PublicPEM)
+	if err != nil {
+		return raftstore.AssetRecord{}, false, err
 	}
+
+	switch {
+	case gen < 0 && !create:
+		return raftstore.AssetRecord{}, false, nil
+	case gen >= 0:
+		intact, err := n.signatureIntact(ctx, rec)
+		if err != nil || intact {
+			return rec, err == nil, err
+		}
+
+		if gen+1 >= maxSignatureGenerations {
+			return raftstore.AssetRecord{}, false, fmt.Errorf("the signature of %s was lost %d times: not signing again",
+				indexDigest, maxSignatureGenerations)
+		}
+	}
+
+	next := gen + 1
+	sk := signatureKey(indexDigest, key.PublicPEM, next)
 
 	res, err, _ := n.assets.flight.Do("signature:"+sk, func() (any, error) {
-		return n.sign(context.WithoutCancel(ctx), sk, indexDigest, repo, signer)
+		ctx := context.WithoutCancel(ctx)
+
+		if next > 0 {
+			// This node may be behind the log: another member may have replaced the signature already.
+			if err := n.catchUp(ctx); err != nil {
+				return raftstore.AssetRecord{}, fmt.Errorf("before signing %s again: %w", indexDigest, err)
+			}
+
+			if rec, ok, err := n.store.Asset(sk); err != nil || ok {
+				return rec, err
+			}
+
+			n.log.Warn("the signature of an installer image is lost cluster-wide: signing it again", "index",
+				indexDigest, "lost", rec.Digest, "generation", next)
+		}
+
+		return n.sign(ctx, sk, indexDigest, repo, signer)
 	})
 	if err != nil {
-		return raftstore.AssetRecord{}, err
+		return raftstore.AssetRecord{}, false, err
 	}
 
-	return res.(raftstore.AssetRecord), nil //nolint:forcetypeassert // sign returns records
+	return res.(raftstore.AssetRecord), true, nil //nolint:forcetypeassert // sign returns records
+}
+
+// signatureIntact reports whether every blob of a signature can be had, keeping a copy of each here: they are a
+// few hundred bytes, and a copy on each member that serves them is what keeps them from being lost. An error is
+// returned only when the request ended, so that a client hanging up never replaces a signature.
+func (n *Node) signatureIntact(ctx context.Context, rec raftstore.AssetRecord) (bool, error) {
+	digests := []string{rec.Digest}
+	for _, b := range rec.Blobs {
+		digests = append(digests, b.Digest)
+	}
+
+	for _, d := range digests {
+		if n.cas.Has(d) {
+			continue
+		}
+
+		if n.blobLost(d) {
+			return false, nil
+		}
+
+		if _, _, err := n.readBlob(ctx, d, maxManifestSize); err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+
+			n.log.Warn("a signature blob could not be copied from any member", "digest", d, "error", err)
+
+			return false, nil
+		}
+	}
+
+	return true, nil
 }
 
 func (n *Node) sign(ctx context.Context, key, indexDigest, repo string, signer *ecdsa.PrivateKey) (raftstore.AssetRecord, error) {
@@ -139,15 +243,15 @@ func (n *Node) sign(ctx context.Context, key, indexDigest, repo string, signer *
 	return *res.Asset, nil
 }
 
-// signatureManifest serves the cosign signature manifest of an index (tag sha256-<hex>.sig).
-func (n *Node) signatureManifest(ctx context.Context, indexDigest string) (oci.Manifest, error) {
+// signatureManifest serves the cosign signature manifest of an index (tag sha256-<hex>.sig) in repo.
+func (n *Node) signatureManifest(ctx context.Context, indexDigest, repo string) (oci.Manifest, error) {
 	key, _ := n.cosign.current()
 	if key == nil || !oci.ValidDigest(indexDigest) {
 		return oci.Manifest{}, &oci.Error{Code: oci.CodeManifestUnknown, Status: http.StatusNotFound,
 			Message: "no signature for " + indexDigest}
 	}
 
-	rec, ok, err := n.store.Asset(signatureKey(indexDigest, key.PublicPEM))
+	rec, ok, err := n.signature(ctx, indexDigest, repo, false)
 	if err != nil {
 		return oci.Manifest{}, err
 	}
@@ -161,13 +265,13 @@ func (n *Node) signatureManifest(ctx context.Context, indexDigest string) (oci.M
 }
 
 // Referrers lists the signature of digest, when it has one (oci.Registry).
-func (n *Node) Referrers(_ context.Context, _, _, digest string) ([]oci.Descriptor, error) {
+func (n *Node) Referrers(ctx context.Context, image, schematicID, digest string) ([]oci.Descriptor, error) {
 	key, _ := n.cosign.current()
 	if key == nil {
 		return nil, nil
 	}
 
-	rec, ok, err := n.store.Asset(signatureKey(digest, key.PublicPEM))
+	rec, ok, err := n.signature(ctx, digest, image+"/"+schematicID, false)
 	if err != nil || !ok {
 		return nil, err
 	}

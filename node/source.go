@@ -112,12 +112,25 @@ func (n *Node) SourceManifest(ctx context.Context, repo, reference string) (oci.
 		return oci.Manifest{}, err
 	}
 
-	if strings.HasPrefix(reference, "sha256:") {
+	// A reference with a colon is a digest (a tag cannot hold one). Only canonical sha256 digests are served: any
+	// other is refused before the cluster or the upstream is asked (an unchecked one would be fetched as a tag,
+	// unverified, and served under a sha256 digest it was never checked against).
+	if strings.Contains(reference, ":") {
+		if !oci.ValidDigest(reference) {
+			return oci.Manifest{}, &oci.Error{Code: oci.CodeDigestInvalid, Status: http.StatusBadRequest,
+				Message: fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex digits>", reference)}
+		}
+
 		if m, err := n.manifestByDigest(ctx, reference); err == nil {
 			return m, nil
 		}
 
-		return n.upstreamManifest(ctx, upstream.Digest(reference), repo, "")
+		m, err := n.upstreamManifest(ctx, upstream.Digest(reference), repo, "")
+		if err != nil {
+			return oci.Manifest{}, sourceError(err, oci.CodeManifestUnknown)
+		}
+
+		return m, nil
 	}
 
 	// With a cached answer to fall back on, an upstream that does not answer promptly (an isolated site whose
@@ -140,12 +153,12 @@ func (n *Node) SourceManifest(ctx context.Context, repo, reference string) (oci.
 	// The upstream is unreachable (or lost the tag): serve what the cluster last saw under this tag.
 	raw, ok, serr := n.store.Setting(sourceTagSetting(repo, reference))
 	if serr != nil || !ok {
-		return oci.Manifest{}, sourceError(err)
+		return oci.Manifest{}, sourceError(err, oci.CodeManifestUnknown)
 	}
 
 	var tag sourceTag
 	if json.Unmarshal(raw, &tag) != nil {
-		return oci.Manifest{}, sourceError(err)
+		return oci.Manifest{}, sourceError(err, oci.CodeManifestUnknown)
 	}
 
 	n.log.Warn("upstream registry unavailable: serving the cached manifest", "repo", repo, "tag", reference,
@@ -154,12 +167,12 @@ func (n *Node) SourceManifest(ctx context.Context, repo, reference string) (oci.
 	return n.manifestByDigest(ctx, tag.Digest)
 }
 
-// sourceError presents an upstream failure: what the upstream does not have stays a 404, anything else (it cannot
-// be reached) is a 503.
-func sourceError(err error) error {
+// sourceError presents an upstream failure: what the upstream does not have stays a 404 with notFound's code,
+// anything else (it cannot be reached, refuses, rate-limits, fails) is a 503.
+func sourceError(err error, notFound string) error {
 	var te *transport.Error
 	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
-		return &oci.Error{Code: oci.CodeManifestUnknown, Status: http.StatusNotFound, Message: err.Error()}
+		return &oci.Error{Code: notFound, Status: http.StatusNotFound, Message: "upstream registry: " + err.Error()}
 	}
 
 	return &oci.Error{Code: oci.CodeUnavailable, Status: http.StatusServiceUnavailable,
@@ -231,33 +244,45 @@ func (n *Node) SourceBlob(ctx context.Context, repo, digest string) (frontends.A
 		return nil, err
 	}
 
-	if a, err := n.Blob(ctx, digest); err == nil {
+	a, err := n.Blob(ctx, digest)
+	if err == nil {
 		return a, nil
 	}
 
-	layer, err := remote.Layer(upstream.Digest(digest), n.upstreamOptions(context.WithoutCancel(ctx))...)
-	if err == nil {
-		var size int64
-		if size, err = layer.Size(); err == nil {
-			body, err := layer.Compressed()
-			if err == nil {
-				rec := raftstore.AssetRecord{Key: sourceBlobKey(digest), Digest: digest, Size: size,
-					MediaType: "application/octet-stream", Filename: strings.TrimPrefix(digest, "sha256:")}
-				t := n.assets.startTransfer(rec, &source{name: "upstream", body: body}, nil)
-
-				go func() {
-					<-t.done
-					if t.err == nil {
-						n.recordSource(n.ctx, raftstore.Blob{Digest: digest, Size: size, MediaType: rec.MediaType})
-					}
-				}()
-
-				return n.assets.attach(ctx, t)
-			}
-		}
+	var invalid *oci.Error
+	if errors.As(err, &invalid) && invalid.Code == oci.CodeDigestInvalid {
+		return nil, err
 	}
 
-	return nil, sourceError(err)
+	// Size asks with HEAD and Compressed with GET: an upstream may answer one and fail the other (rate limits,
+	// errors, resets), so each failure is presented on its own.
+	layer, err := remote.Layer(upstream.Digest(digest), n.upstreamOptions(context.WithoutCancel(ctx))...)
+	if err != nil {
+		return nil, sourceError(err, oci.CodeBlobUnknown)
+	}
+
+	size, err := layer.Size()
+	if err != nil {
+		return nil, sourceError(err, oci.CodeBlobUnknown)
+	}
+
+	body, err := layer.Compressed()
+	if err != nil {
+		return nil, sourceError(err, oci.CodeBlobUnknown)
+	}
+
+	rec := raftstore.AssetRecord{Key: sourceBlobKey(digest), Digest: digest, Size: size,
+		MediaType: "application/octet-stream", Filename: strings.TrimPrefix(digest, "sha256:")}
+	t := n.assets.startTransfer(rec, &source{name: "upstream", body: body}, nil)
+
+	go func() {
+		<-t.done
+		if t.err == nil {
+			n.recordSource(n.ctx, raftstore.Blob{Digest: digest, Size: size, MediaType: rec.MediaType})
+		}
+	}()
+
+	return n.assets.attach(ctx, t)
 }
 
 // SourceTags lists a source image's tags from the upstream registry (oci.Registry).
@@ -269,7 +294,7 @@ func (n *Node) SourceTags(ctx context.Context, repo string) ([]string, error) {
 
 	tags, err := remote.List(upstream, n.upstreamOptions(ctx)...)
 	if err != nil {
-		return nil, sourceError(err)
+		return nil, sourceError(err, oci.CodeNameUnknown)
 	}
 
 	return tags, nil

@@ -111,13 +111,10 @@ func (o *OCI) route(w http.ResponseWriter, r *http.Request) {
 func (o *OCI) installer(w http.ResponseWriter, r *http.Request, rt Route) {
 	ctx := r.Context()
 
-	// The schematic first: an unknown one is NAME_UNKNOWN whatever else is asked.
+	// The schematic first: an unknown one is NAME_UNKNOWN whatever else is asked; a lookup that cannot be
+	// confirmed (no Raft leader) is UNAVAILABLE, which clients retry.
 	if _, err := o.Schematics.Schematic(ctx, rt.Schematic); err != nil {
-		if frontends.Classify(err) == frontends.ClassNotFound {
-			err = &Error{Code: CodeNameUnknown, Status: http.StatusNotFound, Message: err.Error()}
-		}
-
-		writeError(w, r, o.Logger, err)
+		writeError(w, r, o.Logger, defaultCode(err, CodeNameUnknown))
 
 		return
 	}

@@ -35,7 +35,8 @@ const sourceNamespace = "siderolabs"
 
 // Parse parses the part of a /v2 path after "/v2/" the way API.md §5.1 describes: installer repositories are
 // exactly <image>/<schematic>; source repositories start with siderolabs/ and may be deeper. Anything else is
-// NAME_UNKNOWN (404); a malformed digest is DIGEST_INVALID (400).
+// NAME_UNKNOWN (404); a malformed or unsupported digest (blob, referrers subject, or manifest reference) is
+// DIGEST_INVALID (400).
 func Parse(p string) (Route, error) {
 	seg := strings.Split(trimSlashes(p), "/")
 
@@ -78,7 +79,12 @@ func Parse(p string) (Route, error) {
 		rt.Image, rt.Schematic = repo[0], repo[1]
 	}
 
-	if (rt.Resource == ResourceBlobs || rt.Resource == ResourceReferrers) && !ValidDigest(rt.Reference) {
+	// Blobs and referrers take digests only; a manifest reference with a colon is a digest too (a tag cannot hold
+	// one). Only canonical sha256 digests are served: anything else is refused here, before any lookup or upstream
+	// request.
+	isDigest := rt.Resource == ResourceBlobs || rt.Resource == ResourceReferrers ||
+		(rt.Resource == ResourceManifests && strings.Contains(rt.Reference, ":"))
+	if isDigest && !ValidDigest(rt.Reference) {
 		return rt, &Error{Code: CodeDigestInvalid, Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("invalid digest %q: want sha256:<64 lowercase hex digits>", rt.Reference)}
 	}

@@ -56,6 +56,14 @@ func TestParse(t *testing.T) {
 		{"installer/" + id + "/blobs/sha256:xyz", CodeDigestInvalid, 400},
 		{"installer/" + id + "/blobs/md5:" + strings.Repeat("a", 32), CodeDigestInvalid, 400},
 		{"installer/" + id + "/referrers/" + strings.ToUpper(digest), CodeDigestInvalid, 400},
+		// A manifest reference with a colon is a digest (tags cannot hold one): only canonical sha256 is served.
+		{"installer/" + id + "/manifests/sha256:xyz", CodeDigestInvalid, 400},
+		{"installer/" + id + "/manifests/" + strings.ToUpper(digest), CodeDigestInvalid, 400},
+		{"installer/" + id + "/manifests/sha512:" + strings.Repeat("ab", 64), CodeDigestInvalid, 400},
+		{"siderolabs/imager/manifests/sha256:xyz", CodeDigestInvalid, 400},
+		{"siderolabs/imager/manifests/sha256:" + strings.Repeat("AB", 32), CodeDigestInvalid, 400},
+		{"siderolabs/imager/manifests/sha512:" + strings.Repeat("ab", 64), CodeDigestInvalid, 400},
+		{"siderolabs/imager/manifests/md5:" + strings.Repeat("a", 32), CodeDigestInvalid, 400},
 	} {
 		t.Run("error "+tc.path, func(t *testing.T) {
 			_, err := Parse(tc.path)
