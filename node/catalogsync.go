@@ -76,16 +76,7 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 	}
 
 	errs := s.readVersions(ctx, s.due(versions, known))
-
-	for _, v := range known {
-		if !slices.Contains(versions, v) {
-			s.log.Info("version no longer published upstream (or now broken/too old): removing", "version", v)
-
-			if err := s.store.RemoveVersion(ctx, v); err != nil {
-				errs = append(errs, fmt.Errorf("remove %s: %w", v, err))
-			}
-		}
-	}
+	errs = append(errs, s.removeGone(ctx, versions, known)...)
 
 	if err := s.writeMeta(ctx); err != nil {
 		errs = append(errs, err)
@@ -106,6 +97,55 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 		"duration", time.Since(start).Round(time.Millisecond))
 
 	return errors.Join(errs...)
+}
+
+// removeGone removes the known versions that are no longer to be served: at once those now broken or below the
+// minimum version (the operator said so), and those missing from the listing only once the registry, asked for the
+// version itself, says it does not have it. A listing is not proof: a mirror being synced or garbage-collected, or
+// a pull-through cache that lists only what it has cached, lists less than it serves, and removing those versions
+// would make every node refuse assets that booted machines a minute ago.
+func (s *catalogSync) removeGone(ctx context.Context, listed, known []string) []error {
+	var errs []error
+
+	if len(listed) == 0 && len(known) > 0 {
+		s.log.Warn("the upstream registry lists no Talos version; each known one is checked before it is removed",
+			"registry", s.src.Registry, "known", len(known))
+	}
+
+	for _, v := range known {
+		if slices.Contains(listed, v) {
+			continue
+		}
+
+		why := "broken or below the minimum version"
+
+		if s.src.Listed(v) {
+			published, err := s.src.Published(ctx, v)
+			if err != nil {
+				s.log.Warn("version missing from the upstream listing, and it could not be checked: kept", "version", v,
+					"error", err)
+				errs = append(errs, err)
+
+				continue
+			}
+
+			if published {
+				s.log.Debug("version missing from the upstream listing but still published: kept", "version", v)
+
+				continue
+			}
+
+			why = "no longer published upstream"
+		}
+
+		s.log.Info("removing version: "+why, "version", v)
+
+		if err := s.store.RemoveVersion(ctx, v); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", v, err))
+		}
+	}
+
+	return errs
 }
 
 // due picks the versions to read in full: new ones, and known ones whose last full read is older than recheck.

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -108,6 +109,42 @@ func (s Source) ListVersions(ctx context.Context) ([]string, error) {
 	}
 
 	return FilterVersions(tags, minVersion, s.Broken), nil
+}
+
+// Listed reports whether version would be listed at all: at or above the minimum version and not broken.
+func (s Source) Listed(version string) bool {
+	minVersion := s.MinVersion
+	if minVersion == "" {
+		minVersion = DefaultMinVersion
+	}
+
+	return len(FilterVersions([]string{version}, minVersion, s.Broken)) == 1
+}
+
+// Published reports whether the registry still has the imager image of version, asked for directly: a mirror may
+// list only some of its tags (a pull-through cache lists what it has cached) and serve the others all the same.
+// It is false only when the registry says the tag is unknown; any other failure is an error.
+func (s Source) Published(ctx context.Context, version string) (bool, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+
+	ref, err := s.ref(s.Repository("imager"), version)
+	if err != nil {
+		return false, fmt.Errorf("check %s: %w", version, err)
+	}
+
+	_, err = remote.Head(ref, s.remote(ctx)...)
+
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+		return false, nil
+	}
+
+	if err != nil {
+		return false, fmt.Errorf("check %s: %w", ref, err)
+	}
+
+	return true, nil
 }
 
 // ReadVersion reads the complete catalog of one Talos version: input image digests, official extensions and

@@ -1,0 +1,105 @@
+package node_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestCatalogKeepsVersionsTheListingLeavesOut: a registry that lists fewer Talos versions than it serves (a mirror
+// being synced or garbage-collected, a pull-through cache listing only what it has cached) must not make the
+// factory forget versions that machines boot from; a version is removed once the registry, asked for it, says it
+// is gone.
+func TestCatalogKeepsVersionsTheListingLeavesOut(t *testing.T) {
+	mirror := newListingMirror(t, upstream(t))
+	cfg := testConfig(t, t.TempDir(), mirror.addr)
+	cfg.CatalogRefresh = 200 * time.Millisecond
+	n := startReady(t, cfg)
+
+	versions := func() string { return n.do(t, "GET", "/versions", "", nil).Body }
+	rounds := func(k int) { // waits until the leader has synced k more times
+		t.Helper()
+
+		before := n.metric(t, "edgefactory_catalog_syncs_total")
+		require.Eventually(t, func() bool { return n.metric(t, "edgefactory_catalog_syncs_total") >= before+float64(k) },
+			20*time.Second, 20*time.Millisecond)
+	}
+
+	require.Equal(t, `["v1.12.0","v1.13.0"]`+"\n", versions())
+
+	mirror.list([]string{})
+	rounds(3)
+	assert.Equal(t, `["v1.12.0","v1.13.0"]`+"\n", versions(), "an empty listing removes nothing")
+
+	mirror.list([]string{"v1.13.0"})
+	rounds(3)
+	assert.Equal(t, `["v1.12.0","v1.13.0"]`+"\n", versions(), "a version left out of the listing but served is kept")
+
+	mirror.remove("v1.12.0")
+	require.Eventually(t, func() bool { return versions() == `["v1.13.0"]`+"\n" }, 20*time.Second,
+		20*time.Millisecond, "a version the registry no longer has is removed")
+}
+
+// listingMirror is a registry in front of another that can list fewer imager tags than it serves, and forget tags.
+type listingMirror struct {
+	addr string
+
+	mu      sync.Mutex
+	listed  []string // nil: list what the registry behind has
+	removed []string
+}
+
+func newListingMirror(t *testing.T, registry string) *listingMirror {
+	t.Helper()
+
+	m := &listingMirror{}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: registry})
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		listed, removed := m.listed, slices.Clone(m.removed)
+		m.mu.Unlock()
+
+		const imager = "/v2/siderolabs/imager/"
+
+		switch {
+		case r.URL.Path == imager+"tags/list" && listed != nil:
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"name": "siderolabs/imager", "tags": listed}) //nolint:errcheck,errchkjson // test server
+		case strings.HasPrefix(r.URL.Path, imager+"manifests/") &&
+			slices.Contains(removed, strings.TrimPrefix(r.URL.Path, imager+"manifests/")):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`)) //nolint:errcheck // test server
+		default:
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+
+	m.addr = strings.TrimPrefix(srv.URL, "http://")
+
+	return m
+}
+
+func (m *listingMirror) list(tags []string) {
+	m.mu.Lock()
+	m.listed = tags
+	m.mu.Unlock()
+}
+
+func (m *listingMirror) remove(tag string) {
+	m.mu.Lock()
+	m.removed = append(m.removed, tag)
+	m.mu.Unlock()
+}
