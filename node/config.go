@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -139,6 +140,28 @@ func (u *Upstream) normalizeVersions() []error {
 	return errs
 }
 
+// checkBaseURL checks a URL that machines and members are given to reach this node: PXE scripts point kernels at
+// it, so anything but an absolute http(s) URL naming a reachable host gives scripts no machine can follow.
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w (expected e.g. http://10.0.0.11:8080)", err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Opaque != "":
+		return errors.New("want an http:// or https:// URL, e.g. http://10.0.0.11:8080")
+	case u.Hostname() == "":
+		return errors.New("no host in the URL")
+	case net.ParseIP(u.Hostname()) != nil && net.ParseIP(u.Hostname()).IsUnspecified():
+		return fmt.Errorf("%s is a listening address, not one a machine can reach: give this host's address",
+			u.Hostname())
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a base URL takes no query or fragment")
+	}
+
+	return nil
+}
+
 // SecureBootFiles are PEM files of the secure-boot signing key (PKCS#1), its certificate and the PCR key.
 type SecureBootFiles struct {
 	Key, Cert, PCRKey string
@@ -203,6 +226,12 @@ func (c *Config) validate() error {
 	}
 
 	errs = append(errs, c.Upstream.normalizeVersions()...)
+
+	for _, u := range []struct{ flag, raw string }{{"--external-url", c.ExternalURL}, {"--pxe-url", c.PXEURL}} {
+		if err := checkBaseURL(u.raw); u.raw != "" && err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", u.flag, u.raw, err))
+		}
+	}
 
 	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" {
 		errs = append(errs, errors.New("a cluster of more than one member needs --cluster-secret (the same on "+

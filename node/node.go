@@ -376,10 +376,8 @@ func (n *Node) pxeURL() *url.URL {
 	}
 
 	u, err := url.Parse(raw)
-	if err != nil {
-		n.log.Error("bad PXE URL; using the listener address", "url", raw, "error", err)
-
-		return &url.URL{Scheme: "http", Host: n.Addr()}
+	if err != nil { // validate checked both URLs: unreachable
+		return &url.URL{Scheme: "http", Host: advertisable(n.Addr())}
 	}
 
 	return u

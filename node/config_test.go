@@ -44,3 +44,37 @@ func TestConfigVersions(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, n.do(t, "GET", "/pxe/"+id+"/v1.12.0/metal-amd64", "", nil).StatusCode)
 	})
 }
+
+// TestConfigURLs: the URLs machines and members are given to reach a node must be absolute http(s) URLs naming a
+// host they can reach; anything else stops the node at start, naming the flag, instead of giving PXE scripts that
+// no machine can follow.
+func TestConfigURLs(t *testing.T) {
+	for _, tc := range []struct {
+		external, pxe string
+		message       string
+	}{
+		{"", "10.0.0.5:8080", `--pxe-url "10.0.0.5:8080"`},
+		{"", "pxe.lan:8080", `--pxe-url "pxe.lan:8080": want an http:// or https:// URL`},
+		{"", "pxe.lan", `--pxe-url "pxe.lan": want an http:// or https:// URL`},
+		{"http://0.0.0.0:8080", "", `--external-url "http://0.0.0.0:8080": 0.0.0.0 is a listening address`},
+		{"http://[::]:8080", "", `--external-url "http://[::]:8080": :: is a listening address`},
+		{"ftp://10.0.0.5", "", `--external-url "ftp://10.0.0.5": want an http:// or https:// URL`},
+		{"http://10.0.0.5:8080", "https://pxe.lan", ""},
+	} {
+		t.Run(tc.external+" "+tc.pxe, func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir(), "registry.invalid")
+			cfg.ExternalURL, cfg.PXEURL = tc.external, tc.pxe
+
+			n, err := node.New(cfg)
+			if tc.message == "" {
+				require.NoError(t, err)
+				require.NoError(t, n.Close())
+
+				return
+			}
+
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.message)
+		})
+	}
+}
