@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +89,17 @@ func TestStopDuringDownload(t *testing.T) {
 
 	_, err = io.Copy(io.Discard, resp.Body)
 	assert.Error(t, err, "the download was cut, not completed")
+}
+
+// TestRaftStateIsPrivate: the Raft log and snapshots carry the cluster's private signing keys; whatever the umask
+// and whatever an older version left, only the node's own user can reach them.
+func TestRaftStateIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "raft"), 0o755)) // as an older version made it
+
+	startReady(t, testConfig(t, dir, upstream(t)))
+
+	info, err := os.Stat(filepath.Join(dir, "raft"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
 }

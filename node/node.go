@@ -81,11 +81,21 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 
-	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "raft"), filepath.Join(cfg.DataDir, "tmp"),
-		filepath.Join(cfg.DataDir, "tools")} {
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "tmp"), filepath.Join(cfg.DataDir, "tools")} {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
+	}
+
+	// The Raft log and its snapshots hold the cluster's private keys (secure boot, PCR, cosign), and raft writes
+	// snapshots with the process umask (022, for reproducible builds): only the directory keeps others out.
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+
+	if err := os.Chmod(raftDir, 0o700); err != nil { // made wider by an older version
+		return nil, fmt.Errorf("restrict %s: %w", raftDir, err)
 	}
 
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
