@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -102,6 +103,10 @@ func (k *keyRing) ensure(ctx context.Context) error {
 		return nil
 	}
 
+	if _, stored, err := k.store.Setting(secureBootSetting); err == nil && stored {
+		return errUnreadableKeys // generating more would change nothing: the stored keys win
+	}
+
 	k.log.Info("generating the cluster's secure-boot signing keys (once)")
 
 	keys, err := signing.Generate(signing.Options{SigningBits: k.bits})
@@ -118,7 +123,17 @@ func (k *keyRing) ensure(ctx context.Context) error {
 		return fmt.Errorf("store secure-boot keys: %w", err)
 	}
 
-	k.log.Info("secure-boot signing keys stored", "fingerprint", k.current().Fingerprint())
+	stored := k.current()
+	if stored == nil { // another leader's keys were stored first, and they do not parse
+		return errUnreadableKeys
+	}
+
+	k.log.Info("secure-boot signing keys stored", "fingerprint", stored.Fingerprint())
 
 	return nil
 }
+
+// errUnreadableKeys: the cluster's stored secure-boot keys do not parse (written by an incompatible version?).
+// Secure-boot assets wait for an operator; everything else goes on.
+var errUnreadableKeys = errors.New("the cluster's stored secure-boot keys cannot be read (see the error logged " +
+	"when they were read); secure-boot assets are unavailable until they are fixed, e.g. by giving key files")
