@@ -352,8 +352,11 @@ func (p *peerAPI) apply(w http.ResponseWriter, r *http.Request) {
 func (p *peerAPI) removeServer(w http.ResponseWriter, r *http.Request) {
 	if err := p.n.raft.removeServer(r.Context(), chi.URLParam(r, "id")); err != nil {
 		status := http.StatusServiceUnavailable
-		if errors.Is(err, raftstore.ErrNotLeader) {
+		switch {
+		case errors.Is(err, raftstore.ErrNotLeader):
 			status = http.StatusMisdirectedRequest
+		case errors.Is(err, errKeepVoter): // the member stays a voter: asking again changes nothing
+			status = http.StatusConflict
 		}
 
 		http.Error(w, err.Error(), status)

@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,7 +28,8 @@ const (
 //   - before any cluster exists, the first `expect` members (sorted by name) bootstrap it together, once; a node
 //     given seeds waits until one answers, so it never bootstraps beside a cluster it merely could not reach yet;
 //   - on the leader, every alive member is added as a non-voter, a member that left is removed at once, one dead
-//     longer than the grace period is removed, and non-voters that show they receive the log (each node
+//     longer than the grace period is removed (a voter, either way, only if the voters alive can still commit
+//     without it: see raftView.canRemove), and non-voters that show they receive the log (each node
 //     advertises it in gossip, see advertise) are promoted to keep 3 or 5 voters.
 //
 // It makes one change at a time and re-reads the configuration after each.
@@ -178,107 +178,6 @@ func (r *raftMembers) replicating() bool {
 	})
 }
 
-// tryBootstrap forms the cluster when this node is one of the first `expect` alive members and no member reports
-// an existing cluster. Every candidate computes the same server list from the same gossip view.
-func (r *raftMembers) tryBootstrap() {
-	has, err := r.store.HasState()
-	if err != nil || has {
-		// Voted in an election, or being sent the log: a leader knows of this node already.
-		return
-	}
-	alive := r.m.Alive()
-	names := make([]string, len(alive))
-	for i, a := range alive {
-		names[i] = a.Name
-	}
-	if set := strings.Join(names, ","); set != r.aliveSet {
-		r.aliveSet, r.aliveFrom = set, time.Now()
-	}
-	why := r.unseenCluster()
-	var servers []raftstore.Server
-	if why == "" {
-		servers, why = bootstrapServers(r.m.cfg.NodeName, r.expect, alive)
-	}
-	// Candidates must bootstrap from the same view: wait until gossip has stopped bringing news. Only a lone
-	// node with nobody to wait for starts at once.
-	lone := r.expect == 1 && !r.m.hasSeeds()
-	if why == "" && !lone && time.Since(r.aliveFrom) < r.settle {
-		why = "waiting for the member list to settle"
-		r.wakeBy(r.aliveFrom.Add(r.settle))
-	}
-	if why != "" {
-		if why != r.waitLog {
-			r.waitLog = why
-			r.log.Info("not bootstrapping raft: "+why, "alive", len(alive), "expect", r.expect)
-		}
-		return
-	}
-	r.bootstraps.Add(1)
-	err = r.store.BootstrapCluster(servers)
-	switch {
-	case errors.Is(err, raftstore.ErrCantBootstrap):
-		r.log.Info("raft state appeared; bootstrap skipped")
-	case err != nil:
-		r.log.Error("bootstrapping raft", "error", err)
-	default:
-		r.log.Info("bootstrapped raft with the first members", "servers", names[:r.expect])
-	}
-}
-
-// unseenCluster says why a cluster this node does not see may exist, or "". Until a seed answers, one may be out
-// there that this node merely cannot reach yet (the seed is restarting, the network is not up yet): bootstrapping
-// beside it would make two clusters with diverging state once gossip connects. A member that belonged to a
-// cluster and has since been declared dead says the same.
-func (r *raftMembers) unseenCluster() string {
-	if r.m.hasSeeds() {
-		select {
-		case <-r.m.seedAnswered():
-		default:
-			why := fmt.Sprintf("no member listed in --join (%s) has answered yet; joining again until one does",
-				strings.Join(r.m.seeds, ", "))
-			if r.expect == 1 {
-				why += ". A cluster may be out there: to start a new one-node cluster instead, start this node " +
-					"without --join"
-			}
-			return why
-		}
-	}
-	for _, mb := range r.m.Members() {
-		if mb.State == stateDead && mb.Meta.Formed && mb.Name != r.m.cfg.NodeName {
-			return "member " + mb.Name + " (unreachable now) belongs to a raft cluster; waiting to be added"
-		}
-	}
-	return ""
-}
-
-// bootstrapServers returns the initial voters (the first expect alive members by name) when self is one of them
-// and nothing forbids bootstrapping, else the reason to wait. alive is sorted by name.
-func bootstrapServers(self string, expect int, alive []memberMeta) ([]raftstore.Server, string) {
-	for _, a := range alive {
-		switch {
-		case a.Formed:
-			return nil, "member " + a.Name + " already belongs to a raft cluster; waiting to be added"
-		case a.Expect != 0 && a.Expect != expect:
-			return nil, fmt.Sprintf("member %s expects %d members, this node %d", a.Name, a.Expect, expect)
-		}
-	}
-	if len(alive) < expect {
-		return nil, fmt.Sprintf("%d of %d members alive", len(alive), expect)
-	}
-	first := alive[:expect]
-	if !slices.ContainsFunc(first, func(a memberMeta) bool { return a.Name == self }) {
-		return nil, "not among the first members by name; waiting to be added"
-	}
-	servers := make([]raftstore.Server, 0, expect)
-	for _, a := range first {
-		if a.RaftAddr == "" {
-			return nil, "member " + a.Name + " advertises no raft address"
-		}
-		servers = append(servers, raftstore.Server{ID: a.Name, Addr: a.RaftAddr, Suffrage: "Voter"})
-	}
-	return servers, ""
-}
-
 // step makes at most one change to the Raft configuration and reports whether it did.
 func (r *raftMembers) step(ctx context.Context) bool {
 	servers, err := r.store.Servers()
@@ -286,14 +185,9 @@ func (r *raftMembers) step(ctx context.Context) bool {
 		r.log.Warn("reading raft configuration", "error", err)
 		return false
 	}
-	members := map[string]member{}
-	for _, mb := range r.m.Members() {
-		members[mb.Name] = mb
-	}
-	now := time.Now()
-	r.trackGone(servers, members, now)
-	change, ok := planRaftChange(raftView{self: r.store.ID(), servers: servers, members: members, gone: r.gone,
-		now: now, grace: r.grace})
+	v := r.view(servers)
+	r.trackGone(servers, v.members, v.now)
+	change, ok := planRaftChange(v)
 	if !ok {
 		return false
 	}
@@ -305,6 +199,16 @@ func (r *raftMembers) step(ctx context.Context) bool {
 	r.log.Info("raft membership changed", "change", change.op, "server", change.id, "addr", change.addr,
 		"why", change.why)
 	return true
+}
+
+// view is what this node decides Raft membership changes from: servers and its gossip table, now.
+func (r *raftMembers) view(servers []raftstore.Server) raftView {
+	members := map[string]member{}
+	for _, mb := range r.m.Members() {
+		members[mb.Name] = mb
+	}
+	return raftView{self: r.store.ID(), servers: servers, members: members, gone: r.gone, now: time.Now(),
+		grace: r.grace}
 }
 
 // trackGone records since when each configured server has been missing from gossip; a server this node never saw
@@ -375,35 +279,44 @@ func (v raftView) alive(id string) (member, bool) {
 	return mb, ok && mb.State == stateAlive
 }
 
+// canRemove reports whether srv may leave the configuration: a voter only if the voters gossip sees alive can still
+// commit without it. Otherwise removing it would only weaken the cluster: gossip and Raft disagree (a gossip-only
+// partition), or another voter is down and the rest would lose their quorum to a member that may well come back.
+func (v raftView) canRemove(srv raftstore.Server) bool {
+	alive, quorum := v.votesWithout(srv.ID)
+	return srv.Suffrage != "Voter" || alive >= quorum
+}
+
+// votesWithout counts the voters other than id that gossip sees alive (this node always counts), and the quorum of
+// the voters other than id.
+func (v raftView) votesWithout(id string) (alive, quorum int) {
+	voters := 0
+	for _, srv := range v.servers {
+		if srv.Suffrage != "Voter" || srv.ID == id {
+			continue
+		}
+		voters++
+		if _, ok := v.alive(srv.ID); ok || srv.ID == v.self {
+			alive++
+		}
+	}
+	return alive, voters/2 + 1
+}
+
 // planRaftChange picks the next change, most urgent first: drop members that left, move members that came back
 // on a new Raft address, drop members dead past the grace period, add newcomers, promote non-voters.
 func planRaftChange(v raftView) (raftChange, bool) {
-	voters, aliveVoters := 0, 0
+	voters := 0
 	inConfig := map[string]raftstore.Server{}
 	for _, srv := range v.servers {
 		inConfig[srv.ID] = srv
 		if srv.Suffrage == "Voter" {
 			voters++
-			if _, ok := v.alive(srv.ID); ok || srv.ID == v.self {
-				aliveVoters++
-			}
 		}
-	}
-	// A voter may go only if the voters gossip sees alive can still commit without it; otherwise gossip and Raft
-	// disagree (a gossip-only partition) and removing would only weaken the cluster.
-	canRemove := func(srv raftstore.Server) bool {
-		if srv.Suffrage != "Voter" {
-			return true
-		}
-		stillAlive := aliveVoters
-		if _, ok := v.alive(srv.ID); ok {
-			stillAlive--
-		}
-		return stillAlive >= (voters-1)/2+1
 	}
 	for _, srv := range v.servers {
 		mb, known := v.members[srv.ID]
-		if srv.ID != v.self && known && (mb.State == stateLeaving || mb.State == stateLeft) && canRemove(srv) {
+		if srv.ID != v.self && known && (mb.State == stateLeaving || mb.State == stateLeft) && v.canRemove(srv) {
 			return raftChange{op: opRemove, id: srv.ID, why: "member " + mb.State}, true
 		}
 	}
@@ -418,7 +331,7 @@ func planRaftChange(v raftView) (raftChange, bool) {
 	}
 	for _, srv := range v.servers {
 		since, gone := v.gone[srv.ID]
-		if srv.ID != v.self && gone && v.now.Sub(since) >= v.grace && canRemove(srv) {
+		if srv.ID != v.self && gone && v.now.Sub(since) >= v.grace && v.canRemove(srv) {
 			return raftChange{op: opRemove, id: srv.ID, why: "gone since " + since.Format(time.RFC3339)}, true
 		}
 	}
@@ -493,108 +406,4 @@ func promotionPick(v raftView, nonvoters []member) member {
 	return slices.MinFunc(nonvoters, func(a, b member) int {
 		return cmp.Or(cmp.Compare(perZone[a.Meta.Zone], perZone[b.Meta.Zone]), strings.Compare(a.Name, b.Name))
 	})
-}
-
-// removeServer removes a member from the Raft configuration; the leader runs it for a member that is leaving. On
-// a follower it fails with an error wrapping raftstore.ErrNotLeader (errors.As gives the *NotLeaderError naming
-// the leader), for the caller to forward. Removing an absent member succeeds.
-func (r *raftMembers) removeServer(ctx context.Context, id string) error {
-	if !r.store.IsLeader() {
-		leaderID, leaderAddr := r.store.Leader()
-		return fmt.Errorf("remove raft server %s: %w", id,
-			&raftstore.NotLeaderError{LeaderID: leaderID, LeaderAddr: leaderAddr})
-	}
-	if id == r.store.ID() {
-		return fmt.Errorf("remove raft server %s: the leader cannot remove itself; transfer leadership first", id)
-	}
-	servers, err := r.store.Servers()
-	if err != nil {
-		return fmt.Errorf("remove raft server %s: %w", id, err)
-	}
-	if !slices.ContainsFunc(servers, func(s raftstore.Server) bool { return s.ID == id }) {
-		return nil
-	}
-	if err := r.store.RemoveServer(ctx, id); err != nil {
-		return fmt.Errorf("remove raft server %s: %w", id, err)
-	}
-	r.log.Info("raft membership changed", "change", opRemove, "server", id, "why", "asked to leave")
-	return nil
-}
-
-// leave takes this node out of the cluster gracefully: it announces the leave (the leader then stops counting
-// it), hands leadership over if it leads, has itself removed from the Raft configuration, then leaves gossip.
-// The node calls it on SIGTERM before shutting Raft down; ctx bounds the whole sequence.
-func (r *raftMembers) leave(ctx context.Context) error {
-	self := r.store.ID()
-	if err := r.m.announceLeave(time.Second); err != nil {
-		r.log.Warn("announcing the leave", "error", err)
-	}
-	if r.member(self) && !r.onlyVoter(self) {
-		if r.store.IsLeader() {
-			if err := r.store.TransferLeadership(ctx); err != nil {
-				r.log.Warn("handing over leadership before leaving", "error", err)
-			}
-		}
-		if err := r.removeFromRaft(ctx, self); err != nil {
-			r.log.Warn("leaving without a confirmed removal; the leader removes this node when it sees the leave",
-				"error", err)
-		}
-	}
-	timeout := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), 100*time.Millisecond)
-	}
-	return r.m.Leave(timeout)
-}
-
-// removeFromRaft has the leader remove this node, retrying through the election a leadership transfer causes.
-func (r *raftMembers) removeFromRaft(ctx context.Context, self string) error {
-	if r.removeSelf == nil {
-		// Nobody to forward to: the leader removes this node when gossip shows the leave, and sends the removal
-		// to the removed member on a best-effort basis, so look for it here for a moment.
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		for r.member(self) {
-			select {
-			case <-ctx.Done():
-				return errors.New("removal not seen in this node's raft configuration")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		return nil
-	}
-	for {
-		if r.store.IsLeader() {
-			return errors.New("still the raft leader: leadership could not be handed over")
-		}
-		err := r.removeSelf(ctx, self)
-		if err == nil {
-			r.log.Info("removed from the raft configuration")
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (r *raftMembers) member(id string) bool {
-	servers, err := r.store.Servers()
-	return err == nil && slices.ContainsFunc(servers, func(s raftstore.Server) bool { return s.ID == id })
-}
-
-// onlyVoter reports whether id is the last voter: removing it would end the cluster, so it stays.
-func (r *raftMembers) onlyVoter(id string) bool {
-	servers, err := r.store.Servers()
-	if err != nil {
-		return false
-	}
-	for _, s := range servers {
-		if s.Suffrage == "Voter" && s.ID != id {
-			return false
-		}
-	}
-	return true
 }
