@@ -490,6 +490,10 @@ func (n *Node) Close() error {
 // Ready reports whether the node can serve: Raft has a leader and the catalog has been read at least once.
 func (n *Node) Ready(ctx context.Context) error {
 	if id, _ := n.store.Leader(); id == "" {
+		if why := n.raft.bootstrapWait(); why != "" {
+			return fmt.Errorf("no raft leader yet: %s", why)
+		}
+
 		return errors.New("no raft leader yet")
 	}
 

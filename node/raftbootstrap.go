@@ -18,6 +18,7 @@ func (r *raftMembers) tryBootstrap() {
 	has, err := r.store.HasState()
 	if err != nil || has {
 		// Voted in an election, or being sent the log: a leader knows of this node already.
+		r.waiting.Store(nil)
 		return
 	}
 	alive := r.m.Alive()
@@ -45,8 +46,10 @@ func (r *raftMembers) tryBootstrap() {
 			r.waitLog = why
 			r.log.Info("not bootstrapping raft: "+why, "alive", len(alive), "expect", r.expect)
 		}
+		r.waiting.Store(&why)
 		return
 	}
+	r.waiting.Store(nil)
 	r.bootstraps.Add(1)
 	err = r.store.BootstrapCluster(servers)
 	switch {
@@ -57,6 +60,14 @@ func (r *raftMembers) tryBootstrap() {
 	default:
 		r.log.Info("bootstrapped raft with the first members", "servers", names[:r.expect])
 	}
+}
+
+// bootstrapWait is why this node has not formed or joined a cluster yet, or "".
+func (r *raftMembers) bootstrapWait() string {
+	if why := r.waiting.Load(); why != nil {
+		return *why
+	}
+	return ""
 }
 
 // unseenCluster says why a cluster this node does not see may exist, or "". Until a seed answers, one may be out

@@ -78,6 +78,11 @@ func TestClusterJoinWaitsForSeed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	ready := second.do(t, "GET", "/readyz", "", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, ready.StatusCode)
+	assert.Contains(t, ready.Body, "no raft leader yet: no member listed in --join ("+gate.addr+") has answered yet",
+		"readiness says what the node waits for")
+
 	gate.open()
 	c.waitFormed(t)
 

@@ -55,6 +55,8 @@ type raftMembers struct {
 	aliveFrom time.Time
 	wakeAt    time.Time     // when a pending decision comes due (settle or grace ends); zero: none
 	waitLog   string        // last reason given for not bootstrapping, so it is logged once
+	// waiting is why this node has not bootstrapped a cluster yet ("" once it belongs to one), for readiness.
+	waiting atomic.Pointer[string]
 	pollWait  time.Duration // while this node does not receive the log: how long until it looks again
 }
 
