@@ -66,7 +66,8 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 	}, nil
 }
 
-// prepare fetches the inputs, writes the schematic extension and secure-boot keys into dir and returns the profile.
+// prepare fetches the inputs, writes the schematic extension, secure-boot keys and embedded configuration into dir
+// and returns the profile.
 func (b *Builder) prepare(ctx context.Context, r recipe.Recipe, dir string) (profile.Profile, error) {
 	paths, err := b.cfg.Inputs.Fetch(ctx, r.Inputs, r.Asset.Arch)
 	if err != nil {
@@ -86,6 +87,10 @@ func (b *Builder) prepare(ctx context.Context, r recipe.Recipe, dir string) (pro
 	prof, err := r.Profile(paths)
 	if err != nil {
 		return profile.Profile{}, fmt.Errorf("profile: %w", err)
+	}
+
+	if err := embedConfig(&prof, dir); err != nil {
+		return profile.Profile{}, fmt.Errorf("embedded configuration: %w", err)
 	}
 
 	return prof, nil

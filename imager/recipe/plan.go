@@ -8,10 +8,13 @@ import (
 	"maps"
 	"math"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/imager/profile"
 	"github.com/siderolabs/talos/pkg/machinery/imager/quirks"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/schematic"
@@ -154,6 +157,13 @@ func validate(a Asset, s *schematic.Schematic, v release.Version, opts PlanOptio
 		return invalidf("disk image sector size %d is not supported: only %d", ss, sectorSize)
 	}
 
+	// Not an official check: such options would give the recipe a key chosen by chance (see jsonSafe).
+	if _, options := overlayOf(a, s); takesOverlay(a) && options != nil {
+		if _, err := jsonSafe(options); err != nil {
+			return invalidf("overlay options: %w", err)
+		}
+	}
+
 	return nil
 }
 
@@ -287,7 +297,12 @@ func (r Recipe) ComputeKey() (string, error) {
 		r.Inputs.Overlay = &overlay
 
 		if overlay.Options != nil {
-			overlay.Options, _ = jsonSafe(overlay.Options).(map[string]any)
+			options, err := jsonSafe(overlay.Options)
+			if err != nil {
+				return "", fmt.Errorf("encode recipe: overlay options: %w", err)
+			}
+
+			overlay.Options, _ = options.(map[string]any)
 		}
 	}
 
@@ -302,38 +317,105 @@ func (r Recipe) ComputeKey() (string, error) {
 }
 
 // jsonSafe rewrites free-form YAML values (overlay options) into values encoding/json accepts: mappings with
-// non-string keys get string keys, NaN and infinities become text. Collisions this may cause cannot make two
-// different recipes share a key, because the schematic ID is hashed too.
-func jsonSafe(v any) any {
+// non-string keys get string keys, NaN and infinities become text. A collision between two schematics' options
+// cannot make them share a key, because the schematic ID is hashed too; a collision within one mapping (null and
+// "<nil>", .nan and "NaN", a timestamp and its text: different YAML keys that print alike) would leave the
+// surviving value, and so the key, to map iteration order. jsonSafe refuses it instead, naming the keys, and
+// visits mappings in key order so that the one it names is always the same.
+func jsonSafe(v any) (any, error) {
 	switch v := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = jsonSafe(e)
+
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			e, err := jsonSafe(v[k])
+			if err != nil {
+				return nil, err
+			}
+
+			out[k] = e
 		}
 
-		return out
+		return out, nil
 	case map[any]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[fmt.Sprint(k)] = jsonSafe(e)
-		}
-
-		return out
+		return jsonSafeMapping(v)
 	case []any:
 		out := make([]any, len(v))
+
 		for i, e := range v {
-			out[i] = jsonSafe(e)
+			var err error
+			if out[i], err = jsonSafe(e); err != nil {
+				return nil, err
+			}
 		}
 
-		return out
+		return out, nil
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Sprint(v)
+			return fmt.Sprint(v), nil
 		}
 
-		return v
+		return v, nil
 	default:
-		return v
+		return v, nil
 	}
+}
+
+// jsonSafeMapping is jsonSafe of a mapping with keys of any type. Entries are collected rather than looked up by
+// key: a NaN key is never found again.
+func jsonSafeMapping(v map[any]any) (any, error) {
+	type entry struct {
+		name       string
+		key, value any
+	}
+
+	entries := make([]entry, 0, len(v))
+	for k, e := range v {
+		entries = append(entries, entry{name: fmt.Sprint(k), key: k, value: e})
+	}
+
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+
+	for i := 1; i < len(entries); i++ {
+		if name := entries[i].name; name == entries[i-1].name {
+			var alike []string
+
+			for _, e := range entries {
+				if e.name == name {
+					alike = append(alike, yamlKey(e.key))
+				}
+			}
+
+			slices.Sort(alike)
+
+			return nil, fmt.Errorf("keys %s read alike (%q): rename one", strings.Join(alike, " and "), name)
+		}
+	}
+
+	out := make(map[string]any, len(entries))
+
+	for _, e := range entries {
+		value, err := jsonSafe(e.value)
+		if err != nil {
+			return nil, err
+		}
+
+		out[e.name] = value
+	}
+
+	return out, nil
+}
+
+// yamlKey is a mapping key as YAML writes it, strings quoted, for an error naming keys that print alike.
+func yamlKey(k any) string {
+	if s, ok := k.(string); ok {
+		return strconv.Quote(s)
+	}
+
+	text, err := yaml.Marshal(k)
+	if err != nil {
+		return fmt.Sprintf("%v (%T)", k, k)
+	}
+
+	return strings.TrimSpace(string(text))
 }

@@ -387,3 +387,74 @@ func TestPlanKeyErrorIsNotInvalid(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.As(err, new(*recipe.InvalidError)))
 }
+
+// TestPlanOverlayOptionKeysDeterministic: mapping keys that differ in YAML but print alike (null and "<nil>", .inf
+// and "+Inf", a timestamp and its text) would collide in the key's encoding, the survivor chosen by map iteration
+// order. Planning the same schematic again and again must give one outcome: one key, or one error naming the keys.
+func TestPlanOverlayOptionKeysDeterministic(t *testing.T) {
+	t.Parallel()
+
+	schematicWith := func(options string) string {
+		return "overlay: {name: rpi_generic, image: siderolabs/sbc-raspberrypi, options: " + options + "}\ncustomization: {}\n"
+	}
+
+	for _, tc := range []struct {
+		name, path, options, err string
+	}{
+		{name: "null and <nil>", path: "metal-arm64.raw.xz", options: `{n: {null: x, "<nil>": y}}`,
+			err: `overlay options: keys "<nil>" and null read alike ("<nil>"): rename one`},
+		{name: "-inf and -Inf", path: "metal-arm64.raw.xz", options: `{n: {-.inf: x, "-Inf": y}}`,
+			err: `overlay options: keys "-Inf" and -.inf read alike ("-Inf"): rename one`},
+		{name: "inf and +Inf", path: "installer-arm64.tar", options: `{list: [{.inf: x, "+Inf": y}]}`,
+			err: `overlay options: keys "+Inf" and .inf read alike ("+Inf"): rename one`},
+		{name: "timestamp and its text", path: "metal-arm64.iso",
+			options: `{n: {2001-12-14: x, "2001-12-14 00:00:00 +0000 UTC": y}}`,
+			err:     `overlay options: keys "2001-12-14 00:00:00 +0000 UTC" and 2001-12-14T00:00:00Z read alike ("2001-12-14 00:00:00 +0000 UTC"): rename one`},
+		{name: "first clash in key order", path: "metal-arm64.raw.xz",
+			options: `{b: {.inf: x, "+Inf": y}, a: {null: x, "<nil>": y}}`,
+			err:     `overlay options: keys "<nil>" and null read alike ("<nil>"): rename one`},
+		{name: "overlay unused", path: "kernel-arm64", options: `{n: {null: x, "<nil>": y}}`},
+		{name: "no clash", path: "metal-arm64.raw.xz", options: `{n: {null: x, 1: y, true: z, 2.5: w}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+
+			outcomes := map[string]int{}
+
+			for range 200 {
+				r, err := plan(t, tc.path, schematicWith(tc.options), "v1.13.0", planOpts)
+				if err != nil {
+					require.True(t, recipe.IsInvalid(err), "%T must be invalid: %v", err, err)
+					outcomes["error: "+err.Error()]++
+
+					continue
+				}
+
+				outcomes["key: "+r.Key]++
+			}
+
+			require.Len(t, outcomes, 1, "one schematic, one outcome: %v", outcomes)
+
+			for got := range outcomes {
+				if tc.err == "" {
+					require.Regexp(t, `^key: [0-9a-f]{64}$`, got)
+				} else {
+					require.Equal(t, "error: "+tc.err, got)
+				}
+			}
+		})
+	}
+}
+
+// TestComputeKeyRefusesKeysReadAlike: a recipe not made by Plan gets an error, not a key left to chance.
+func TestComputeKeyRefusesKeysReadAlike(t *testing.T) {
+	t.Parallel()
+
+	r := mustPlan(t, "metal-arm64.raw.xz", "overlay: {name: rpi_generic, image: x}\ncustomization: {}\n", "v1.13.0")
+	r.Inputs.Overlay.Options = map[string]any{"n": map[any]any{nil: "x", "<nil>": "y"}}
+
+	for range 50 {
+		_, err := r.ComputeKey()
+		require.EqualError(t, err, `encode recipe: overlay options: keys "<nil>" and null read alike ("<nil>"): rename one`)
+	}
+}
