@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -53,8 +54,12 @@ func (s *Store) HasState() (bool, error) {
 // ErrNoOtherVoter is returned by TransferLeadership when no other voter could take over.
 var ErrNoOtherVoter = errors.New("no other voter in the raft configuration")
 
-// TransferLeadership hands leadership to the most up-to-date other voter and returns once it has been handed over.
-// A leader about to leave the cluster calls it first, so the cluster does not wait out an election timeout.
+// transferAttempts bounds how often TransferLeadership asks raft to hand over.
+const transferAttempts = 3
+
+// TransferLeadership hands leadership to the most up-to-date other voter and returns once another server leads. A leader about to leave the cluster calls it first, so the cluster does not wait out an election timeout.
+// raft's transfer reports success once it has told the target to stand for election, not once the target won:
+// on a busy machine the target's election can fail and this node keep leading, so the transfer is tried again.
 func (s *Store) TransferLeadership(ctx context.Context) error {
 	if !s.IsLeader() {
 		id, addr := s.Leader()
@@ -69,8 +74,32 @@ func (s *Store) TransferLeadership(ctx context.Context) error {
 	}) {
 		return fmt.Errorf("transfer leadership: %w", ErrNoOtherVoter)
 	}
-	if err := await(ctx, s.raft.LeadershipTransfer()); err != nil {
-		return fmt.Errorf("transfer leadership: %w", s.raftErr(err))
+	for range transferAttempts {
+		if err := await(ctx, s.raft.LeadershipTransfer()); err != nil {
+			return fmt.Errorf("transfer leadership: %w", s.raftErr(err))
+		}
+		if s.waitOtherLeader(ctx, 4*s.cfg.ElectionTimeout) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("transfer leadership: %w", ctx.Err())
+		}
+		s.log.Warn("leadership transfer did not take; trying again")
 	}
-	return nil
+	return fmt.Errorf("transfer leadership: still the leader after %d attempts", transferAttempts)
+}
+
+// waitOtherLeader waits up to d for another server to lead and reports whether one does. Stepping down is not
+// enough: when the target's election fails, this node may win the next one.
+func (s *Store) waitOtherLeader(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if id, _ := s.Leader(); id != "" && id != s.cfg.NodeID {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
