@@ -53,11 +53,11 @@ type raftMembers struct {
 	gone      map[string]time.Time // servers not alive in gossip → since when (leader only)
 	aliveSet  string               // names of alive members at the last pass, for settle
 	aliveFrom time.Time
-	wakeAt    time.Time     // when a pending decision comes due (settle or grace ends); zero: none
-	waitLog   string        // last reason given for not bootstrapping, so it is logged once
+	wakeAt    time.Time // when a pending decision comes due (settle or grace ends); zero: none
+	waitLog   string    // last reason given for not bootstrapping, so it is logged once
 	// waiting is why this node has not bootstrapped a cluster yet ("" once it belongs to one), for readiness.
-	waiting atomic.Pointer[string]
-	pollWait  time.Duration // while this node does not receive the log: how long until it looks again
+	waiting  atomic.Pointer[string]
+	pollWait time.Duration // while this node does not receive the log: how long until it looks again
 }
 
 func newRaftMembers(store *raftstore.Store, m *membership, expect int, grace time.Duration,
