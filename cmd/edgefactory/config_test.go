@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +81,29 @@ func parse(t *testing.T, file string, args ...string) *node.Config {
 	require.NoError(t, applyConfigSources(cmd, file))
 
 	return cfg
+}
+
+// TestDeployExamples: the example config file an operator copies to /etc/edgefactory.yaml is accepted by serve as
+// written (every key a flag, every value valid), and the systemd unit starts serve with flags that exist.
+func TestDeployExamples(t *testing.T) {
+	cfg := parse(t, filepath.Join("..", "..", "deploy", "edgefactory.yaml"))
+	assert.Equal(t, "factory-1", cfg.NodeName)
+	assert.Equal(t, "mirror.site.example:5000", cfg.Upstream.Registry)
+
+	unit, err := os.ReadFile(filepath.Join("..", "..", "deploy", "systemd", "edgefactory.service"))
+	require.NoError(t, err)
+
+	var exec []string
+
+	for _, line := range strings.Split(string(unit), "\n") {
+		if rest, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			exec = strings.Fields(rest)
+		}
+	}
+
+	require.GreaterOrEqual(t, len(exec), 2, "ExecStart runs the binary with a subcommand")
+	assert.Equal(t, "serve", exec[1])
+
+	serve := newServeCmd()
+	require.NoError(t, serve.ParseFlags(exec[2:]), "the unit's flags exist on serve")
 }
