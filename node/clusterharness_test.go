@@ -126,7 +126,12 @@ func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member 
 }
 
 // kill crashes m (node.Kill) and waits for its Run to return.
-func (c *cluster) kill(m *member) {
+func (c *cluster) kill(m *member) { c.end(m, true) }
+
+// stop stops m gracefully, as SIGTERM does (its Run context ends), and waits for its Run to return.
+func (c *cluster) stop(m *member) { c.end(m, false) }
+
+func (c *cluster) end(m *member, crash bool) {
 	c.mu.Lock()
 	if m.killed {
 		c.mu.Unlock()
@@ -137,7 +142,10 @@ func (c *cluster) kill(m *member) {
 	m.killed = true
 	c.mu.Unlock()
 
-	m.Kill()
+	if crash {
+		m.Kill()
+	}
+
 	m.cancel()
 	<-m.done
 }

@@ -105,22 +105,6 @@ func TestClusterLeaveRemovesMember(t *testing.T) {
 	}
 }
 
-// stop stops m gracefully, as SIGTERM does (its Run context ends), and waits for its Run to return.
-func (c *cluster) stop(m *member) {
-	c.mu.Lock()
-	if m.killed {
-		c.mu.Unlock()
-
-		return
-	}
-
-	m.killed = true
-	c.mu.Unlock()
-
-	m.cancel()
-	<-m.done
-}
-
 // memberState is the gossip state of member name as m sees it ("" when it does not know it).
 func memberState(m *member, name string) string {
 	for _, mb := range m.Status().Members {
