@@ -17,9 +17,6 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// badSourceMemory is how long a member that sent corrupt bytes of a blob is skipped for that blob.
-const badSourceMemory = 10 * time.Minute
-
 // fromHolders asks the key's holders in ring order — the owner first — to get or build the asset, and streams the
 // first answer (every waiter on this node shares one request). A holder that cannot be reached is skipped: the next
 // one builds if it must.
@@ -305,36 +302,6 @@ func (s *assetService) run(t *transfer, sources []source) {
 	s.markLost(t.rec.Digest)
 }
 
-// markLost remembers that no member could deliver a verified copy of digest: the next request builds it instead
-// of failing the same way again.
-func (s *assetService) markLost(digest string) {
-	s.mu.Lock()
-	s.lost[digest] = time.Now()
-	s.mu.Unlock()
-}
-
-// lostRecently reports whether the last copy of digest found no member with verified bytes.
-func (s *assetService) lostRecently(digest string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	when, ok := s.lost[digest]
-	if ok && time.Since(when) >= badSourceMemory {
-		delete(s.lost, digest)
-
-		return false
-	}
-
-	return ok
-}
-
-// found forgets that digest was lost: its bytes are stored here again.
-func (s *assetService) found(digest string) {
-	s.mu.Lock()
-	delete(s.lost, digest)
-	s.mu.Unlock()
-}
-
 // restartTransfer replaces a transfer whose bytes turned out corrupt with a fresh one (new requests join the fresh
 // one; readers of the old one have already been failed).
 func (s *assetService) restartTransfer(old *transfer) *transfer {
@@ -367,46 +334,6 @@ func (s *assetService) finishTransfer(t *transfer) {
 
 	close(t.done)
 	t.closeReader()
-}
-
-// wholeOnly reports whether digest's bytes are answered whole, whatever Range asks: a copy of them arriving here
-// turned out corrupt less than badSourceMemory ago, after clients had received its first bytes. A client resuming
-// such a download would complete a wrong file from a bad beginning; a full 200 makes it start over.
-func (s *assetService) wholeOnly(digest string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	return s.wholeOnlyLocked(digest)
-}
-
-func (s *assetService) wholeOnlyLocked(digest string) bool {
-	for _, when := range s.bad[digest] {
-		if time.Since(when) < badSourceMemory {
-			return true
-		}
-	}
-
-	return false
-}
-
-func (s *assetService) markBad(digest, name string) {
-	s.mu.Lock()
-	if s.bad[digest] == nil {
-		s.bad[digest] = map[string]time.Time{}
-	}
-	s.bad[digest][name] = time.Now()
-	s.mu.Unlock()
-
-	if base, ok := s.cluster.URL(name); ok {
-		go func() {
-			ctx, cancel := context.WithTimeout(s.bg, peerTimeout)
-			defer cancel()
-
-			if err := s.peers.verify(ctx, base, digest); err != nil {
-				s.log.Warn("could not ask a peer to check its copy", "peer", name, "error", err)
-			}
-		}()
-	}
 }
 
 // copyFrom copies from src into t, from the byte t has reached, failing if src stalls.

@@ -1,0 +1,83 @@
+package node
+
+import (
+	"context"
+	"time"
+)
+
+// What a node remembers about copies that went wrong: which members sent corrupt bytes of a blob (skipped as
+// sources for badSourceMemory, and the reason ranges of those bytes are answered whole here meanwhile), and which
+// blobs no member could deliver (built again instead of fetched).
+
+// badSourceMemory is how long a member that sent corrupt bytes of a blob is skipped for that blob.
+const badSourceMemory = 10 * time.Minute
+
+// markLost remembers that no member could deliver a verified copy of digest: the next request builds it instead
+// of failing the same way again.
+func (s *assetService) markLost(digest string) {
+	s.mu.Lock()
+	s.lost[digest] = time.Now()
+	s.mu.Unlock()
+}
+
+// lostRecently reports whether the last copy of digest found no member with verified bytes.
+func (s *assetService) lostRecently(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	when, ok := s.lost[digest]
+	if ok && time.Since(when) >= badSourceMemory {
+		delete(s.lost, digest)
+
+		return false
+	}
+
+	return ok
+}
+
+// found forgets that digest was lost: its bytes are stored here again.
+func (s *assetService) found(digest string) {
+	s.mu.Lock()
+	delete(s.lost, digest)
+	s.mu.Unlock()
+}
+
+// wholeOnly reports whether digest's bytes are answered whole, whatever Range asks: a copy of them arriving here
+// turned out corrupt less than badSourceMemory ago, after clients had received its first bytes. A client resuming
+// such a download would complete a wrong file from a bad beginning; a full 200 makes it start over.
+func (s *assetService) wholeOnly(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.wholeOnlyLocked(digest)
+}
+
+func (s *assetService) wholeOnlyLocked(digest string) bool {
+	for _, when := range s.bad[digest] {
+		if time.Since(when) < badSourceMemory {
+			return true
+		}
+	}
+
+	return false
+}
+
+func (s *assetService) markBad(digest, name string) {
+	s.mu.Lock()
+	if s.bad[digest] == nil {
+		s.bad[digest] = map[string]time.Time{}
+	}
+	s.bad[digest][name] = time.Now()
+	s.mu.Unlock()
+
+	if base, ok := s.cluster.URL(name); ok {
+		go func() {
+			ctx, cancel := context.WithTimeout(s.bg, peerTimeout)
+			defer cancel()
+
+			if err := s.peers.verify(ctx, base, digest); err != nil {
+				s.log.Warn("could not ask a peer to check its copy", "peer", name, "error", err)
+			}
+		}()
+	}
+}
