@@ -32,6 +32,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		assert.Contains(t, string(out), `"id":"9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c"`)
 		assert.Contains(t, string(out), "siderolabs/amd-ucode")
 		assert.Contains(t, string(out), "rpi_generic")
+		assert.Contains(t, string(out), `/talosctl/v1.13.0/talosctl-linux-amd64"`)
 	})
 
 	t.Run("mistakes", func(t *testing.T) {

@@ -49,6 +49,16 @@ type Assets interface {
 	SecureBootCertificate(ctx context.Context) ([]byte, error)
 }
 
+// Talosctl serves the talosctl binaries of a Talos version (its talosctl-all image). Versions are parsed tolerantly
+// ("v1.11" is v1.11.0); a malformed version is Invalid, an unknown one NotFound.
+type Talosctl interface {
+	// TalosctlFiles lists the binaries' file names, sorted; empty for versions before talosctl downloads.
+	TalosctlFiles(ctx context.Context, version string) ([]string, error)
+	// TalosctlFile returns one binary, served like any asset; an unknown name, or a version without
+	// talosctl-all, is NotFound. The caller must Close it.
+	TalosctlFile(ctx context.Context, version, name string) (Asset, error)
+}
+
 // Asset is one stored, verified boot asset. Every frontend serves it through this one shape.
 type Asset interface {
 	// Content reads the bytes; it is an *os.File where possible so the kernel can send it (sendfile).

@@ -1,6 +1,7 @@
 // Package imager turns a recipe into bytes: it fetches the recipe's release inputs, writes the schematic extension
 // and secure-boot keys beside them, and runs the Talos imager (github.com/siderolabs/talos/pkg/imager) on the
-// recipe's profile, in a worker process at Config.Nice (see worker.go).
+// recipe's profile, in a worker process at Config.Nice (see worker.go). A talosctl recipe is no build: its binary is
+// copied out of the release's talosctl-all image (see talosctl.go), without the imager and without a build slot.
 //
 // Guarantees: at most Config.Concurrency builds run at once (the others wait their turn); a build is detached from
 // its caller (a caller that gives up stops waiting, the build goes on until done or Config.Timeout) and leaves
@@ -192,8 +193,12 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 		return nil, fmt.Errorf("build %s: %w", r.Asset.Path, err)
 	}
 
-	if err := b.acquire(ctx, log); err != nil {
-		return nil, err
+	// Copying a talosctl binary out of its image is network and disk work only: it never waits behind image builds.
+	slot := r.Talosctl == nil
+	if slot {
+		if err := b.acquire(ctx, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// Values (request ID, trace) stay; cancellation does not: others may be waiting for this build.
@@ -204,7 +209,10 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 	gone := make(chan struct{})
 
 	started := b.start(func() {
-		defer b.release()
+		if slot {
+			defer b.release()
+		}
+
 		defer cancel()
 		defer stopOnClose()
 
@@ -222,7 +230,10 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 	if !started {
 		stopOnClose()
 		cancel()
-		b.release()
+
+		if slot {
+			b.release()
+		}
 
 		return nil, errors.New("builder closed")
 	}

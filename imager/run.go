@@ -20,7 +20,7 @@ import (
 func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (out *Output, err error) {
 	start := time.Now()
 
-	log.Info("build started", "kind", r.Asset.Kind.String(), "arch", r.Asset.Arch)
+	log.Info("build started", "kind", r.Kind(), "arch", r.Asset.Arch)
 
 	dir, err := os.MkdirTemp(b.cfg.TmpDir, "build-*")
 	if err != nil {
@@ -34,25 +34,21 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 		}
 	}()
 
-	prof, err := b.prepare(ctx, r, dir)
-	if err != nil {
-		return nil, timedOut(ctx, b.cfg.Timeout, err)
+	var path string
+
+	if r.Talosctl != nil {
+		path, err = b.extract(ctx, r, dir)
+	} else {
+		path, err = b.image(ctx, r, dir, log)
 	}
 
-	path, err := b.execute(ctx, prof, dir, log)
 	if err != nil {
-		return nil, timedOut(ctx, b.cfg.Timeout, fmt.Errorf("build %s: %w", r.Asset.Kind, err))
-	}
-
-	if r.Asset.Kind == profile.OutKindInstaller {
-		if err := pinInstallerCreated(path); err != nil {
-			return nil, fmt.Errorf("build %s: %w", r.Asset.Kind, err)
-		}
+		return nil, err
 	}
 
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("build %s: output: %w", r.Asset.Kind, err)
+		return nil, fmt.Errorf("build %s: output: %w", r.Asset.Path, err)
 	}
 
 	log.Info("build done", "bytes", st.Size(), "elapsed", time.Since(start).Round(time.Millisecond))
@@ -64,6 +60,27 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 		Size:    st.Size(),
 		Cleanup: func() { once.Do(func() { removeAll(dir, log) }) },
 	}, nil
+}
+
+// image runs the Talos imager for r in dir and returns the path of its output.
+func (b *Builder) image(ctx context.Context, r recipe.Recipe, dir string, log *slog.Logger) (string, error) {
+	prof, err := b.prepare(ctx, r, dir)
+	if err != nil {
+		return "", timedOut(ctx, b.cfg.Timeout, err)
+	}
+
+	path, err := b.execute(ctx, prof, dir, log)
+	if err != nil {
+		return "", timedOut(ctx, b.cfg.Timeout, fmt.Errorf("build %s: %w", r.Asset.Kind, err))
+	}
+
+	if r.Asset.Kind == profile.OutKindInstaller {
+		if err := pinInstallerCreated(path); err != nil {
+			return "", fmt.Errorf("build %s: %w", r.Asset.Kind, err)
+		}
+	}
+
+	return path, nil
 }
 
 // prepare fetches the inputs, writes the schematic extension, secure-boot keys and embedded configuration into dir

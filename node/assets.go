@@ -250,8 +250,11 @@ func (s *assetService) markFailed(key string, err error) {
 // build runs the imager for r, stores the verified output in the CAS, commits its index record (the first record
 // of a key wins cluster-wide) and pushes copies to the key's other holders.
 func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRecord, error) {
-	log := s.log.With("key", r.Key[:16], "asset", r.Asset.Path, "version", r.Version, "schematic", r.SchematicID[:16],
-		"request_id", frontends.RequestID(ctx), "ring", s.cluster.RingVersion())
+	log := s.log.With("key", r.Key[:16], "asset", r.Asset.Path, "version", r.Version, "request_id", frontends.RequestID(ctx),
+		"ring", s.cluster.RingVersion())
+	if r.SchematicID != "" { // a talosctl binary has none
+		log = log.With("schematic", r.SchematicID[:min(16, len(r.SchematicID))])
+	}
 	start := time.Now()
 
 	if err := s.recentFailure(r.Key); err != nil {
@@ -329,4 +332,4 @@ func buildError(err error) error {
 	return fmt.Errorf("build failed: %w", err)
 }
 
-func kindLabel(r recipe.Recipe) string { return r.Asset.Kind.String() }
+func kindLabel(r recipe.Recipe) string { return r.Kind() }

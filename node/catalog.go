@@ -41,6 +41,13 @@ func (n *Node) versionCatalog(version string) (release.Version, semver.Version, 
 		return release.Version{}, v, err
 	}
 
+	c, err := n.catalogAt(v)
+
+	return c, v, err
+}
+
+// catalogAt finds the replicated catalog of version v, or answers NotFound.
+func (n *Node) catalogAt(v semver.Version) (release.Version, error) {
 	key := "v" + v.String()
 	gen := n.store.CatalogGeneration()
 
@@ -48,21 +55,23 @@ func (n *Node) versionCatalog(version string) (release.Version, semver.Version, 
 	if !cached || e.gen != gen {
 		c, ok, err := n.store.Catalog(key)
 		if err != nil {
-			return release.Version{}, v, fmt.Errorf("read catalog of %s: %w", key, err)
+			return release.Version{}, fmt.Errorf("read catalog of %s: %w", key, err)
 		}
 
 		e = catalogEntry{gen: gen, found: ok, catalog: c}
 		n.catalogs.Put(key, e)
 	}
 
-	c, ok := e.catalog, e.found
-
-	if !ok {
-		return release.Version{}, v, frontends.NewError(frontends.ClassNotFound,
-			fmt.Sprintf("version %s is not available", v), nil)
+	if !e.found {
+		return release.Version{}, versionNotAvailable(v)
 	}
 
-	return c, v, nil
+	return e.catalog, nil
+}
+
+// versionNotAvailable is the official answer for a version the factory does not serve (no "v" in the text).
+func versionNotAvailable(v semver.Version) error {
+	return frontends.NewError(frontends.ClassNotFound, fmt.Sprintf("version %s is not available", v), nil)
 }
 
 // Versions lists the available versions, ascending.

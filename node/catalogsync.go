@@ -16,7 +16,8 @@ import (
 
 // catalogSync keeps the replicated catalog equal to what the upstream registry publishes. Only the Raft leader
 // runs it, so followers serve catalog endpoints with zero upstream traffic. A version is written whole or not at
-// all; one whose catalog cannot be read is logged and retried on the next, shorter, round.
+// all; one whose catalog cannot be read is logged and retried on the next, shorter, round. Its talosctl binaries
+// (from the large talosctl-all image) are read after every version's catalog, and written on their own.
 type catalogSync struct {
 	src      release.Source
 	store    *raftstore.Store
@@ -75,12 +76,16 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 		return fmt.Errorf("read replicated versions: %w", err)
 	}
 
-	errs := s.readVersions(ctx, s.due(versions, known))
+	due := s.due(versions, known)
+	errs := s.readVersions(ctx, due)
 	errs = append(errs, s.removeGone(ctx, versions, known)...)
 
 	if err := s.writeMeta(ctx); err != nil {
 		errs = append(errs, err)
 	}
+
+	// Last, as talosctl-all images are large: the catalog above is served (and the node ready) meanwhile.
+	errs = append(errs, s.readTalosctls(ctx, due)...)
 
 	result := "ok"
 	if len(errs) > 0 {
@@ -205,6 +210,8 @@ func (s *catalogSync) readVersion(ctx context.Context, v string) error {
 	if err != nil {
 		return fmt.Errorf("read replicated catalog of %s: %w", v, err)
 	}
+
+	fresh.Talosctl = old.Talosctl // read on its own, after every catalog (see readTalosctls)
 
 	if !ok || !reflect.DeepEqual(old, fresh) {
 		if err := s.store.PutCatalog(ctx, fresh); err != nil {

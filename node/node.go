@@ -363,7 +363,8 @@ func advertisable(addr string) string {
 }
 
 func (n *Node) router() http.Handler {
-	a := &api.API{Schematics: n, Catalog: n, Assets: n, Health: n, Logger: n.log}
+	a := &api.API{Schematics: n, Catalog: n, Assets: n, Talosctl: n, Health: n, Logger: n.log,
+		ExternalURL: n.cfg.ExternalURL}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
 	peer := &peerAPI{n: n}
 	registry := &oci.OCI{Registry: n, Schematics: n, Logger: n.log}

@@ -58,6 +58,7 @@ func (p *peerAPI) mount(r chi.Router) {
 		r.Get("/readindex", p.readIndex)
 		r.Get("/blobs/{digest}", p.blob)
 		r.Get("/assets/{schematic}/{version}/{path}", p.asset)
+		r.Get("/talosctl/{version}/{file}", p.talosctl)
 		r.Post("/pull", p.pull)
 		r.Post("/verify/{digest}", p.verify)
 		r.Post("/raft/remove/{id}", p.removeServer)
@@ -168,6 +169,22 @@ func (p *peerAPI) blob(w http.ResponseWriter, r *http.Request) {
 
 // asset gets or builds an asset for a peer and streams it. One hop: it never asks another node to build.
 func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
+	p.serve(w, r, func(ctx context.Context) (recipe.Recipe, error) {
+		return p.n.plan(ctx, chi.URLParam(r, "schematic"), chi.URLParam(r, "version"), chi.URLParam(r, "path"),
+			recipe.ParsePath)
+	})
+}
+
+// talosctl gets (copies out of its image) a talosctl binary for a peer and streams it, as asset does.
+func (p *peerAPI) talosctl(w http.ResponseWriter, r *http.Request) {
+	p.serve(w, r, func(context.Context) (recipe.Recipe, error) {
+		return p.n.planTalosctl(chi.URLParam(r, "version"), chi.URLParam(r, "file"))
+	})
+}
+
+// serve plans what a peer asks for, gets or builds it and streams it with its index record. The asker's plan is
+// pinned by the query: the key it planned, and its state index, which this node first catches up with.
+func (p *peerAPI) serve(w http.ResponseWriter, r *http.Request, plan func(context.Context) (recipe.Recipe, error)) {
 	ctx := r.Context()
 
 	if idx, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64); err == nil {
@@ -177,8 +194,7 @@ func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 
-	r2, err := p.n.plan(ctx, chi.URLParam(r, "schematic"), chi.URLParam(r, "version"), chi.URLParam(r, "path"),
-		recipe.ParsePath)
+	r2, err := plan(ctx)
 	if err != nil {
 		frontends.WriteError(w, r, p.n.log, err)
 
@@ -288,9 +304,13 @@ func writeJSONResponse(w http.ResponseWriter, v any) {
 }
 
 // peerAssetPath is the peer API path of a recipe's asset (its normalised path, which the peer parses back into
-// the same asset) with the key and state index that pin the asker's plan.
+// the same asset; a talosctl binary's version and name) with the key and state index that pin the asker's plan.
 func peerAssetPath(r recipe.Recipe, index uint64) string {
 	q := url.Values{"key": {r.Key}, "index": {strconv.FormatUint(index, 10)}}
+
+	if r.Talosctl != nil {
+		return "/talosctl/" + url.PathEscape(r.Version) + "/" + url.PathEscape(r.Talosctl.Name) + "?" + q.Encode()
+	}
 
 	return "/assets/" + url.PathEscape(r.SchematicID) + "/" + url.PathEscape(r.Version) + "/" +
 		url.PathEscape(r.Asset.Path) + "?" + q.Encode()

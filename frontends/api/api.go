@@ -1,5 +1,5 @@
-// Package api serves the Image Factory HTTP API (API.md §1, §2, §6): schematics, the release catalog, health. It is
-// wire format only; the node behind the interfaces decides everything.
+// Package api serves the Image Factory HTTP API (API.md §1, §2, §6, §7): schematics, the release catalog, boot
+// assets, talosctl downloads, health. It is wire format only; the node behind the interfaces decides everything.
 //
 // It also serves the predecessor image-service's names for the same things: a "flavor" is a schematic (POST
 // /flavors and GET /flavors/{id} run the schematic handlers; only the POST answer's shape differs), and its board
@@ -27,8 +27,12 @@ type API struct {
 	Schematics frontends.Schematics
 	Catalog    frontends.Catalog
 	Assets     frontends.Assets
+	Talosctl   frontends.Talosctl
 	Health     frontends.Health
 	Logger     *slog.Logger
+	// ExternalURL is the base of the absolute URLs the API hands out (the talosctl listing), e.g.
+	// "http://factory.site.example:8080", without a trailing slash.
+	ExternalURL string
 }
 
 // Mount registers the API's routes.
@@ -48,6 +52,8 @@ func (a *API) Mount(r chi.Router) {
 	r.Get("/version/{version}/overlays/official", a.overlays)
 	r.Get("/image/{schematic}/{version}/{path}", a.image)
 	r.Get("/secureboot/signing-cert.pem", a.secureBootCert)
+	r.Get("/talosctl/{version}", a.talosctlList)
+	r.Get("/talosctl/{version}/{path}", a.talosctlFile)
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

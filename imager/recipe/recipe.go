@@ -79,6 +79,9 @@ type Recipe struct {
 	SecureBootKeys string `json:"secureBootKeys,omitempty"`
 	// Author is the author of the virtual "schematic" extension (cluster-wide constant).
 	Author string `json:"author,omitempty"`
+	// Talosctl is set for a talosctl binary: a file copied out of the talosctl-all image, not built (there is no
+	// schematic then, and Asset is only its name).
+	Talosctl *TalosctlFile `json:"talosctl,omitempty"`
 	// Builder names the builder and Talos imager versions; changing it changes every key.
 	Builder string `json:"builder"`
 	// Key is the recipe key: lowercase hex sha256 of the canonical encoding of everything above.

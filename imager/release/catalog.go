@@ -1,8 +1,9 @@
 // Package release describes a Talos release as the upstream registry publishes it, and reads it from there.
 //
 // A Version is the complete, immutable catalog of one Talos version: the digests of its imager and installer-base
-// images and its official extensions and overlays. It is small metadata (never image bytes), so it is replicated
-// through Raft and every node answers catalog requests without talking to the upstream registry.
+// images, its official extensions and overlays, and the talosctl binaries of its talosctl-all image. It is small
+// metadata (never image bytes), so it is replicated through Raft and every node answers catalog requests without
+// talking to the upstream registry.
 package release
 
 // Architectures are the CPU architectures every release carries.
@@ -42,4 +43,7 @@ type Version struct {
 	InstallerBase Image       `json:"installerBase"`
 	Extensions    []Extension `json:"extensions"`
 	Overlays      []Overlay   `json:"overlays"`
+	// Talosctl is the version's talosctl-all image and its binaries (none when the registry has no such image);
+	// nil before Talos 1.11.0-alpha.3, and until the image has been read.
+	Talosctl *Talosctl `json:"talosctl,omitempty"`
 }

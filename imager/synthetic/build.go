@@ -8,7 +8,7 @@ import (
 )
 
 // buildRelease makes every image of the release in memory, dependencies first: extension and overlay images, the
-// catalogs naming them by digest, then the imager and installer-base images.
+// catalogs naming them by digest, then the imager, installer-base and (from Talos 1.11) talosctl-all images.
 func buildRelease(opts Options) (*release, error) {
 	minVersion, err := lowestMinor(opts.Versions)
 	if err != nil {
@@ -110,6 +110,17 @@ func (b *versionBuilder) build(version string) (VersionImages, error) {
 	idx, err = installerBaseImage(b.parts, version)
 	if vi.InstallerBase, err = b.add("installer-base", version, idx, err); err != nil {
 		return vi, err
+	}
+
+	if hasTalosctl(version) {
+		idx, err = talosctlImage(version)
+
+		p, err := b.add(TalosctlRepository, version, idx, err)
+		if err != nil {
+			return vi, err
+		}
+
+		vi.Talosctl = &p
 	}
 
 	return vi, nil

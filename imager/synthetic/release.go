@@ -2,10 +2,10 @@
 //
 // ghcr.io is out of reach here, so tests, `make run` and air-gapped labs use this release instead: the same
 // repository names, tags and file layout as the real one (imager, installer-base, extension and overlay images and
-// their catalogs, for several Talos versions, each a linux/amd64 + linux/arm64 index), made from a Debian kernel,
-// busybox and systemd-boot (see Parts). Guarantee: the release is deterministic (fixed timestamps, stable
-// compression), so pushing it twice, anywhere, yields the same digests; and, built from real parts, what the Talos
-// imager makes of it boots and prints BootMarker.
+// their catalogs, talosctl-all with stand-in binaries, for several Talos versions, each a linux/amd64 +
+// linux/arm64 index), made from a Debian kernel, busybox and systemd-boot (see Parts). Guarantee: the release is
+// deterministic (fixed timestamps, stable compression), so pushing it twice, anywhere, yields the same digests;
+// and, built from real parts, what the Talos imager makes of it boots and prints BootMarker.
 package synthetic
 
 import (
@@ -111,6 +111,8 @@ type VersionImages struct {
 	OverlaysCatalog   Pushed   `json:"overlaysCatalog"`
 	Extensions        []Pushed `json:"extensions"` // catalog order
 	Overlays          []Pushed `json:"overlays"`
+	// Talosctl is the talosctl-all image (TalosctlFiles), for versions from v1.11.0 on; nil before.
+	Talosctl *Pushed `json:"talosctl,omitempty"`
 }
 
 // Manifest reports what Push published.
@@ -136,8 +138,13 @@ func (m *Manifest) Images() []Pushed {
 	seen := map[string]Pushed{}
 
 	for _, vi := range m.Versions {
-		for _, p := range append([]Pushed{vi.Imager, vi.InstallerBase, vi.ExtensionsCatalog, vi.OverlaysCatalog},
-			append(slices.Clone(vi.Extensions), vi.Overlays...)...) {
+		images := append([]Pushed{vi.Imager, vi.InstallerBase, vi.ExtensionsCatalog, vi.OverlaysCatalog},
+			append(slices.Clone(vi.Extensions), vi.Overlays...)...)
+		if vi.Talosctl != nil {
+			images = append(images, *vi.Talosctl)
+		}
+
+		for _, p := range images {
 			seen[p.Repository+":"+p.Tag] = p
 		}
 	}

@@ -162,8 +162,9 @@ func TestReleaseLayout(t *testing.T) {
 	m := srv.Manifest
 
 	require.Len(t, m.Versions, len(synthetic.DefaultVersions))
-	// per version: imager, installer-base, 2 catalogs, hello-world-service, i915; shared: amd-ucode, the overlay
-	require.Len(t, m.Images(), 4*2+2*2+2)
+	// per version: imager, installer-base, 2 catalogs, talosctl-all, hello-world-service, i915; shared: amd-ucode,
+	// the overlay
+	require.Len(t, m.Images(), 5*2+2*2+2)
 
 	tags, err := crane.ListTags(srv.Addr + "/siderolabs/imager")
 	require.NoError(t, err)
@@ -208,8 +209,49 @@ func TestReleaseLayout(t *testing.T) {
 
 			checkExtensionsCatalog(t, srv.Addr, vi)
 			checkOverlaysCatalog(t, srv.Addr, vi)
+			checkTalosctl(t, srv.Addr, vi)
 		})
 	}
+}
+
+// checkTalosctl: like the real talosctl-all image, each platform image holds the nine talosctl binaries at its root,
+// one layer each, and nothing else; each stand-in says what it is.
+func checkTalosctl(t *testing.T, addr string, vi synthetic.VersionImages) {
+	t.Helper()
+
+	require.NotNil(t, vi.Talosctl, "versions from v1.11.0 have talosctl-all")
+	require.Equal(t, "siderolabs/talosctl-all", vi.Talosctl.Repository)
+	require.Equal(t, vi.Version, vi.Talosctl.Tag)
+
+	for arch, img := range pull(t, addr, *vi.Talosctl) {
+		layers, err := img.Layers()
+		require.NoError(t, err)
+		require.Len(t, layers, len(synthetic.TalosctlFiles), "%s: one layer per binary", arch)
+
+		files := flatten(t, img)
+		require.Len(t, files, len(synthetic.TalosctlFiles), "%s: only the binaries", arch)
+
+		for _, f := range synthetic.TalosctlFiles {
+			require.Equal(t, synthetic.TalosctlContent(vi.Version, f), files[f].data, "%s %s", arch, f)
+			require.Contains(t, string(files[f].data), "synthetic talosctl "+vi.Version)
+			require.Equal(t, int64(0o755), files[f].mode)
+		}
+	}
+
+	require.Contains(t, string(synthetic.TalosctlContent(vi.Version, "talosctl-windows-arm64.exe")), "for windows/arm64")
+}
+
+// TestReleaseTalosctlSince: versions before v1.11.0 have no talosctl-all image, as upstream.
+func TestReleaseTalosctlSince(t *testing.T) {
+	srv := synthetictest.Start(t, synthetic.Options{Parts: synthetic.StandInParts(), Versions: []string{"v1.10.0", "v1.11.0"}})
+
+	old, ok := srv.Manifest.Version("v1.10.0")
+	require.True(t, ok)
+	require.Nil(t, old.Talosctl)
+
+	tags, err := crane.ListTags(srv.Addr + "/siderolabs/talosctl-all")
+	require.NoError(t, err)
+	require.Equal(t, []string{"v1.11.0"}, tags)
 }
 
 // checkExtension: root holds exactly manifest.yaml and rootfs/, and the manifest accepts the version.

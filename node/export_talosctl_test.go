@@ -1,0 +1,8 @@
+package node
+
+// TalosctlKey plans a talosctl binary of a version on this node and returns its recipe key.
+func (n *Node) TalosctlKey(version, name string) (string, error) {
+	r, err := n.planTalosctl(version, name)
+
+	return r.Key, err
+}
