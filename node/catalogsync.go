@@ -171,6 +171,18 @@ func (s *catalogSync) due(upstream, known []string) []string {
 
 // readVersions reads catalogs with bounded parallelism and writes each that changed.
 func (s *catalogSync) readVersions(ctx context.Context, versions []string) []error {
+	return s.eachVersion(versions, func(v string) error {
+		err := s.readVersion(ctx, v)
+		if err != nil {
+			s.log.Error("read version catalog failed; will retry", "version", v, "retry_in", s.retry, "error", err)
+		}
+
+		return err
+	})
+}
+
+// eachVersion runs read for every version, readConc at a time, and returns the errors.
+func (s *catalogSync) eachVersion(versions []string, read func(v string) error) []error {
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -179,20 +191,17 @@ func (s *catalogSync) readVersions(ctx context.Context, versions []string) []err
 	)
 
 	for _, v := range versions {
-		wg.Add(1)
 		sem <- struct{}{}
 
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		wg.Go(func() {
+			defer func() { <-sem }()
 
-			if err := s.readVersion(ctx, v); err != nil {
-				s.log.Error("read version catalog failed; will retry", "version", v, "retry_in", s.retry,
-					"error", err)
+			if err := read(v); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 
 	wg.Wait()

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"sync"
+	"slices"
 
 	"github.com/edgefactory/edgefactory/imager/release"
 )
@@ -15,42 +15,21 @@ import (
 // an empty list; a failed read keeps what was known, is retried on the next round, and never holds back the rest
 // of the version's catalog, written before.
 func (s *catalogSync) readTalosctls(ctx context.Context, versions []string) []error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, s.readConc)
-	)
+	return s.eachVersion(slices.DeleteFunc(slices.Clone(versions), func(v string) bool {
+		return !release.ServesTalosctl(v)
+	}), func(v string) error {
+		err := s.readTalosctl(ctx, v)
+		if err != nil {
+			s.log.Error("read talosctl-all failed; talosctl downloads keep what was known, will retry",
+				"version", v, "retry_in", s.retry, "error", err)
 
-	for _, v := range versions {
-		if !release.ServesTalosctl(v) {
-			continue
+			s.mu.Lock()
+			delete(s.checkedAt, v) // read the version again next round
+			s.mu.Unlock()
 		}
 
-		wg.Add(1)
-		sem <- struct{}{}
-
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-
-			if err := s.readTalosctl(ctx, v); err != nil {
-				s.log.Error("read talosctl-all failed; talosctl downloads keep what was known, will retry",
-					"version", v, "retry_in", s.retry, "error", err)
-
-				s.mu.Lock()
-				delete(s.checkedAt, v) // read the version again next round
-				s.mu.Unlock()
-
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-
-	wg.Wait()
-
-	return errs
+		return err
+	})
 }
 
 func (s *catalogSync) readTalosctl(ctx context.Context, v string) error {
