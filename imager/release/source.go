@@ -242,6 +242,16 @@ const maxCatalogFile = 16 << 20
 
 // readCatalogFiles fetches a catalog image by tag then by digest (its amd64 image), flattens it and returns the
 // wanted root files that exist.
+// amd64Image is the linux/amd64 image of repoPath@digest (catalog images carry the same files for every arch).
+func (s Source) amd64Image(ctx context.Context, repoPath, digest string) (v1.Image, error) {
+	byDigest, err := s.ref(repoPath, digest)
+	if err != nil {
+		return nil, err
+	}
+
+	return remote.Image(byDigest, s.remote(ctx, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+}
+
 func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, wanted ...string) (map[string][]byte, error) {
 	ref, err := s.ref(repoPath, tag)
 	if err != nil {
@@ -253,13 +263,9 @@ func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, want
 		return nil, err
 	}
 
-	byDigest, err := s.ref(repoPath, desc.Digest.String())
-	if err != nil {
-		return nil, err
-	}
+	digest := desc.Digest.String()
 
-	img, err := remote.Image(byDigest,
-		s.remote(ctx, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+	img, err := s.amd64Image(ctx, repoPath, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +283,7 @@ func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, want
 		}
 
 		if err != nil {
-			return nil, fmt.Errorf("flatten %s: %w", byDigest, err)
+			return nil, fmt.Errorf("flatten %s@%s: %w", repoPath, digest, err)
 		}
 
 		p := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
@@ -285,7 +291,7 @@ func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, want
 			if p == w && h.Typeflag == tar.TypeReg {
 				data, err := io.ReadAll(io.LimitReader(tr, maxCatalogFile))
 				if err != nil {
-					return nil, fmt.Errorf("read %s from %s: %w", w, byDigest, err)
+					return nil, fmt.Errorf("read %s from %s@%s: %w", w, repoPath, digest, err)
 				}
 
 				files[w] = data

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -142,13 +141,7 @@ func (s Source) ReadTalosctl(ctx context.Context, version string, known *Talosct
 // readTalosctlFiles hashes the talosctl binaries of the linux/amd64 image of repoPath@digest, whose every layer is
 // checked against its digest as it is read.
 func (s Source) readTalosctlFiles(ctx context.Context, repoPath, digest string) (*Talosctl, error) {
-	byDigest, err := s.ref(repoPath, digest)
-	if err != nil {
-		return nil, err
-	}
-
-	img, err := remote.Image(byDigest,
-		s.remote(ctx, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+	img, err := s.amd64Image(ctx, repoPath, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +165,7 @@ func (s Source) readTalosctlFiles(ctx context.Context, repoPath, digest string) 
 		}
 
 		if err != nil {
-			return nil, fmt.Errorf("flatten %s: %w", byDigest, err)
+			return nil, fmt.Errorf("flatten %s@%s: %w", repoPath, digest, err)
 		}
 
 		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
@@ -184,7 +177,7 @@ func (s Source) readTalosctlFiles(ctx context.Context, repoPath, digest string) 
 
 		n, err := io.Copy(hash, tr)
 		if err != nil {
-			return nil, fmt.Errorf("read %s from %s: %w", name, byDigest, err)
+			return nil, fmt.Errorf("read %s from %s@%s: %w", name, repoPath, digest, err)
 		}
 
 		out.Files = append(out.Files, TalosctlFile{Name: name, Size: n, Digest: "sha256:" + hex.EncodeToString(hash.Sum(nil))})
