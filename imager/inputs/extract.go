@@ -34,15 +34,9 @@ func extractFiles(img v1.Image, dir string, names []string, out string) (int64, 
 		x.wanted[n] = true
 	}
 
-	var total int64
-
-	for i, l := range layers {
-		n, err := x.layer(l)
-		total += n
-
-		if err != nil {
-			return total, fmt.Errorf("layer %d: %w", i, err)
-		}
+	total, _, err := x.applyLayers(layers, nil)
+	if err != nil {
+		return total, err
 	}
 
 	var missing []string
@@ -58,6 +52,29 @@ func extractFiles(img v1.Image, dir string, names []string, out string) (int64, 
 	}
 
 	return total, nil
+}
+
+// applyLayers applies layers in order, each verified, until done (nil: never) says the extraction is complete; stopped
+// tells whether done did.
+func (x *extraction) applyLayers(layers []v1.Layer, done func() (bool, error)) (total int64, stopped bool, err error) {
+	for i, l := range layers {
+		n, err := x.layer(l)
+		total += n
+
+		if err != nil {
+			return total, false, fmt.Errorf("layer %d: %w", i, err)
+		}
+
+		if done == nil {
+			continue
+		}
+
+		if stopped, err = done(); err != nil || stopped {
+			return total, stopped, err
+		}
+	}
+
+	return total, false, nil
 }
 
 type extraction struct {

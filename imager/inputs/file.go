@@ -81,23 +81,15 @@ func (s *Store) pullFile(ctx context.Context, t *transfer, ref name.Digest, file
 
 	x := extraction{dir: "", out: out, wanted: map[string]bool{file: true}, found: map[string]bool{}}
 
-	var total int64
-
-	for i, l := range layers {
-		n, err := x.layer(l)
-		total += n
-
-		if err != nil {
-			return total, fmt.Errorf("layer %d: %w", i, err)
-		}
-
+	total, complete, err := x.applyLayers(layers, func() (bool, error) {
 		if !x.found[file] {
-			continue
+			return false, nil
 		}
 
-		if ok, err := matches(filepath.Join(out, file), size, digest); err != nil || ok {
-			return total, err
-		}
+		return matches(filepath.Join(out, file), size, digest)
+	})
+	if err != nil || complete {
+		return total, err
 	}
 
 	if !x.found[file] {
