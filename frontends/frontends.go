@@ -50,7 +50,8 @@ type Assets interface {
 }
 
 // Talosctl serves the talosctl binaries of a Talos version (its talosctl-all image). Versions are parsed tolerantly
-// ("v1.11" is v1.11.0); a malformed version is Invalid, an unknown one NotFound.
+// ("v1.11" is v1.11.0); a malformed version is Invalid, an unknown one NotFound, and one whose image the cluster has
+// not read yet Unavailable.
 type Talosctl interface {
 	// TalosctlFiles lists the binaries' file names, sorted; empty for versions before talosctl downloads.
 	TalosctlFiles(ctx context.Context, version string) ([]string, error)

@@ -64,10 +64,17 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	serveDownload(w, r, asset, name)
+}
+
+// serveDownload sends an asset as an attachment named name, with its media type, ETag (its digest) and
+// X-Content-Sha256; Range, HEAD and validators as frontends.ServeAsset answers them.
+func serveDownload(w http.ResponseWriter, r *http.Request, asset frontends.Asset, name string) {
+	h := w.Header()
 	h.Set("Content-Type", asset.MediaType())
 	h.Set("Content-Disposition", `attachment; filename="`+dispositionName.Replace(name)+`"`)
 	h.Set("ETag", `"`+asset.Digest()+`"`)
-	h.Set("X-Content-Sha256", hexDigest)
+	h.Set("X-Content-Sha256", strings.TrimPrefix(asset.Digest(), "sha256:"))
 
 	frontends.ServeAsset(w, r, asset)
 }

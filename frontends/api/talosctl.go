@@ -1,10 +1,8 @@
 package api
 
 import (
-	"mime"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -52,25 +50,5 @@ func (a *API) talosctlFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer asset.Close()
 
-	h := w.Header()
-	h.Set("Content-Type", talosctlMediaType(name))
-	h.Set("Content-Disposition", `attachment; filename="`+dispositionName.Replace(name)+`"`)
-	h.Set("ETag", `"`+asset.Digest()+`"`)
-	h.Set("X-Content-Sha256", strings.TrimPrefix(asset.Digest(), "sha256:"))
-
-	frontends.ServeAsset(w, r, asset)
-}
-
-// talosctlMediaType is the official service's Content-Type for a talosctl binary: mime.TypeByExtension of its
-// extension (.exe). Without an extension the official service sets none and Go sniffs the body, which for a
-// binary is application/octet-stream; that is set here outright, since a copy still arriving from a peer is
-// streamed before its first bytes could be sniffed.
-func talosctlMediaType(name string) string {
-	if ext := path.Ext(name); ext != "" {
-		if t := mime.TypeByExtension(ext); t != "" {
-			return t
-		}
-	}
-
-	return "application/octet-stream"
+	serveDownload(w, r, asset, name)
 }
