@@ -1,20 +1,18 @@
 package release
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"go.yaml.in/yaml/v4"
@@ -45,14 +43,20 @@ func (s Source) namespace() string {
 // Repository is the repository path (without registry) of a release component, e.g. "siderolabs/imager".
 func (s Source) Repository(component string) string { return s.namespace() + "/" + component }
 
+// withTimeout bounds a read whose context has no deadline by s.Timeout (2 minutes when unset).
 func (s Source) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-
 	t := s.Timeout
 	if t == 0 {
 		t = 2 * time.Minute
+	}
+
+	return timeoutUnlessDeadline(ctx, t)
+}
+
+// timeoutUnlessDeadline bounds ctx by t unless it has a deadline of its own.
+func timeoutUnlessDeadline(ctx context.Context, t time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
 	}
 
 	return context.WithTimeout(ctx, t)
@@ -103,22 +107,21 @@ func (s Source) ListVersions(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list tags of %s: %w", repo, err)
 	}
 
-	minVersion := s.MinVersion
-	if minVersion == "" {
-		minVersion = DefaultMinVersion
+	return FilterVersions(tags, s.minVersion(), s.Broken), nil
+}
+
+// minVersion is the oldest version listed.
+func (s Source) minVersion() string {
+	if s.MinVersion == "" {
+		return DefaultMinVersion
 	}
 
-	return FilterVersions(tags, minVersion, s.Broken), nil
+	return s.MinVersion
 }
 
 // Listed reports whether version would be listed at all: at or above the minimum version and not broken.
 func (s Source) Listed(version string) bool {
-	minVersion := s.MinVersion
-	if minVersion == "" {
-		minVersion = DefaultMinVersion
-	}
-
-	return len(FilterVersions([]string{version}, minVersion, s.Broken)) == 1
+	return len(FilterVersions([]string{version}, s.minVersion(), s.Broken)) == 1
 }
 
 // Published reports whether the registry still has the imager image of version, asked for directly: a mirror may
@@ -134,9 +137,7 @@ func (s Source) Published(ctx context.Context, version string) (bool, error) {
 	}
 
 	_, err = remote.Head(ref, s.remote(ctx)...)
-
-	var terr *transport.Error
-	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+	if notFound(err) {
 		return false, nil
 	}
 
@@ -145,6 +146,13 @@ func (s Source) Published(ctx context.Context, version string) (bool, error) {
 	}
 
 	return true, nil
+}
+
+// notFound reports whether the registry said it does not have the image (or the repository).
+func notFound(err error) bool {
+	var terr *transport.Error
+
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
 
 // ReadVersion reads the complete catalog of one Talos version: input image digests, official extensions and
@@ -240,8 +248,6 @@ func (s Source) readImage(ctx context.Context, component, tag string) (Image, er
 // maxCatalogFile bounds what is read of a catalog file: the real ones are a few kilobytes.
 const maxCatalogFile = 16 << 20
 
-// readCatalogFiles fetches a catalog image by tag then by digest (its amd64 image), flattens it and returns the
-// wanted root files that exist.
 // amd64Image is the linux/amd64 image of repoPath@digest (catalog images carry the same files for every arch).
 func (s Source) amd64Image(ctx context.Context, repoPath, digest string) (v1.Image, error) {
 	byDigest, err := s.ref(repoPath, digest)
@@ -252,6 +258,8 @@ func (s Source) amd64Image(ctx context.Context, repoPath, digest string) (v1.Ima
 	return remote.Image(byDigest, s.remote(ctx, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
 }
 
+// readCatalogFiles fetches a catalog image by tag then by digest (its amd64 image), flattens it and returns the
+// wanted root files that exist.
 func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, wanted ...string) (map[string][]byte, error) {
 	ref, err := s.ref(repoPath, tag)
 	if err != nil {
@@ -270,34 +278,20 @@ func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, want
 		return nil, err
 	}
 
-	rc := mutate.Extract(img)
-	defer rc.Close() //nolint:errcheck // read-only stream
-
 	files := map[string][]byte{}
-	tr := tar.NewReader(rc)
 
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files, nil
-		}
+	err = eachRootFile(img, func(name string) bool { return slices.Contains(wanted, name) },
+		func(name string, r io.Reader) error {
+			data, err := io.ReadAll(io.LimitReader(r, maxCatalogFile))
+			files[name] = data
 
-		if err != nil {
-			return nil, fmt.Errorf("flatten %s@%s: %w", repoPath, digest, err)
-		}
-
-		p := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		for _, w := range wanted {
-			if p == w && h.Typeflag == tar.TypeReg {
-				data, err := io.ReadAll(io.LimitReader(tr, maxCatalogFile))
-				if err != nil {
-					return nil, fmt.Errorf("read %s from %s@%s: %w", w, repoPath, digest, err)
-				}
-
-				files[w] = data
-			}
-		}
+			return err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("%s@%s: %w", repoPath, digest, err)
 	}
+
+	return files, nil
 }
 
 // readExtensions reads <ns>/extensions:<tag>: image-digests (the list, in file order) and descriptions.yaml.

@@ -1,23 +1,17 @@
 package release
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/siderolabs/talos/pkg/machinery/imager/quirks"
 )
 
@@ -102,12 +96,8 @@ func (s Source) ReadTalosctl(ctx context.Context, version string, known *Talosct
 		return nil, nil //nolint:nilnil // no talosctl for this version, and no error
 	}
 
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-
-		ctx, cancel = context.WithTimeout(ctx, TalosctlTimeout)
-		defer cancel()
-	}
+	ctx, cancel := timeoutUnlessDeadline(ctx, TalosctlTimeout)
+	defer cancel()
 
 	repoPath := s.Repository(TalosctlComponent)
 	what := repoPath + ":" + tag
@@ -138,8 +128,7 @@ func (s Source) ReadTalosctl(ctx context.Context, version string, known *Talosct
 	return out, nil
 }
 
-// readTalosctlFiles hashes the talosctl binaries of the linux/amd64 image of repoPath@digest, whose every layer is
-// checked against its digest as it is read.
+// readTalosctlFiles hashes the talosctl binaries of the linux/amd64 image of repoPath@digest.
 func (s Source) readTalosctlFiles(ctx context.Context, repoPath, digest string) (*Talosctl, error) {
 	img, err := s.amd64Image(ctx, repoPath, digest)
 	if err != nil {
@@ -153,44 +142,19 @@ func (s Source) readTalosctlFiles(ctx context.Context, repoPath, digest string) 
 
 	out := &Talosctl{Repository: repoPath, Tag: digest, Image: imgDigest.String(), Files: []TalosctlFile{}}
 
-	rc := mutate.Extract(img) // the flattened filesystem: whiteouts applied, later layers win
-	defer rc.Close()          //nolint:errcheck // read-only stream
-
-	tr := tar.NewReader(rc)
-
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-
-		if err != nil {
-			return nil, fmt.Errorf("flatten %s@%s: %w", repoPath, digest, err)
-		}
-
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if h.Typeflag != tar.TypeReg || !IsTalosctlName(name) {
-			continue
-		}
-
+	err = eachRootFile(img, IsTalosctlName, func(name string, r io.Reader) error {
 		hash := sha256.New()
 
-		n, err := io.Copy(hash, tr)
-		if err != nil {
-			return nil, fmt.Errorf("read %s from %s@%s: %w", name, repoPath, digest, err)
-		}
-
+		n, err := io.Copy(hash, r)
 		out.Files = append(out.Files, TalosctlFile{Name: name, Size: n, Digest: "sha256:" + hex.EncodeToString(hash.Sum(nil))})
+
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s@%s: %w", repoPath, digest, err)
 	}
 
 	slices.SortFunc(out.Files, func(a, b TalosctlFile) int { return strings.Compare(a.Name, b.Name) })
 
 	return out, nil
-}
-
-// notFound reports whether the registry said it does not have the image (or the repository).
-func notFound(err error) bool {
-	var terr *transport.Error
-
-	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
