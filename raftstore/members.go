@@ -57,8 +57,9 @@ var ErrNoOtherVoter = errors.New("no other voter in the raft configuration")
 // transferAttempts bounds how often TransferLeadership asks raft to hand over.
 const transferAttempts = 3
 
-// TransferLeadership hands leadership to the most up-to-date other voter and returns once another server leads. A leader about to leave the cluster calls it first, so the cluster does not wait out an election timeout.
-// raft's transfer reports success once it has told the target to stand for election, not once the target won:
+// TransferLeadership hands leadership to the most up-to-date other voter and returns once another server leads.
+// A leader about to leave the cluster calls it first, so the cluster does not wait out an election timeout. raft's
+// transfer reports success once it has told the target to stand for election, not once the target won:
 // on a busy machine the target's election can fail and this node keep leading, so the transfer is tried again.
 func (s *Store) TransferLeadership(ctx context.Context) error {
 	if !s.IsLeader() {
@@ -92,14 +93,10 @@ func (s *Store) TransferLeadership(ctx context.Context) error {
 // waitOtherLeader waits up to d for another server to lead and reports whether one does. Stepping down is not
 // enough: when the target's election fails, this node may win the next one.
 func (s *Store) waitOtherLeader(ctx context.Context, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if id, _ := s.Leader(); id != "" && id != s.cfg.NodeID {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return poll(ctx, func() bool {
+		id, _ := s.Leader()
+		return id != "" && id != s.cfg.NodeID
+	}) == nil
 }
