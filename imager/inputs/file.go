@@ -39,11 +39,9 @@ func (s *Store) ExtractFile(ctx context.Context, img recipe.Image, file string, 
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
 
-	e := entry{what: what, img: img}
-
 	s.log.Info("extracting file", "input", what, "ref", ref.String())
 
-	n, err := s.watched(ctx, e, ref, func(ctx context.Context, t *transfer) (int64, error) {
+	n, err := s.watched(ctx, what, ref, func(ctx context.Context, t *transfer) (int64, error) {
 		return s.pullFile(ctx, t, ref, file, size, digest, out)
 	})
 	if err != nil {
@@ -72,12 +70,7 @@ func (s *Store) pullFile(ctx context.Context, t *transfer, ref name.Digest, file
 		return 0, err
 	}
 
-	var blobs int64
-	for _, l := range m.Layers {
-		blobs += l.Size
-	}
-
-	t.expect(blobs) // at most: reading stops at the layer that completes the file
+	t.expect(layerBytes(m)) // at most: reading stops at the layer that completes the file
 
 	x := extraction{dir: "", out: out, wanted: map[string]bool{file: true}, found: map[string]bool{}}
 

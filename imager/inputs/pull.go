@@ -69,12 +69,7 @@ func (s *Store) pullBoot(ctx context.Context, t *transfer, ref name.Digest, e en
 		return 0, err
 	}
 
-	var layers int64
-	for _, l := range m.Layers {
-		layers += l.Size
-	}
-
-	t.expect(layers) // extraction reads every layer and nothing else
+	t.expect(layerBytes(m)) // extraction reads every layer and nothing else
 
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return 0, err
@@ -170,6 +165,16 @@ func platformImage(desc *remote.Descriptor, p v1.Platform) (v1.Image, error) {
 	return nil, fmt.Errorf("no %s image in the index", p)
 }
 
+// layerBytes is the compressed size of a manifest's layers.
+func layerBytes(m *v1.Manifest) int64 {
+	var n int64
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+
+	return n
+}
+
 // imageSize is the bytes of the image's manifest, config and layers as stored, and of its manifest alone.
 func imageSize(img v1.Image) (total, manifest int64, err error) {
 	m, err := img.Manifest()
@@ -182,10 +187,5 @@ func imageSize(img v1.Image) (total, manifest int64, err error) {
 		return 0, 0, err
 	}
 
-	total = int64(len(raw)) + m.Config.Size
-	for _, l := range m.Layers {
-		total += l.Size
-	}
-
-	return total, int64(len(raw)), nil
+	return int64(len(raw)) + m.Config.Size + layerBytes(m), int64(len(raw)), nil
 }

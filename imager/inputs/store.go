@@ -389,7 +389,7 @@ func (s *Store) pull(ctx context.Context, e entry, final string) error {
 
 	s.log.Info("pulling input", "input", e.what, "ref", ref.String(), "platforms", platformList(e.platforms))
 
-	n, err := s.watched(ctx, e, ref, func(ctx context.Context, t *transfer) (int64, error) {
+	n, err := s.watched(ctx, e.what, ref, func(ctx context.Context, t *transfer) (int64, error) {
 		if e.kind == kindBoot {
 			return s.pullBoot(ctx, t, ref, e, work)
 		}

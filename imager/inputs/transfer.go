@@ -139,14 +139,14 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 // watched runs pull with a fresh transfer, logging its progress every progressInterval, and abandons it with a
 // *StallError when the registry stays silent for stallTimeout while the pull waits on it.
-func (s *Store) watched(ctx context.Context, e entry, ref name.Digest,
+func (s *Store) watched(ctx context.Context, what string, ref name.Digest,
 	pull func(context.Context, *transfer) (int64, error)) (int64, error) {
 	t := newTransfer()
 	ctx, abandon := context.WithCancelCause(ctx)
 
 	var wg sync.WaitGroup
 
-	wg.Go(func() { s.watch(ctx, abandon, t, e, ref) })
+	wg.Go(func() { s.watch(ctx, abandon, t, what, ref) })
 
 	n, err := pull(ctx, t)
 
@@ -161,7 +161,7 @@ func (s *Store) watched(ctx context.Context, e entry, ref name.Digest,
 	return n, err
 }
 
-func (s *Store) watch(ctx context.Context, abandon context.CancelCauseFunc, t *transfer, e entry, ref name.Digest) {
+func (s *Store) watch(ctx context.Context, abandon context.CancelCauseFunc, t *transfer, what string, ref name.Digest) {
 	interval, limit := progressInterval, stallTimeout
 
 	tick := time.NewTicker(min(interval, limit/4))
@@ -187,7 +187,7 @@ func (s *Store) watch(ctx context.Context, abandon context.CancelCauseFunc, t *t
 			}
 
 			rate := float64(received-lastReceived) / now.Sub(lastLog).Seconds()
-			attrs := []any{"input", e.what, "ref", ref.String(), "received", received, "total", total,
+			attrs := []any{"input", what, "ref", ref.String(), "received", received, "total", total,
 				"progress", amount(received, total) + percent(received, total), "rate", humanize.IBytes(uint64(rate)) + "/s",
 				"elapsed", now.Sub(t.start).Round(time.Second)}
 
