@@ -1,19 +1,10 @@
 package frontends
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 )
-
-// NotEnabledError is a request for something only the official service's Enterprise edition serves. Edge Factory
-// answers it as the Community edition does: 402 Payment Required with the official text (API.md §1.1).
-type NotEnabledError struct {
-	Msg string
-}
-
-func (e *NotEnabledError) Error() string { return e.Msg }
 
 // Status is the HTTP status code for an error class.
 func Status(c Class) int {
@@ -35,15 +26,7 @@ func Status(c Class) int {
 
 // WriteError answers a plain-text error the way the Image Factory API does (http.Error: text/plain, nosniff,
 // message and newline). Server failures add the request ID so an operator can find the log lines, and are logged.
-// A *NotEnabledError anywhere in err's chain is 402.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var notEnabled *NotEnabledError
-	if errors.As(err, &notEnabled) {
-		http.Error(w, err.Error(), http.StatusPaymentRequired)
-
-		return
-	}
-
 	class := Classify(err)
 	status := Status(class)
 

@@ -30,7 +30,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 
 	for _, e := range enterpriseSuffixes {
 		if strings.HasSuffix(path, e.suffix) {
-			frontends.WriteError(w, r, a.Logger, &frontends.NotEnabledError{Msg: e.refusal})
+			http.Error(w, e.refusal, http.StatusPaymentRequired) // the Community edition's answer (API.md §1.1)
 
 			return
 		}
