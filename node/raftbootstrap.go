@@ -42,11 +42,9 @@ func (r *raftMembers) tryBootstrap() {
 		r.wakeBy(r.aliveFrom.Add(r.settle))
 	}
 	if why != "" {
-		if why != r.waitLog {
-			r.waitLog = why
+		if prev := r.waiting.Swap(&why); prev == nil || *prev != why {
 			r.log.Info("not bootstrapping raft: "+why, "alive", len(alive), "expect", r.expect)
 		}
-		r.waiting.Store(&why)
 		return
 	}
 	r.waiting.Store(nil)

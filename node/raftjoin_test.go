@@ -81,9 +81,12 @@ func TestRaftMembersJoinWaitsForSeed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	require.Equal(t, []string{"n2"}, aliveNames(n2.m))
+	require.Contains(t, n2.rm.bootstrapWait(), "no member listed in --join")
 
 	pn.heal()
 	eventuallyConfig(t, with(voters("n1"), "Nonvoter", "n2"), n1, n2)
+	require.Eventually(t, func() bool { return n2.rm.bootstrapWait() == "" }, 5*time.Second, 10*time.Millisecond,
+		"once in the cluster, readiness no longer names a reason to wait")
 	require.Eventually(t, func() bool {
 		got, ok, err := n2.store.Schematic(id)
 		return err == nil && ok && string(got) == string(yaml)

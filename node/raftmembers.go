@@ -54,8 +54,8 @@ type raftMembers struct {
 	aliveSet  string               // names of alive members at the last pass, for settle
 	aliveFrom time.Time
 	wakeAt    time.Time // when a pending decision comes due (settle or grace ends); zero: none
-	waitLog   string    // last reason given for not bootstrapping, so it is logged once
-	// waiting is why this node has not bootstrapped a cluster yet ("" once it belongs to one), for readiness.
+	// waiting is why this node has not formed or joined a cluster yet (nil once it belongs to one): for readiness,
+	// and logged when it changes.
 	waiting  atomic.Pointer[string]
 	pollWait time.Duration // while this node does not receive the log: how long until it looks again
 }
@@ -120,6 +120,7 @@ func (r *raftMembers) reconcile(ctx context.Context) {
 		r.tryBootstrap()
 		return
 	}
+	r.waiting.Store(nil) // added by a leader: whatever it waited for is over
 	if !r.store.IsLeader() {
 		clear(r.gone)
 		return
