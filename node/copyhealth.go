@@ -53,13 +53,27 @@ func (s *assetService) wholeOnly(digest string) bool {
 }
 
 func (s *assetService) wholeOnlyLocked(digest string) bool {
-	for _, when := range s.bad[digest] {
+	return len(s.badSourcesLocked(digest)) > 0
+}
+
+// badSourcesLocked lists (s.mu held) the members that sent corrupt bytes of digest less than badSourceMemory ago,
+// forgetting older reports.
+func (s *assetService) badSourcesLocked(digest string) []string {
+	var names []string
+
+	for name, when := range s.bad[digest] {
 		if time.Since(when) < badSourceMemory {
-			return true
+			names = append(names, name)
+		} else {
+			delete(s.bad[digest], name)
 		}
 	}
 
-	return false
+	if len(names) == 0 {
+		delete(s.bad, digest)
+	}
+
+	return names
 }
 
 func (s *assetService) markBad(digest, name string) {

@@ -122,17 +122,14 @@ func (s *assetService) sources(key string, rec raftstore.AssetRecord) []string {
 	order = append(order, members...)
 
 	s.mu.Lock()
-	bad := s.bad[rec.Digest]
+	bad := s.badSourcesLocked(rec.Digest)
 	s.mu.Unlock()
 
 	var out []string
 
 	for _, name := range order {
-		if name == "" || name == s.cluster.Self() || slices.Contains(out, name) || !slices.Contains(members, name) {
-			continue
-		}
-
-		if when, ok := bad[name]; ok && time.Since(when) < badSourceMemory {
+		if name == "" || name == s.cluster.Self() || slices.Contains(out, name) || !slices.Contains(members, name) ||
+			slices.Contains(bad, name) {
 			continue
 		}
 
