@@ -3,9 +3,6 @@ package node_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -52,7 +49,7 @@ func TestCatalogKeepsVersionsTheListingLeavesOut(t *testing.T) {
 
 // listingMirror is a registry in front of another that can list fewer imager tags than it serves, and forget tags.
 type listingMirror struct {
-	addr string
+	*registryProxy
 
 	mu      sync.Mutex
 	listed  []string // nil: list what the registry behind has
@@ -63,9 +60,7 @@ func newListingMirror(t *testing.T, registry string) *listingMirror {
 	t.Helper()
 
 	m := &listingMirror{}
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: registry})
-
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m.registryProxy = startRegistryProxy(t, registry, func(w http.ResponseWriter, r *http.Request) bool {
 		m.mu.Lock()
 		listed, removed := m.listed, slices.Clone(m.removed)
 		m.mu.Unlock()
@@ -78,16 +73,13 @@ func newListingMirror(t *testing.T, registry string) *listingMirror {
 			json.NewEncoder(w).Encode(map[string]any{"name": "siderolabs/imager", "tags": listed}) //nolint:errcheck,errchkjson // test server
 		case strings.HasPrefix(r.URL.Path, imager+"manifests/") &&
 			slices.Contains(removed, strings.TrimPrefix(r.URL.Path, imager+"manifests/")):
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`)) //nolint:errcheck // test server
+			answerRegistryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
 		default:
-			proxy.ServeHTTP(w, r)
+			return false
 		}
-	}))
-	t.Cleanup(srv.Close)
 
-	m.addr = strings.TrimPrefix(srv.URL, "http://")
+		return true
+	})
 
 	return m
 }

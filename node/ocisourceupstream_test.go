@@ -2,12 +2,8 @@ package node_test
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -20,55 +16,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gatedUpstream is a reverse proxy in front of a real registry that answers blob GETs with a chosen status while
-// blobStatus is set (HEADs still pass: the upstream knows the blob but will not send it), and counts the manifest
-// requests it sees.
+// gatedUpstream is a real registry behind a proxy that answers blob GETs with a chosen status while blobStatus is
+// set (HEADs still pass: the upstream knows the blob but will not send it).
 type gatedUpstream struct {
-	addr       string
+	*registryProxy
 	blobStatus atomic.Int32
-
-	mu        sync.Mutex
-	manifests []string
 }
 
 func startGatedUpstream(t testing.TB, registry string) *gatedUpstream {
 	t.Helper()
 
-	target, err := url.Parse("http://" + registry)
-	require.NoError(t, err)
-
 	g := &gatedUpstream{}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/manifests/") {
-			g.mu.Lock()
-			g.manifests = append(g.manifests, r.Method+" "+r.URL.Path)
-			g.mu.Unlock()
+	g.registryProxy = startRegistryProxy(t, registry, func(w http.ResponseWriter, r *http.Request) bool {
+		status := int(g.blobStatus.Load())
+		if status == 0 || r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+			return false
 		}
 
-		if status := int(g.blobStatus.Load()); status != 0 && r.Method == http.MethodGet &&
-			strings.Contains(r.URL.Path, "/blobs/") {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			w.Write([]byte(`{"errors":[{"code":"DENIED","message":"upstream refuses"}]}`)) //nolint:errcheck // test
+		answerRegistryError(w, status, "DENIED", "upstream refuses")
 
-			return
-		}
-
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
-	g.addr = strings.TrimPrefix(srv.URL, "http://")
+		return true
+	})
 
 	return g
-}
-
-func (g *gatedUpstream) manifestRequests() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-
-	return append([]string(nil), g.manifests...)
 }
 
 // TestOCISourceBlobUpstreamRefuses: the upstream answers a blob's HEAD (so its size is known) but not its GET
@@ -116,7 +86,7 @@ func TestOCISourceManifestDigests(t *testing.T) {
 	n := startReady(t, testConfig(t, t.TempDir(), up.addr))
 	id := n.createSchematic(t, `customization: {}`)
 
-	before := len(up.manifestRequests())
+	before := len(up.requests("/manifests/"))
 
 	for _, ref := range []string{
 		"sha256:xyz",
@@ -136,8 +106,8 @@ func TestOCISourceManifestDigests(t *testing.T) {
 		}
 	}
 
-	assert.Equal(t, before, len(up.manifestRequests()), "no bad digest reached the upstream: %v",
-		up.manifestRequests()[before:])
+	assert.Equal(t, before, len(up.requests("/manifests/")), "no bad digest reached the upstream: %v",
+		up.requests("/manifests/")[before:])
 }
 
 // TestOCISourceLargeManifest: a source manifest larger than 4 MiB (go-containerregistry accepts up to 100 MiB) is

@@ -5,13 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -180,24 +176,17 @@ func TestTalosctlDownload(t *testing.T) {
 // nothing else: its extensions are served, its talosctl listing is empty and a download is the official 404.
 func TestTalosctlMirrorWithout(t *testing.T) {
 	reg := upstream(t)
-	target, err := url.Parse("http://" + reg)
-	require.NoError(t, err)
-
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/talosctl-all/") {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}`)) //nolint:errcheck // test server
-
-			return
+	mirror := startRegistryProxy(t, reg, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/talosctl-all/") {
+			return false
 		}
 
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(mirror.Close)
+		answerRegistryError(w, http.StatusNotFound, "NAME_UNKNOWN", "repository name not known")
 
-	n := startReady(t, testConfig(t, t.TempDir(), strings.TrimPrefix(mirror.URL, "http://")))
+		return true
+	})
+
+	n := startReady(t, testConfig(t, t.TempDir(), mirror.addr))
 
 	require.Eventually(t, func() bool {
 		return n.do(t, "GET", "/talosctl/v1.13.0", "", nil).Body == "[]\n"
@@ -212,61 +201,15 @@ func TestTalosctlMirrorWithout(t *testing.T) {
 	assert.Equal(t, "version 1.13.0 is not available\n", resp.Body)
 }
 
-// requestLog is a reverse proxy in front of a registry that records the paths it forwards.
-type requestLog struct {
-	addr string
-
-	mu    sync.Mutex
-	paths []string
-}
-
-func startRequestLog(t testing.TB, registry string) *requestLog {
-	t.Helper()
-
-	target, err := url.Parse("http://" + registry)
-	require.NoError(t, err)
-
-	l := &requestLog{}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.paths = append(l.paths, r.Method+" "+r.URL.Path)
-		l.mu.Unlock()
-
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
-	l.addr = strings.TrimPrefix(srv.URL, "http://")
-
-	return l
-}
-
-// count is the number of forwarded requests whose path contains s.
-func (l *requestLog) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-
-	n := 0
-
-	for _, p := range l.paths {
-		if strings.Contains(p, s) {
-			n++
-		}
-	}
-
-	return n
-}
-
 // TestTalosctlCluster: in a cluster of three, followers list talosctl binaries from the replicated catalog with no
 // upstream traffic; a binary is copied out of talosctl-all once, by the owner of its key, whichever member is asked;
 // a member that holds no copy streams it from a holder and keeps a verified copy.
 func TestTalosctlCluster(t *testing.T) {
 	reg := upstream(t)
 
-	logs := make([]*requestLog, 3)
+	logs := make([]*registryProxy, 3)
 	for i := range logs {
-		logs[i] = startRequestLog(t, reg)
+		logs[i] = startRegistryProxy(t, reg, nil)
 	}
 
 	c := startCluster(t, reg, 3, func(i int, cfg *node.Config) { cfg.Upstream.Registry = logs[i].addr })
@@ -293,6 +236,10 @@ func TestTalosctlCluster(t *testing.T) {
 	holders := leader.Holders(key, 2)
 	owner := c.byName(t, holders[0])
 	asker := c.other(t, holders...)
+
+	// The leader reads every version's talosctl-all: wait until it has done with all of them, so that the blob
+	// requests counted below are the copy's alone.
+	waitTalosctl(t, leader.running, "v1.12.0")
 
 	before := make([]int, 3)
 	for i, l := range logs {
