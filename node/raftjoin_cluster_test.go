@@ -95,11 +95,20 @@ func TestClusterJoinWaitsForSeed(t *testing.T) {
 
 // raftRole is a member's place in the Raft configuration as st shows it: voter, nonvoter or none.
 func raftRole(st node.ClusterStatus, name string) string {
-	for _, mb := range st.Members {
-		if mb.Name == name {
-			return mb.Raft
-		}
+	if mb := memberOf(st, name); mb.Name != "" {
+		return mb.Raft
 	}
 
 	return "none"
+}
+
+// memberOf is member name as st shows it (zero when st does not list it).
+func memberOf(st node.ClusterStatus, name string) node.MemberStatus {
+	for _, mb := range st.Members {
+		if mb.Name == name {
+			return mb
+		}
+	}
+
+	return node.MemberStatus{}
 }

@@ -106,12 +106,4 @@ func TestClusterLeaveRemovesMember(t *testing.T) {
 }
 
 // memberState is the gossip state of member name as m sees it ("" when it does not know it).
-func memberState(m *member, name string) string {
-	for _, mb := range m.Status().Members {
-		if mb.Name == name {
-			return mb.State
-		}
-	}
-
-	return ""
-}
+func memberState(m *member, name string) string { return memberOf(m.Status(), name).State }

@@ -65,6 +65,7 @@ func TestClusterStuckMember(t *testing.T) {
 		d := fetchURL(client, asker.base+"/image/"+id+"/v1.13.0/"+paths[1])
 		require.True(t, d.complete(), "through %s while the holder %s is stuck: %d %v", asker.name, stuck.name,
 			d.status, d.err)
+		assert.GreaterOrEqual(t, d.elapsed, silence, "the stuck holder, first in line, was tried and given up")
 		assert.Equal(t, built.sha, d.sha)
 		assert.Equal(t, builds, c.builds(t), "nothing rebuilt")
 	})

@@ -106,4 +106,6 @@ func TestDeployExamples(t *testing.T) {
 
 	serve := newServeCmd()
 	require.NoError(t, serve.ParseFlags(exec[2:]), "the unit's flags exist on serve")
+	assert.Equal(t, []string{"--config", "/etc/edgefactory.yaml"}, exec[2:],
+		"every setting comes from the file: a flag on ExecStart would hide the file's value")
 }

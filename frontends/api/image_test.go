@@ -18,7 +18,7 @@ import (
 const (
 	emptyID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 	content = "kernel bytes"
-	// digest is the sha256 of content.
+	// digest is what the fake asset says its digest is (these tests check headers, not hashing).
 	digest = "0c7ee2a3aa5f56bb46d3ad6d4d3a3a3c4e2a5a8b8e6d9c6f1c8a7e7b6c5d4e3f"
 )
 

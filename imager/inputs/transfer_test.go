@@ -126,9 +126,7 @@ func TestPullAbandonsStall(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 
-			start := time.Now()
 			_, err := s.Fetch(ctx, tc.in, "amd64")
-			elapsed := time.Since(start)
 
 			require.Error(t, err)
 			require.NotErrorIs(t, err, context.DeadlineExceeded)
@@ -136,7 +134,6 @@ func TestPullAbandonsStall(t *testing.T) {
 			var stall *StallError
 			require.ErrorAs(t, err, &stall)
 			require.GreaterOrEqual(t, stall.Idle, stallTimeout)
-			require.Less(t, elapsed, 5*time.Second)
 			require.ErrorContains(t, err, tc.what+" "+reg.addr+"/"+tc.stalled.Repository+"@"+tc.stalled.Digest+": ")
 			require.ErrorContains(t, err, "no bytes from the registry "+reg.addr+" for 1.")
 			require.Positive(t, stall.Received)
