@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/raftstore"
@@ -19,17 +18,31 @@ const cosignSetting = "cosign-key"
 // cosignKeys provides the key installer images are signed with, the same on every node: from a file when
 // configured, else generated once by the first leader and replicated through Raft (first committed value wins).
 type cosignKeys struct {
-	store *raftstore.Store
-	log   *slog.Logger
+	fixed  *cosignKey // from the file; nil when generated
+	stored storedOnce[*cosignKey]
+}
 
-	mu     sync.Mutex
+// cosignKey is the key pair and its parsed signer.
+type cosignKey struct {
 	key    *signing.ECDSAKey
 	signer *ecdsa.PrivateKey
-	fixed  bool
 }
 
 func newCosignKeys(store *raftstore.Store, file string, log *slog.Logger) (*cosignKeys, error) {
-	c := &cosignKeys{store: store, log: log}
+	c := &cosignKeys{stored: storedOnce[*cosignKey]{store: store, key: cosignSetting, what: "cosign key", log: log,
+		parse: func(raw []byte) (*cosignKey, error) {
+			var key signing.ECDSAKey
+			if err := json.Unmarshal(raw, &key); err != nil {
+				return nil, err
+			}
+
+			signer, err := key.Signer()
+			if err != nil {
+				return nil, err
+			}
+
+			return &cosignKey{key: &key, signer: signer}, nil
+		}}}
 	if file == "" {
 		return c, nil
 	}
@@ -50,65 +63,37 @@ func newCosignKeys(store *raftstore.Store, file string, log *slog.Logger) (*cosi
 		return nil, err
 	}
 
-	c.key, c.signer, c.fixed = key, signer, true
+	c.fixed = &cosignKey{key: key, signer: signer}
 
 	return c, nil
 }
 
 // current returns the key pair, or nils while a generated key has not reached this node yet.
 func (c *cosignKeys) current() (*signing.ECDSAKey, *ecdsa.PrivateKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
-	if c.key != nil {
-		return c.key, c.signer
+	k := c.fixed
+	if k == nil {
+		k, _ = c.stored.get()
 	}
 
-	raw, ok, err := c.store.Setting(cosignSetting)
-	if err != nil || !ok {
+	if k == nil {
 		return nil, nil
 	}
 
-	var key signing.ECDSAKey
-	if err := json.Unmarshal(raw, &key); err != nil {
-		c.log.Error("replicated cosign key does not parse", "error", err)
-
-		return nil, nil
-	}
-
-	signer, err := key.Signer()
-	if err != nil {
-		c.log.Error("replicated cosign key is unusable", "error", err)
-
-		return nil, nil
-	}
-
-	c.key, c.signer = &key, signer
-
-	return c.key, c.signer
+	return k.key, k.signer
 }
 
 // ensure is a leader duty: generate the key if the cluster has none.
 func (c *cosignKeys) ensure(ctx context.Context) error {
-	if key, _ := c.current(); key != nil {
+	if c.fixed != nil {
 		return nil
 	}
 
-	key, err := signing.GenerateECDSA()
-	if err != nil {
-		return err
-	}
+	return c.stored.ensure(ctx, func() ([]byte, error) {
+		key, err := signing.GenerateECDSA()
+		if err != nil {
+			return nil, err
+		}
 
-	raw, err := json.Marshal(key)
-	if err != nil {
-		return err
-	}
-
-	if _, err := c.store.InitSetting(ctx, cosignSetting, raw); err != nil {
-		return fmt.Errorf("store cosign key: %w", err)
-	}
-
-	c.log.Info("cosign signing key for installer images created (once per cluster)")
-
-	return nil
+		return json.Marshal(key)
+	})
 }

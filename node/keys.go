@@ -1,13 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/raftstore"
@@ -20,19 +17,31 @@ const secureBootSetting = "secureboot-keys"
 // configured them, otherwise generated once by the first leader and replicated through Raft. Private keys never
 // reach a log line or an API response.
 type keyRing struct {
-	store *raftstore.Store
-	fixed *signing.SecureBootKeys // from files; nil when generated
-	bits  int
-	log   *slog.Logger
+	fixed  *secureBootKeys // from files; nil when generated
+	bits   int
+	stored storedOnce[*secureBootKeys]
+}
 
-	mu     sync.Mutex
-	raw    []byte // the setting last parsed
-	parsed *signing.SecureBootKeys
-	fp     string // fingerprint of fixed or parsed, computed once: it is on every request's path
+// secureBootKeys are the keys with their fingerprint, computed once: it is on every request's path.
+type secureBootKeys struct {
+	*signing.SecureBootKeys
+	fp string
+}
+
+func withFingerprint(keys *signing.SecureBootKeys) *secureBootKeys {
+	return &secureBootKeys{SecureBootKeys: keys, fp: keys.Fingerprint()}
 }
 
 func newKeyRing(store *raftstore.Store, files SecureBootFiles, bits int, log *slog.Logger) (*keyRing, error) {
-	k := &keyRing{store: store, bits: bits, log: log}
+	k := &keyRing{bits: bits, stored: storedOnce[*secureBootKeys]{store: store, key: secureBootSetting,
+		what: "secure-boot keys", log: log, parse: func(raw []byte) (*secureBootKeys, error) {
+			var keys signing.SecureBootKeys
+			if err := json.Unmarshal(raw, &keys); err != nil {
+				return nil, err
+			}
+
+			return withFingerprint(&keys), nil
+		}}}
 
 	if files.configured() {
 		keys, err := signing.Load(files.Key, files.Cert, files.PCRKey)
@@ -40,100 +49,55 @@ func newKeyRing(store *raftstore.Store, files SecureBootFiles, bits int, log *sl
 			return nil, fmt.Errorf("secure-boot keys from files: %w", err)
 		}
 
-		k.fixed, k.fp = keys, keys.Fingerprint()
-		log.Info("secure-boot keys loaded from files", "fingerprint", keys.Fingerprint())
+		k.fixed = withFingerprint(keys)
+		log.Info("secure-boot keys loaded from files", "fingerprint", k.fixed.fp)
 	}
 
 	return k, nil
 }
 
-// current returns the keys, or nil while generated keys have not reached this node yet. Keys never change once
-// stored (the first committed value wins), so after the first successful read they come from memory.
-func (k *keyRing) current() *signing.SecureBootKeys {
+// keys returns the keys, or nil while generated keys have not reached this node yet.
+func (k *keyRing) keys() *secureBootKeys {
 	if k.fixed != nil {
 		return k.fixed
 	}
 
-	k.mu.Lock()
-	parsed := k.parsed
-	k.mu.Unlock()
+	keys, _ := k.stored.get()
 
-	if parsed != nil {
-		return parsed
+	return keys
+}
+
+// current returns the keys, or nil while generated keys have not reached this node yet.
+func (k *keyRing) current() *signing.SecureBootKeys {
+	if keys := k.keys(); keys != nil {
+		return keys.SecureBootKeys
 	}
 
-	raw, ok, err := k.store.Setting(secureBootSetting)
-	if err != nil || !ok {
-		return nil
-	}
-
-	k.mu.Lock()
-	defer k.mu.Unlock()
-
-	if !bytes.Equal(raw, k.raw) {
-		var keys signing.SecureBootKeys
-		if err := json.Unmarshal(raw, &keys); err != nil {
-			k.log.Error("replicated secure-boot keys do not parse", "error", err)
-
-			return nil
-		}
-
-		k.raw, k.parsed, k.fp = raw, &keys, keys.Fingerprint()
-	}
-
-	return k.parsed
+	return nil
 }
 
 // fingerprint is the fingerprint of the current keys, "" while there are none.
 func (k *keyRing) fingerprint() string {
-	if k.current() == nil {
-		return ""
+	if keys := k.keys(); keys != nil {
+		return keys.fp
 	}
 
-	k.mu.Lock()
-	defer k.mu.Unlock()
-
-	return k.fp
+	return ""
 }
 
 // ensure is a leader duty: generate the keys if the cluster has none. The first committed value wins, so two
 // leaders in quick succession cannot leave nodes with different keys.
 func (k *keyRing) ensure(ctx context.Context) error {
-	if k.fixed != nil || k.current() != nil {
+	if k.fixed != nil {
 		return nil
 	}
 
-	if _, stored, err := k.store.Setting(secureBootSetting); err == nil && stored {
-		return errUnreadableKeys // generating more would change nothing: the stored keys win
-	}
+	return k.stored.ensure(ctx, func() ([]byte, error) {
+		keys, err := signing.Generate(signing.Options{SigningBits: k.bits})
+		if err != nil {
+			return nil, err
+		}
 
-	k.log.Info("generating the cluster's secure-boot signing keys (once)")
-
-	keys, err := signing.Generate(signing.Options{SigningBits: k.bits})
-	if err != nil {
-		return fmt.Errorf("generate secure-boot keys: %w", err)
-	}
-
-	raw, err := json.Marshal(keys)
-	if err != nil {
-		return err
-	}
-
-	if _, err := k.store.InitSetting(ctx, secureBootSetting, raw); err != nil {
-		return fmt.Errorf("store secure-boot keys: %w", err)
-	}
-
-	stored := k.current()
-	if stored == nil { // another leader's keys were stored first, and they do not parse
-		return errUnreadableKeys
-	}
-
-	k.log.Info("secure-boot signing keys stored", "fingerprint", stored.Fingerprint())
-
-	return nil
+		return json.Marshal(keys)
+	})
 }
-
-// errUnreadableKeys: the cluster's stored secure-boot keys do not parse (written by an incompatible version?).
-// Secure-boot assets wait for an operator; everything else goes on.
-var errUnreadableKeys = errors.New("the cluster's stored secure-boot keys cannot be read (see the error logged " +
-	"when they were read); secure-boot assets are unavailable until they are fixed, e.g. by giving key files")

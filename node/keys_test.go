@@ -12,7 +12,7 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// TestKeyRingUnreadableKeys: stored secure-boot keys that do not parse (an incompatible version wrote them) make
+// TestKeyRingUnreadableKeys: stored secure-boot (or cosign) keys that do not parse (an incompatible version wrote them) make
 // the leader's key duty fail with an error saying so, every round, instead of generating a 4096-bit key each round
 // that can never win (the stored keys do) and reporting a write conflict.
 func TestKeyRingUnreadableKeys(t *testing.T) {
@@ -38,4 +38,19 @@ func TestKeyRingUnreadableKeys(t *testing.T) {
 
 	require.Nil(t, k.current())
 	require.Empty(t, k.fingerprint())
+
+	// The cosign key is made and kept the same way.
+	_, err = store.InitSetting(ctx, cosignSetting, []byte(`not json`))
+	require.NoError(t, err)
+
+	c, err := newCosignKeys(store, "", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+
+	for range 2 {
+		require.ErrorIs(t, c.ensure(ctx), errUnreadableKeys)
+	}
+
+	key, signer := c.current()
+	require.Nil(t, key)
+	require.Nil(t, signer)
 }
