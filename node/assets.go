@@ -265,7 +265,7 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 
 	out, err := s.builder.Build(ctx, r)
 	if err != nil {
-		s.metrics.builds.WithLabelValues(kindLabel(r), "failed").Inc()
+		s.metrics.builds.WithLabelValues(r.Kind(), "failed").Inc()
 		attrs := []any{"error", err, "duration", time.Since(start).Round(time.Millisecond)}
 		if output := imager.RecentStderr(); len(output) > 0 {
 			attrs = append(attrs, "imager_output", output)
@@ -282,7 +282,7 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 
 	digest, size, err := s.cas.Import(out.Path, "")
 	if err != nil {
-		s.metrics.builds.WithLabelValues(kindLabel(r), "failed").Inc()
+		s.metrics.builds.WithLabelValues(r.Kind(), "failed").Inc()
 
 		return raftstore.AssetRecord{}, fmt.Errorf("store built %s: %w", r.Asset.Path, err)
 	}
@@ -311,8 +311,8 @@ func (s *assetService) build(ctx context.Context, r recipe.Recipe) (raftstore.As
 			"ours", digest, "recorded", rec.Digest)
 	}
 
-	s.metrics.builds.WithLabelValues(kindLabel(r), "ok").Inc()
-	s.metrics.buildSeconds.WithLabelValues(kindLabel(r)).Observe(time.Since(start).Seconds())
+	s.metrics.builds.WithLabelValues(r.Kind(), "ok").Inc()
+	s.metrics.buildSeconds.WithLabelValues(r.Kind()).Observe(time.Since(start).Seconds())
 	log.Info("asset built", "digest", digest, "size", size, "duration", time.Since(start).Round(time.Millisecond))
 
 	if rec.Digest == digest {
@@ -331,5 +331,3 @@ func buildError(err error) error {
 
 	return fmt.Errorf("build failed: %w", err)
 }
-
-func kindLabel(r recipe.Recipe) string { return r.Kind() }

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -281,8 +279,7 @@ func (n *Node) putLayer(l v1.Layer) (raftstore.Blob, error) {
 
 // putBytes stores a small blob (manifest, config) and returns its digest.
 func (n *Node) putBytes(data []byte) (string, error) {
-	sum := sha256.Sum256(data)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
+	digest := digestOf(data)
 
 	if n.cas.Has(digest) {
 		return digest, nil
