@@ -57,7 +57,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	})
 }
 
-// readmeBlocks returns the ```sh blocks of one README section.
+// readmeBlocks returns the ```sh blocks of one README section (heading as written, "## …" or "### …"), up to the
+// next heading of the same or a higher level.
 func readmeBlocks(t *testing.T, heading string) []string {
 	t.Helper()
 
@@ -69,31 +70,49 @@ func readmeBlocks(t *testing.T, heading string) []string {
 	var (
 		blocks    []string
 		inSection bool
-		inBlock   bool
+		fenced    bool // inside any fenced block
+		inBlock   bool // inside a sh block of the section
 		current   strings.Builder
 	)
+
+	level := headingLevel(heading)
 
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 
 		switch {
-		case strings.HasPrefix(line, "## "):
-			inSection = line == heading
-		case inSection && line == "```sh":
-			inBlock = true
+		case strings.HasPrefix(line, "```") && !fenced:
+			fenced, inBlock = true, inSection && line == "```sh"
 
 			current.Reset()
-		case inSection && inBlock && line == "```":
-			inBlock = false
+		case strings.HasPrefix(line, "```"):
+			if inBlock {
+				blocks = append(blocks, current.String())
+			}
 
-			blocks = append(blocks, current.String())
+			fenced, inBlock = false, false
 		case inBlock:
 			current.WriteString(line + "\n")
+		case fenced:
+		case line == heading:
+			inSection = true
+		case headingLevel(line) > 0 && headingLevel(line) <= level:
+			inSection = false
 		}
 	}
 
 	require.NoError(t, sc.Err())
 
 	return blocks
+}
+
+// headingLevel is the level of a Markdown heading line ("## x" is 2), or 0 for any other line.
+func headingLevel(line string) int {
+	hashes := len(line) - len(strings.TrimLeft(line, "#"))
+	if hashes == 0 || !strings.HasPrefix(line[hashes:], " ") {
+		return 0
+	}
+
+	return hashes
 }

@@ -38,17 +38,19 @@ type clusterView interface {
 // with a read-through copy kept here); a key nobody has built is built once, by its owner on the ring, and every
 // other node asks the owner (one hop: a node asked by a peer never asks further, it builds).
 type assetService struct {
-	store    *raftstore.Store
-	cas      *cas.Store
-	builder  *imager.Builder
-	cluster  clusterView
-	peers    *peerClient
-	commit   func(context.Context, raftstore.Command) (raftstore.Result, error)
-	catchUp  func(context.Context) error // applies what the leader has committed, waiting through an election
-	replicas int
-	metrics  *metrics
-	log      *slog.Logger
-	bg       context.Context //nolint:containedctx // the node's lifetime: background transfers end with it
+	store   *raftstore.Store
+	cas     *cas.Store
+	builder *imager.Builder
+	cluster clusterView
+	peers   *peerClient
+	commit  func(context.Context, raftstore.Command) (raftstore.Result, error)
+	// fromLeader reads a key's record as the leader has it (this node may be behind the log), waiting through an
+	// election.
+	fromLeader func(ctx context.Context, key string) (raftstore.AssetRecord, bool, error)
+	replicas   int
+	metrics    *metrics
+	log        *slog.Logger
+	bg         context.Context //nolint:containedctx // the node's lifetime: background transfers end with it
 
 	flight singleflight.Group // per recipe key: one build, or one request to the owner, per node
 
@@ -167,21 +169,22 @@ func (s *assetService) local(rec raftstore.AssetRecord) (*storedAsset, error) {
 }
 
 // buildHere builds r on this node (once, however many requests wait), then serves what the index recorded.
-// recorded says the index already has r (its bytes are lost: build them again). Otherwise this node first catches
-// up with the leader, since it may be behind the log (just joined, or back from a partition) and the key built
-// already: then it fetches those bytes instead. Without a reachable leader it builds nothing, as it could not
-// record the build.
+// recorded says the index already has r (its bytes are lost: build them again). Otherwise this node first asks
+// the leader for the key's record, since it may be behind the log (just joined, or back from a partition) and the
+// key built already: then it fetches those bytes instead. Without a reachable leader it builds nothing, as it could
+// not record the build.
 func (s *assetService) buildHere(ctx context.Context, r recipe.Recipe, recorded bool) (frontends.Asset, error) {
 	ch := s.flight.DoChan(r.Key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 
 		if !recorded {
-			if err := s.catchUp(ctx); err != nil {
+			rec, ok, err := s.fromLeader(ctx, r.Key)
+			if err != nil {
 				return raftstore.AssetRecord{}, fmt.Errorf("before building %s: %w", r.Asset.Path, err)
 			}
 
-			if rec, ok, err := s.store.Asset(r.Key); err != nil || ok {
-				return rec, err
+			if ok {
+				return rec, nil
 			}
 		}
 

@@ -35,19 +35,20 @@ type catalogEntry struct {
 
 // versionCatalog finds the replicated catalog of a version. Decoded catalogs are kept until the catalog changes:
 // every asset and PXE request needs one.
-func (n *Node) versionCatalog(version string) (release.Version, semver.Version, error) {
+func (n *Node) versionCatalog(ctx context.Context, version string) (release.Version, semver.Version, error) {
 	v, err := parseVersion(version)
 	if err != nil {
 		return release.Version{}, v, err
 	}
 
-	c, err := n.catalogAt(v)
+	c, err := n.catalogAt(ctx, v)
 
 	return c, v, err
 }
 
-// catalogAt finds the replicated catalog of version v, or answers NotFound.
-func (n *Node) catalogAt(v semver.Version) (release.Version, error) {
+// catalogAt finds the catalog of version v, or answers NotFound. A version missing here is read from the leader
+// (records.go): this node may be behind the log. Either answer is kept until this node's catalog changes.
+func (n *Node) catalogAt(ctx context.Context, v semver.Version) (release.Version, error) {
 	key := "v" + v.String()
 	gen := n.store.CatalogGeneration()
 
@@ -56,6 +57,15 @@ func (n *Node) catalogAt(v semver.Version) (release.Version, error) {
 		c, ok, err := n.store.Catalog(key)
 		if err != nil {
 			return release.Version{}, fmt.Errorf("read catalog of %s: %w", key, err)
+		}
+
+		if !ok {
+			// Without a leader the local answer stands: a version this node has never heard of is not served.
+			if lc, found, err := n.catalogFromLeader(ctx, key); err == nil {
+				c, ok = lc, found
+			} else if ctx.Err() != nil {
+				return release.Version{}, ctx.Err()
+			}
 		}
 
 		e = catalogEntry{gen: gen, found: ok, catalog: c}
@@ -94,14 +104,14 @@ func (n *Node) BrokenVersions(context.Context) ([]string, error) {
 }
 
 // Extensions lists the official extensions of a version.
-func (n *Node) Extensions(_ context.Context, version string) ([]release.Extension, error) {
-	c, _, err := n.versionCatalog(version)
+func (n *Node) Extensions(ctx context.Context, version string) ([]release.Extension, error) {
+	c, _, err := n.versionCatalog(ctx, version)
 
 	return c.Extensions, err
 }
 
 // Overlays lists the official overlays of a version; versions before overlay support have none, known or not.
-func (n *Node) Overlays(_ context.Context, version string) ([]release.Overlay, error) {
+func (n *Node) Overlays(ctx context.Context, version string) ([]release.Overlay, error) {
 	v, err := parseVersion(version)
 	if err != nil {
 		return nil, err
@@ -111,7 +121,7 @@ func (n *Node) Overlays(_ context.Context, version string) ([]release.Overlay, e
 		return []release.Overlay{}, nil
 	}
 
-	c, _, err := n.versionCatalog(version)
+	c, _, err := n.versionCatalog(ctx, version)
 
 	return c.Overlays, err
 }

@@ -56,7 +56,7 @@ type listingMirror struct {
 	removed []string
 }
 
-func newListingMirror(t *testing.T, registry string) *listingMirror {
+func newListingMirror(t testing.TB, registry string) *listingMirror {
 	t.Helper()
 
 	m := &listingMirror{}
@@ -93,5 +93,12 @@ func (m *listingMirror) list(tags []string) {
 func (m *listingMirror) remove(tag string) {
 	m.mu.Lock()
 	m.removed = append(m.removed, tag)
+	m.mu.Unlock()
+}
+
+// restore serves a removed tag again.
+func (m *listingMirror) restore(tag string) {
+	m.mu.Lock()
+	m.removed = slices.DeleteFunc(m.removed, func(r string) bool { return r == tag })
 	m.mu.Unlock()
 }

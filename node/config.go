@@ -100,6 +100,8 @@ type tuning struct {
 	peerSilence time.Duration
 	// drain replaces drainTimeout: how long requests under way may finish when the node stops.
 	drain time.Duration
+	// raftBackoff sends to unreachable Raft followers with raft's own back-off (see raftstore.Config.RaftBackoff).
+	raftBackoff bool
 }
 
 // Upstream names the registry the release inputs are read from.

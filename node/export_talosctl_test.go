@@ -1,8 +1,10 @@
 package node
 
+import "context"
+
 // TalosctlKey plans a talosctl binary of a version on this node and returns its recipe key.
 func (n *Node) TalosctlKey(version, name string) (string, error) {
-	r, err := n.planTalosctl(version, name)
+	r, err := n.planTalosctl(context.Background(), version, name)
 
 	return r.Key, err
 }

@@ -57,6 +57,27 @@ func WithDrain(cfg Config, d time.Duration) Config {
 	return cfg
 }
 
+// WithRaftBackoff leaves calls to unreachable Raft followers to raft's own exponential back-off, as before the
+// transport held them (for showing what the hold changes).
+func WithRaftBackoff(cfg Config) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.raftBackoff = true
+
+	return cfg
+}
+
+// RaftAddr is the address other members dial for this node's Raft traffic.
+func (n *Node) RaftAddr() string { return n.store.Addr() }
+
+// PauseApply holds this node's Raft state machine (the log still replicates here) until resume is called.
+func (n *Node) PauseApply() (resume func()) { return n.store.PauseApply() }
+
+// AppliedIndex is the last Raft log index applied to this node's state.
+func (n *Node) AppliedIndex() uint64 { return n.store.AppliedIndex() }
+
 // Kill stops the node abruptly, as a crash would: gossip stops without a leave, Raft stops without handing
 // leadership over or leaving the configuration, builds are cancelled and every HTTP connection is cut. Run then
 // returns (with an error) once its context ends, without leaving; Close is still safe.

@@ -31,18 +31,6 @@ func (n *Node) apply(ctx context.Context, cmd raftstore.Command) (raftstore.Resu
 	return res, err
 }
 
-// catchUp is confirmWithLeader waiting through an election as a write does: afterwards this node has applied
-// everything the leader had committed when asked. Without a reachable leader it answers Unavailable (503).
-func (n *Node) catchUp(ctx context.Context) error {
-	err := n.withLeader(ctx, "confirm with the Raft leader", n.confirmOnce)
-	if c := frontends.Classify(err); err == nil || c == frontends.ClassUnavailable || c == frontends.ClassCanceled {
-		return err
-	}
-
-	// A leader answered but this node could not apply as much in time (far behind), or the leader failed us.
-	return frontends.NewError(frontends.ClassUnavailable, "cannot catch up with the Raft leader: "+err.Error(), err)
-}
-
 // withLeader runs op until it succeeds or fails for a reason other than a missing leader, retrying while an
 // election may still produce one (until writeDeadline, or at once when this node has been without a leader for
 // several election timeouts: then it is cut off). what names the operation in the Unavailable error.
@@ -113,44 +101,37 @@ func retryable(err error) bool {
 		pe.Status == http.StatusServiceUnavailable)
 }
 
-// confirmWithLeader catches this node up with everything the leader had committed when asked: afterwards a local
-// read sees every write that returned before the call. On the leader itself it costs a quorum heartbeat (and, first
-// in a term, a barrier). It does not wait for an election (catchUp does).
-func (n *Node) confirmWithLeader(ctx context.Context) error {
-	err := n.confirmOnce(ctx)
-	if err == nil || ctx.Err() != nil {
-		return err
-	}
-
-	return frontends.NewError(frontends.ClassUnavailable, "cannot confirm with the Raft leader: "+err.Error(), err)
-}
-
-// confirmOnce asks the leader this node knows for its applied index and waits to apply as much. Failing for want
-// of a leader, it returns an error retryable reports as such.
-func (n *Node) confirmOnce(ctx context.Context) error {
+// leaderReadIndex is the leader's read index (an applied index covering every acknowledged write): this node's own
+// when it leads, else the leader's over the peer API.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if n.store.IsLeader() {
 		// Even the leader: a new one may not have applied a write its predecessor acknowledged.
-		_, err := n.store.ReadIndex(ctx)
+		idx, err := n.store.ReadIndex(ctx)
 		if err == nil || !retryable(err) {
-			return err
+			return idx, err
 		}
 		// Deposed meanwhile: ask the leader this node knows now.
 	}
 
+	base, err := n.leaderURL()
+	if err != nil {
+		return 0, err
+	}
+
+	return n.peers.readIndex(ctx, base)
+}
+
+// leaderURL is the base URL of the leader this node knows; failing, an error retryable reports as such.
+func (n *Node) leaderURL() (string, error) {
 	id, _ := n.store.Leader()
 	if id == "" {
-		return fmt.Errorf("node %s knows no leader: %w", n.cfg.NodeName, raftstore.ErrNotLeader)
+		return "", fmt.Errorf("node %s knows no leader: %w", n.cfg.NodeName, raftstore.ErrNotLeader)
 	}
 
 	base, ok := n.cluster.URL(id)
 	if !ok {
-		return fmt.Errorf("leader %s is not a known member: %w", id, raftstore.ErrNotLeader)
+		return "", fmt.Errorf("leader %s is not a known member: %w", id, raftstore.ErrNotLeader)
 	}
 
-	idx, err := n.peers.readIndex(ctx, base)
-	if err != nil {
-		return err
-	}
-
-	return n.store.WaitApplied(ctx, idx)
+	return base, nil
 }

@@ -26,7 +26,8 @@ func TestClusterNodeBehindTheLog(t *testing.T) {
 	id := leader.createSchematic(t, `customization: {extraKernelArgs: [behind-the-log]}`)
 
 	// The node that goes away knows the schematic (and the catalog): it only misses what is built meanwhile.
-	require.Equal(t, http.StatusOK, away.do(t, "GET", "/schematics/"+id, "", nil).StatusCode)
+	require.True(t, waitFor(10*time.Second, func() bool { return away.AppliedIndex() >= leader.AppliedIndex() }),
+		"%s applies the schematic", away.name)
 	c.kill(away)
 	c.waitFormed(t)
 
@@ -158,7 +159,7 @@ func (g *gate) forward(conn net.Conn) {
 }
 
 // restart starts a killed member again on its data directory, with tweak applied to its configuration.
-func (c *cluster) restart(t *testing.T, m *member, tweak func(*node.Config)) *member {
+func (c *cluster) restart(t testing.TB, m *member, tweak func(*node.Config)) *member {
 	t.Helper()
 
 	require.True(t, m.killed, "restart %s: it is running", m.name)

@@ -56,6 +56,7 @@ type Node struct {
 	peers   *peerClient
 	members *membership
 	raft    *raftMembers
+	current currency // whether this node has caught up with the log as it stood when it started
 
 	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
 	ctx    context.Context //nolint:containedctx // the node's lifetime
@@ -155,8 +156,9 @@ func (n *Node) open() error {
 		AdvertiseAddr: cfg.RaftAdvertise,
 		// A lone node forms its cluster at once; anything with company bootstraps through raftMembers, which
 		// first asks the seeds whether a cluster already exists.
-		Bootstrap: cfg.BootstrapExpect == 1 && len(cfg.Join) == 0,
-		Logger:    n.log,
+		Bootstrap:   cfg.BootstrapExpect == 1 && len(cfg.Join) == 0,
+		Logger:      n.log,
+		RaftBackoff: cfg.tune != nil && cfg.tune.raftBackoff,
 	})
 	if err != nil {
 		return fmt.Errorf("open replicated state in %s: %w", cfg.DataDir, err)
@@ -211,7 +213,7 @@ func (n *Node) open() error {
 	}
 
 	n.assets = &assetService{
-		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, catchUp: n.catchUp,
+		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, fromLeader: n.assetFromLeader,
 		replicas: cfg.Replicas, metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
 		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{}, lost: map[string]time.Time{},
 		failed: map[string]failedBuild{},
@@ -418,6 +420,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 		wg.Go(func() { n.raft.run(ctx) })
 		wg.Go(func() { n.followMembership(ctx) })
+		wg.Go(func() { n.catchUpAtStart(ctx) })
 		n.leaderDuties(ctx)
 		wg.Wait()
 	}()
@@ -488,7 +491,8 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Ready reports whether the node can serve: Raft has a leader and the catalog has been read at least once.
+// Ready reports whether the node can serve: Raft has a leader, this node has applied the log as far as the leader
+// had committed when it started, and the catalog has been read at least once.
 func (n *Node) Ready(ctx context.Context) error {
 	if id, _ := n.store.Leader(); id == "" {
 		if why := n.raft.bootstrapWait(); why != "" {
@@ -496,6 +500,10 @@ func (n *Node) Ready(ctx context.Context) error {
 		}
 
 		return errors.New("no raft leader yet")
+	}
+
+	if why := n.current.state(n.store.AppliedIndex()); why != "" {
+		return errors.New(why)
 	}
 
 	if _, ok, err := n.store.CatalogMeta(); err != nil || !ok {

@@ -56,6 +56,7 @@ func (p *peerAPI) mount(r chi.Router) {
 		r.Use(p.authenticate)
 		r.Post("/apply", p.apply)
 		r.Get("/readindex", p.readIndex)
+		r.Get("/records/{kind}/{id}", p.record)
 		r.Get("/blobs/{digest}", p.blob)
 		r.Get("/assets/{schematic}/{version}/{path}", p.asset)
 		r.Get("/talosctl/{version}/{file}", p.talosctl)
@@ -147,6 +148,30 @@ func (p *peerAPI) readIndex(w http.ResponseWriter, r *http.Request) {
 	writeJSONResponse(w, struct{ Index uint64 }{idx})
 }
 
+// record serves a record of the replicated state (records.go) as this leader has it after applying everything
+// acknowledged so far: 404 when there is none, 421 when this node does not lead (one hop: the asker retries with
+// the leader it learns of).
+func (p *peerAPI) record(w http.ResponseWriter, r *http.Request) {
+	if _, err := p.n.store.ReadIndex(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusMisdirectedRequest)
+
+		return
+	}
+
+	raw, found, err := p.n.localRecord(chi.URLParam(r, "kind"), chi.URLParam(r, "id"))
+	switch {
+	case errors.Is(err, errRecordKind):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	case !found:
+		http.Error(w, "no such record", http.StatusNotFound)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(raw) //nolint:errcheck // the peer hung up
+	}
+}
+
 // blob serves a stored blob by digest, with Range, so a peer can resume a transfer.
 func (p *peerAPI) blob(w http.ResponseWriter, r *http.Request) {
 	blob, err := p.n.cas.Open(chi.URLParam(r, "digest"))
@@ -177,31 +202,36 @@ func (p *peerAPI) asset(w http.ResponseWriter, r *http.Request) {
 
 // talosctl gets (copies out of its image) a talosctl binary for a peer and streams it, as asset does.
 func (p *peerAPI) talosctl(w http.ResponseWriter, r *http.Request) {
-	p.serve(w, r, func(context.Context) (recipe.Recipe, error) {
-		return p.n.planTalosctl(chi.URLParam(r, "version"), chi.URLParam(r, "file"))
+	p.serve(w, r, func(ctx context.Context) (recipe.Recipe, error) {
+		return p.n.planTalosctl(ctx, chi.URLParam(r, "version"), chi.URLParam(r, "file"))
 	})
 }
 
 // serve plans what a peer asks for, gets or builds it and streams it with its index record. The asker's plan is
-// pinned by the query: the key it planned, and its state index, which this node first catches up with.
+// pinned by the query: the key it planned, and its state index. Planning reads what this node lacks from the leader
+// (records.go), so it never waits for the log; only a plan that differs while this node is behind the asker (a
+// catalog that changed meanwhile) waits for the log to reach the asker's index, and is planned again.
 func (p *peerAPI) serve(w http.ResponseWriter, r *http.Request, plan func(context.Context) (recipe.Recipe, error)) {
 	ctx := r.Context()
-
-	if idx, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64); err == nil {
-		// The asker's state was at idx: catch up so the schematic and catalog it planned with are here too.
-		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		p.n.store.WaitApplied(waitCtx, idx) //nolint:errcheck // planning below reports what is missing
-		cancel()
-	}
+	want := r.URL.Query().Get("key")
 
 	r2, err := plan(ctx)
+	if idx, perr := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64); err == nil && want != "" &&
+		want != r2.Key && perr == nil && p.n.store.AppliedIndex() < idx {
+		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p.n.store.WaitApplied(waitCtx, idx) //nolint:errcheck // planning again reports what still differs
+		cancel()
+
+		r2, err = plan(ctx)
+	}
+
 	if err != nil {
 		frontends.WriteError(w, r, p.n.log, err)
 
 		return
 	}
 
-	if want := r.URL.Query().Get("key"); want != "" && want != r2.Key {
+	if want != "" && want != r2.Key {
 		http.Error(w, fmt.Sprintf("recipe key mismatch: asked for %s, planned %s (state differs)", want, r2.Key),
 			http.StatusConflict)
 

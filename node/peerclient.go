@@ -159,6 +159,23 @@ func (c *peerClient) readIndex(ctx context.Context, base string) (uint64, error)
 	return out.Index, c.do(c.quick, req, &out)
 }
 
+// record reads a record of kind from the leader at base into out; found is false when the leader has none.
+func (c *peerClient) record(ctx context.Context, base, kind, id string, out any) (bool, error) {
+	req, err := c.request(ctx, http.MethodGet, base, "/records/"+url.PathEscape(kind)+"/"+url.PathEscape(id), nil)
+	if err != nil {
+		return false, err
+	}
+
+	err = c.do(c.quick, req, out)
+
+	var pe *peerError
+	if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+		return false, nil
+	}
+
+	return err == nil, err
+}
+
 // pull asks the member at base to fetch a blob (described by rec) into its store, from the members listed.
 func (c *peerClient) pull(ctx context.Context, base string, p pullRequest) error {
 	body, err := json.Marshal(p)

@@ -88,7 +88,7 @@ func (n *Node) plan(ctx context.Context, schematicID, version, path string,
 		return recipe.Recipe{}, fmt.Errorf("%s: %w", recipe.PathErrorPrefix, err)
 	}
 
-	catalog, _, err := n.versionCatalog(version)
+	catalog, _, err := n.versionCatalog(ctx, version)
 	if err != nil {
 		return recipe.Recipe{}, err
 	}

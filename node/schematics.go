@@ -36,32 +36,38 @@ func (n *Node) CreateSchematic(ctx context.Context, s *schematic.Schematic) (str
 	return id, canonical, nil
 }
 
-// Schematic returns the canonical YAML of schematic id. A schematic missing here is confirmed with the leader
-// before the answer is "not found", so a schematic created through any node is readable through every node at once.
-// IDs that are not 64 hex digits are simply not found, as in the official service.
+// Schematic returns the canonical YAML of schematic id. A schematic missing here is read from the leader before the
+// answer is "not found", so a schematic created through any node is readable through every node at once, and a
+// node behind the log answers without waiting for it. IDs that are not 64 hex digits are simply not found, as in
+// the official service.
 func (n *Node) Schematic(ctx context.Context, id string) ([]byte, error) {
 	if !schematic.ValidID(id) {
 		return nil, schematicNotFound(id)
 	}
 
-	for confirmed := false; ; confirmed = true {
-		yaml, ok, err := n.store.Schematic(id)
-		if err != nil {
-			return nil, fmt.Errorf("read schematic %s: %w", id, err)
-		}
+	yaml, ok, err := n.store.Schematic(id)
+	if err != nil {
+		return nil, fmt.Errorf("read schematic %s: %w", id, err)
+	}
 
-		if ok {
-			return yaml, nil
-		}
+	if ok {
+		return yaml, nil
+	}
 
-		if confirmed {
-			return nil, schematicNotFound(id)
-		}
-
-		if err := n.confirmWithLeader(ctx); err != nil {
+	if yaml, ok, err = n.schematicFromLeader(ctx, id); err != nil {
+		if ctx.Err() != nil {
 			return nil, err
 		}
+
+		return nil, frontends.NewError(frontends.ClassUnavailable,
+			"cannot confirm with the Raft leader: "+err.Error(), err)
 	}
+
+	if !ok {
+		return nil, schematicNotFound(id)
+	}
+
+	return yaml, nil
 }
 
 func schematicNotFound(id string) error {

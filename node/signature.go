@@ -113,12 +113,13 @@ func (n *Node) signature(ctx context.Context, indexDigest, repo string, create b
 
 		if next > 0 {
 			// This node may be behind the log: another member may have replaced the signature already.
-			if err := n.catchUp(ctx); err != nil {
+			rec, ok, err := n.assetFromLeader(ctx, sk)
+			if err != nil {
 				return raftstore.AssetRecord{}, fmt.Errorf("before signing %s again: %w", indexDigest, err)
 			}
 
-			if rec, ok, err := n.store.Asset(sk); err != nil || ok {
-				return rec, err
+			if ok {
+				return rec, nil
 			}
 
 			n.log.Warn("the signature of an installer image is lost cluster-wide: signing it again", "index",

@@ -80,8 +80,8 @@ func (n *Node) catalogImage(repo string) bool {
 	}
 
 	for _, v := range versions {
-		c, _, err := n.versionCatalog(v)
-		if err != nil {
+		c, ok, err := n.store.Catalog(v)
+		if err != nil || !ok {
 			continue
 		}
 

@@ -16,8 +16,8 @@ import (
 // TalosctlFiles lists the talosctl binaries of a version (frontends.Talosctl), from the replicated catalog: no
 // upstream traffic. Like the official service it parses the version tolerantly ("v1.11" is 1.11.0), answers 404
 // for a version it does not serve and an empty list before Talos 1.11.0-alpha.3.
-func (n *Node) TalosctlFiles(_ context.Context, version string) ([]string, error) {
-	c, v, err := n.talosctlCatalog(version)
+func (n *Node) TalosctlFiles(ctx context.Context, version string) ([]string, error) {
+	c, v, err := n.talosctlCatalog(ctx, version)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (n *Node) TalosctlFiles(_ context.Context, version string) ([]string, error
 // TalosctlFile finds one talosctl binary (frontends.Talosctl). It is an asset like any other: copied out of the
 // talosctl-all image once, by the owner of its recipe key, kept in the CAS and fetched from holders by the others.
 func (n *Node) TalosctlFile(ctx context.Context, version, name string) (frontends.Asset, error) {
-	r, err := n.planTalosctl(version, name)
+	r, err := n.planTalosctl(ctx, version, name)
 	if err != nil {
 		return nil, err
 	}
@@ -46,8 +46,8 @@ func (n *Node) TalosctlFile(ctx context.Context, version, name string) (frontend
 
 // planTalosctl resolves a talosctl download into its recipe: the version (404 unknown), its talosctl-all image (404
 // `version X is not available` without one, as the official service answers), the file (404 naming it).
-func (n *Node) planTalosctl(version, name string) (recipe.Recipe, error) {
-	c, v, err := n.talosctlCatalog(version)
+func (n *Node) planTalosctl(ctx context.Context, version, name string) (recipe.Recipe, error) {
+	c, v, err := n.talosctlCatalog(ctx, version)
 	if err != nil {
 		return recipe.Recipe{}, err
 	}
@@ -73,14 +73,14 @@ func (n *Node) planTalosctl(version, name string) (recipe.Recipe, error) {
 }
 
 // talosctlCatalog finds the catalog of a version parsed tolerantly, as the official talosctl routes do.
-func (n *Node) talosctlCatalog(version string) (release.Version, semver.Version, error) {
+func (n *Node) talosctlCatalog(ctx context.Context, version string) (release.Version, semver.Version, error) {
 	v, err := semver.ParseTolerant(version)
 	if err != nil {
 		return release.Version{}, v, frontends.NewError(frontends.ClassInvalid,
 			fmt.Sprintf("invalid Talos version %q: %v (expected e.g. v1.13.0 or v1.13)", version, err), err)
 	}
 
-	c, err := n.catalogAt(v)
+	c, err := n.catalogAt(ctx, v)
 
 	return c, v, err
 }

@@ -186,6 +186,19 @@ func (s *Store) Servers() ([]Server, error) {
 	return out, nil
 }
 
+// PauseApply holds this node's state machine until resume is called: entries still replicate, commit and count
+// towards the quorum, but none reaches this node's state, as on a node far behind the log. For tests of what a
+// node behind the log answers.
+func (s *Store) PauseApply() (resume func()) {
+	gate := make(chan struct{})
+	s.fsm.paused.Store(&gate)
+	return func() {
+		if s.fsm.paused.CompareAndSwap(&gate, nil) {
+			close(gate)
+		}
+	}
+}
+
 // AppliedIndex is the last log index whose effect is in this node's state file.
 func (s *Store) AppliedIndex() uint64 { return s.fsm.applied.Load() }
 

@@ -59,6 +59,8 @@ type fsm struct {
 	appliedMu sync.Mutex
 	appliedCh chan struct{}
 	failed    atomic.Pointer[error] // set when a committed entry could not be stored
+	// paused, while set, holds applies until it is closed (Store.PauseApply).
+	paused atomic.Pointer[chan struct{}]
 }
 
 func openFSM(path string, log *slog.Logger) (*fsm, error) {
@@ -158,6 +160,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 // failure halts the FSM: the applied index stays at the last stored entry and snapshots are refused, so the log is
 // kept and a restart replays from there rather than silently missing an entry.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if p := f.paused.Load(); p != nil {
+		<-*p
+	}
 	out := make([]any, len(logs))
 	fill := func(msg string) {
 		for i, l := range logs {

@@ -59,6 +59,9 @@ type Config struct {
 	TrailingLogs       uint64        // entries kept after a snapshot for lagging followers; default 1024
 	SnapshotInterval   time.Duration // how often the threshold is checked; default 60s
 	ApplyTimeout       time.Duration // upper bound for a write or membership change; default 10s
+	// RaftBackoff leaves calls to unreachable followers to raft's own exponential back-off instead of holding them
+	// until the follower answers (reach.go): only for showing what the hold changes.
+	RaftBackoff bool
 }
 
 const (
@@ -113,7 +116,7 @@ type Store struct {
 	log   *slog.Logger
 	fsm   *fsm
 	logs  *raftboltdb.BoltStore
-	trans *raft.NetworkTransport
+	trans *reachTransport
 	snaps raft.SnapshotStore
 	raft  *raft.Raft
 	addr  string
@@ -179,13 +182,13 @@ func (s *Store) open() error {
 		return err
 	}
 	s.addr = stream.Addr().String()
-	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	s.trans = newReachTransport(!cfg.RaftBackoff, raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: transportPool, Timeout: transportTimeout, Logger: hlog.Named("transport"),
 		// No pipelined replication: when a follower rejects an entry while the leader steps down (a leadership
 		// transfer does exactly that), raft's pipeline can deadlock and Shutdown then hangs forever
 		// (hashicorp/raft#612). Synchronous replication costs nothing at this project's write rate.
 		MaxRPCsInFlight: 1,
-	})
+	}), s.log)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -203,6 +206,7 @@ func (s *Store) open() error {
 	if s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logs, snaps, s.trans); err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	s.trans.follow(s.raft)
 	if cfg.Bootstrap {
 		return s.bootstrap()
 	}
@@ -241,6 +245,14 @@ func (s *Store) bootstrap() error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.trans != nil {
+			s.trans.release() // held calls would keep raft's shutdown waiting
+		}
+		if s.fsm != nil {
+			if p := s.fsm.paused.Swap(nil); p != nil { // so would a paused state machine
+				close(*p)
+			}
+		}
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
