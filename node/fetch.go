@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"net/http"
 	"slices"
@@ -102,7 +103,7 @@ func recordOf(resp *http.Response, key string) (raftstore.AssetRecord, error) {
 		return rec, fmt.Errorf("asked for key %s, got a record of %s", key, rec.Key)
 	}
 
-	if err := cas.CheckDigest(rec.Digest); err != nil {
+	if err := digests.Check(rec.Digest); err != nil {
 		return rec, err
 	}
 

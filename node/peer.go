@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"net/http"
 	"net/url"
@@ -302,7 +303,7 @@ func (p *peerAPI) pull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if err := cas.CheckDigest(req.Record.Digest); err != nil {
+	if err := digests.Check(req.Record.Digest); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 
 		return

@@ -1,10 +1,10 @@
 package raftstore
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgefactory/edgefactory/internal/digest"
 	"strings"
 	"time"
 
@@ -223,22 +223,13 @@ func (a *AssetRecord) validate() error {
 }
 
 func checkHex64(s string) error {
-	if len(s) != 64 || strings.ToLower(s) != s {
-		return fmt.Errorf("%q is not 64 lowercase hex digits", s)
-	}
-	if _, err := hex.DecodeString(s); err != nil {
-		return fmt.Errorf("%q is not 64 lowercase hex digits", s)
+	if err := digest.CheckHex(s); err != nil {
+		return fmt.Errorf("%q: %w", s, err)
 	}
 	return nil
 }
 
-func checkDigest(d string) error {
-	hexPart, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || checkHex64(hexPart) != nil {
-		return fmt.Errorf("digest %q is not sha256:<64 lowercase hex>", d)
-	}
-	return nil
-}
+func checkDigest(d string) error { return digest.Check(d) }
 
 func checkVersion(v string) error {
 	rest, ok := strings.CutPrefix(v, "v")

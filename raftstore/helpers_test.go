@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/edgefactory/edgefactory/internal/digest"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -108,7 +109,7 @@ func hexOf(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func digestOf(s string) string { return "sha256:" + hexOf(s) }
+func digestOf(s string) string { return digest.Of([]byte(s)) }
 
 func testRelease(version, marker string) release.Version {
 	img := func(repo string) release.Image {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edgefactory/edgefactory/internal/digest"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -236,7 +237,7 @@ func serveReferrers(w http.ResponseWriter, r *http.Request, refs []Descriptor) {
 		Manifests     []Descriptor `json:"manifests"`
 	}{2, MediaTypeOCIIndex, filtered})
 
-	serveManifest(w, r, Manifest{Body: body, MediaType: MediaTypeOCIIndex, Digest: digestOf(body)})
+	serveManifest(w, r, Manifest{Body: body, MediaType: MediaTypeOCIIndex, Digest: digest.Of(body)})
 }
 
 // Media types served here.

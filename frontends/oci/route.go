@@ -1,9 +1,8 @@
 package oci
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"github.com/edgefactory/edgefactory/internal/digest"
 	"net/http"
 	"strings"
 )
@@ -114,20 +113,5 @@ func ParseImage(name string) (platform string, secureBoot bool, err error) {
 	}
 }
 
-// ValidDigest reports whether d is a sha256 digest in canonical form.
-func ValidDigest(d string) bool {
-	hexPart, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(hexPart) != 64 {
-		return false
-	}
-
-	_, err := hex.DecodeString(hexPart)
-
-	return err == nil && strings.ToLower(hexPart) == hexPart
-}
-
-func digestOf(b []byte) string {
-	sum := sha256.Sum256(b)
-
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+// ValidDigest reports whether d is a sha256 digest in canonical form (digest.Valid).
+func ValidDigest(d string) bool { return digest.Valid(d) }

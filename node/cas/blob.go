@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"io/fs"
 	"os"
@@ -57,7 +58,7 @@ func (s *Store) Open(digest string) (*Blob, error) {
 }
 
 func (s *Store) acquire(digest string, touch bool) (*Blob, error) {
-	if err := CheckDigest(digest); err != nil {
+	if err := digests.Check(digest); err != nil {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
 	s.mu.Lock()
@@ -98,7 +99,7 @@ func (s *Store) acquireLocked(digest string) (*Blob, error) {
 // Delete removes a blob, pinned or not (the pin itself stays). If it is open, the file is unlinked at the last
 // Close; it disappears from the index at once. errors.Is(err, ErrNotFound) when it is absent.
 func (s *Store) Delete(digest string) error {
-	if err := CheckDigest(digest); err != nil {
+	if err := digests.Check(digest); err != nil {
 		return fmt.Errorf("delete blob: %w", err)
 	}
 	s.mu.Lock()

@@ -3,6 +3,7 @@ package cas
 import (
 	"bytes"
 	"errors"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"path/filepath"
@@ -163,7 +164,7 @@ func TestAbort(t *testing.T) {
 
 func TestInvalidDigests(t *testing.T) {
 	valid := sha([]byte("x"))
-	require.NoError(t, CheckDigest(valid))
+	require.NoError(t, digests.Check(valid))
 	bad := []string{
 		"",
 		"sha256:",
@@ -183,7 +184,7 @@ func TestInvalidDigests(t *testing.T) {
 	require.NoError(t, os.WriteFile(src, []byte("x"), 0o644))
 	for _, d := range bad {
 		t.Run(d, func(t *testing.T) {
-			require.ErrorIs(t, CheckDigest(d), ErrInvalidDigest)
+			require.ErrorIs(t, digests.Check(d), ErrInvalidDigest)
 			_, err := s.Open(d)
 			require.ErrorIs(t, err, ErrInvalidDigest)
 			_, err = s.Create(d, -1)

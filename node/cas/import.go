@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"syscall"
@@ -16,7 +17,7 @@ import (
 // where it was with the same content. Nothing may still be writing to the file.
 func (s *Store) Import(path, expected string) (digest string, size int64, err error) {
 	if expected != "" {
-		if err := CheckDigest(expected); err != nil {
+		if err := digests.Check(expected); err != nil {
 			return "", 0, fmt.Errorf("import %s: %w", path, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 
 // Pin protects a digest from eviction (not from Delete) until Unpin, across restarts.
 func (s *Store) Pin(digest string) error {
-	if err := CheckDigest(digest); err != nil {
+	if err := digests.Check(digest); err != nil {
 		return fmt.Errorf("pin: %w", err)
 	}
 	s.pinsMu.Lock()
@@ -44,7 +45,7 @@ func (s *Store) Pin(digest string) error {
 
 // Unpin makes a digest evictable again and evicts at once if the store is over budget.
 func (s *Store) Unpin(digest string) error {
-	if err := CheckDigest(digest); err != nil {
+	if err := digests.Check(digest); err != nil {
 		return fmt.Errorf("unpin: %w", err)
 	}
 	s.pinsMu.Lock()
@@ -95,7 +96,7 @@ func (s *Store) loadPins() error {
 		if line == "" {
 			continue
 		}
-		if err := CheckDigest(line); err != nil {
+		if err := digests.Check(line); err != nil {
 			s.log.Warn("cas: ignoring bad line in pins file", "err", err)
 			continue
 		}

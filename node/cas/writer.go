@@ -3,6 +3,7 @@ package cas
 import (
 	"errors"
 	"fmt"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ var ErrWriterDone = errors.New("writer already committed or aborted")
 // Call Commit to store it or Abort to drop it (Abort after Commit is a no-op, so `defer w.Abort()` is safe).
 func (s *Store) Create(expected string, expectedSize int64) (*Writer, error) {
 	if expected != "" {
-		if err := CheckDigest(expected); err != nil {
+		if err := digests.Check(expected); err != nil {
 			return nil, fmt.Errorf("create blob: %w", err)
 		}
 	}
