@@ -25,7 +25,7 @@ import (
 )
 
 // TestSkopeoCopyInstaller pulls a cold installer image from `edgefactory dev` with Debian's skopeo, as a user
-// mirroring it would (`skopeo copy --all … oci:DIR`), checks the copy against API.md §5.6, and verifies the
+// mirroring it would (`skopeo copy --all … oci:DIR`), checks the copy against docs/api.md §5.6, and verifies the
 // index's signature with the cosign CLI when it is installed.
 func TestSkopeoCopyInstaller(t *testing.T) {
 	RequireBuilds(t, "skopeo")
@@ -116,7 +116,7 @@ func layerDigests(t *testing.T, idx v1.ImageIndex) map[string][]string {
 	return out
 }
 
-// checkInstallerLayout checks the copied index against API.md §5.6 (Talos ≥ 1.10).
+// checkInstallerLayout checks the copied index against docs/api.md §5.6 (Talos ≥ 1.10).
 func checkInstallerLayout(t *testing.T, idx v1.ImageIndex) {
 	im, err := idx.IndexManifest()
 	require.NoError(t, err)

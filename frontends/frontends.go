@@ -40,7 +40,7 @@ type Catalog interface {
 
 // Assets finds boot assets, building them when needed.
 type Assets interface {
-	// Asset returns the asset at path (an /image path: API.md §3.1) for a schematic and Talos version. The caller
+	// Asset returns the asset at path (an /image path: docs/api.md §3.1) for a schematic and Talos version. The caller
 	// must Close it.
 	Asset(ctx context.Context, schematicID, version, path string) (Asset, error)
 	// PXE returns what an iPXE script for a `<platform>-<arch>[-secureboot]` path needs.

@@ -31,7 +31,7 @@ type RouterOptions struct {
 // Mount adds a frontend's routes to the router.
 type Mount func(r chi.Router)
 
-// NewRouter returns the one handler every frontend is mounted on. It carries the behaviour API.md §1.1 requires of
+// NewRouter returns the one handler every frontend is mounted on. It carries the behaviour docs/api.md §1.1 requires of
 // every route: Server and X-Request-ID headers, CORS, HEAD wherever GET is, 405 with Allow, OPTIONS, and 301/307
 // redirects for a trailing slash or wrong case.
 func NewRouter(opts RouterOptions, mounts ...Mount) http.Handler {

@@ -172,7 +172,7 @@ func TestImageServing(t *testing.T) {
 	})
 }
 
-// TestImageErrors: every bad request gets its documented status and body (API.md §1.1, §1.3): the path's and the
+// TestImageErrors: every bad request gets its documented status and body (docs/api.md §1.1, §1.3): the path's and the
 // schematic's errors keep the official service's step prefixes, the steps run in its order (schematic, version
 // syntax, path, version availability), and the Enterprise-only suffixes are refused before anything is looked up.
 func TestImageErrors(t *testing.T) {

@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"fmt"
+	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"log/slog"
 	"net"
 	"net/url"
@@ -96,7 +98,7 @@ type tuning struct {
 	gossip func(*memberlist.Config) // memberlist's failure detection and gossip timers
 	rejoin time.Duration            // how often seeds are joined again
 	settle time.Duration            // how long the member list must hold still before bootstrapping
-	// peerSilence replaces peerSilenceTimeout: how long a peer may send nothing before it is abandoned.
+	// peerSilence replaces peer.SilenceTimeout: how long a peer may send nothing before it is abandoned.
 	peerSilence time.Duration
 	// drain replaces drainTimeout: how long requests under way may finish when the node stops.
 	drain time.Duration
@@ -165,11 +167,7 @@ func checkBaseURL(raw string) error {
 }
 
 // SecureBootFiles are PEM files of the secure-boot signing key (PKCS#1), its certificate and the PCR key.
-type SecureBootFiles struct {
-	Key, Cert, PCRKey string
-}
-
-func (f SecureBootFiles) configured() bool { return f.Key != "" || f.Cert != "" || f.PCRKey != "" }
+type SecureBootFiles = keys.Files
 
 // Defaults returns the configuration of a one-node factory reading ghcr.io.
 func Defaults() Config {
@@ -259,7 +257,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect))
 	}
 
-	if c.SecureBoot.configured() && (c.SecureBoot.Key == "" || c.SecureBoot.Cert == "" || c.SecureBoot.PCRKey == "") {
+	if c.SecureBoot.Configured() && (c.SecureBoot.Key == "" || c.SecureBoot.Cert == "" || c.SecureBoot.PCRKey == "") {
 		errs = append(errs, errors.New("secure-boot key, certificate and PCR key files must be given together"))
 	}
 
@@ -300,4 +298,14 @@ func (c *Config) validate() error {
 	}
 
 	return errors.Join(errs...)
+}
+
+// peerSilence is how long a peer may say nothing before it is abandoned: peer.SilenceTimeout unless a test
+// shortened it.
+func (c Config) peerSilence() time.Duration {
+	if c.tune != nil && c.tune.peerSilence > 0 {
+		return c.tune.peerSilence
+	}
+
+	return peer.SilenceTimeout
 }

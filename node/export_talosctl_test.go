@@ -4,7 +4,7 @@ import "context"
 
 // TalosctlKey plans a talosctl binary of a version on this node and returns its recipe key.
 func (n *Node) TalosctlKey(version, name string) (string, error) {
-	r, err := n.planTalosctl(context.Background(), version, name)
+	r, err := n.catalog.PlanTalosctl(context.Background(), version, name)
 
 	return r.Key, err
 }

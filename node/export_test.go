@@ -84,11 +84,11 @@ func (n *Node) AppliedIndex() uint64 { return n.store.AppliedIndex() }
 func (n *Node) Kill() {
 	// Run must not leave gracefully once its HTTP server stops (it would ask the leader to remove this node).
 	n.crashed.Store(true)
-	n.members.Shutdown()
+	n.cluster.Shutdown()
 	n.store.Close()  //nolint:errcheck // a crash reports nothing
 	n.server.Close() //nolint:errcheck // idem
 	n.cancel()
-	n.assets.builder.Close() //nolint:errcheck // idem
+	n.builder.Close() //nolint:errcheck // idem
 }
 
 // Name is the node's member name.
@@ -96,7 +96,7 @@ func (n *Node) Name() string { return n.cfg.NodeName }
 
 // RecipeKey plans the asset at path for a schematic and version on this node and returns its recipe key.
 func (n *Node) RecipeKey(ctx context.Context, schematicID, version, path string) (string, error) {
-	r, err := n.plan(ctx, schematicID, version, path, recipe.ParsePath)
+	r, err := n.catalog.Plan(ctx, schematicID, version, path, recipe.ParsePath)
 
 	return r.Key, err
 }

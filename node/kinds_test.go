@@ -20,7 +20,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/inspect"
 )
 
-// The v1.13.0 metal amd64 command line of the empty schematic (API.md §3.3).
+// The v1.13.0 metal amd64 command line of the empty schematic (docs/api.md §3.3).
 const metalCmdline113 = "talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on consoleblank=0 " +
 	"nvme_core.io_timeout=4294967295 printk.devkmsg=on selinux=1 module.sig_enforce=1 proc_mem.force_override=never"
 

@@ -3,13 +3,8 @@ package node
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 )
-
-// ringPartitionsSetting keeps the ring's partition count in Raft: fixed by the first leader, so a member started
-// with another --ring-partitions still places keys like the rest.
-const ringPartitionsSetting = "ring-partitions"
 
 // leaderDuties runs what only the Raft leader does — create the secure-boot keys once, keep the catalog in sync
 // with the upstream registry — whenever this node leads, until ctx ends.
@@ -42,24 +37,18 @@ func (n *Node) leaderDuties(ctx context.Context) {
 			continue
 		}
 
-		if _, ok, _ := n.store.Setting(ringPartitionsSetting); !ok {
-			if _, err := n.store.InitSetting(ctx, ringPartitionsSetting,
-				[]byte(strconv.Itoa(n.cfg.RingPartitions))); err != nil {
-				n.log.Error("record the ring's partition count", "error", err)
-			}
+		if err := n.cluster.EnsureRingPartitions(ctx, n.cfg.RingPartitions); err != nil {
+			n.log.Error("record the ring's partition count", "error", err)
 		}
 
-		keysErr := errors.Join(n.keys.ensure(ctx), n.cosign.ensure(ctx))
+		keysErr := errors.Join(n.keys.Ensure(ctx), n.cosign.Ensure(ctx))
 		if keysErr != nil {
 			n.log.Error("secure-boot keys: will retry", "error", keysErr)
 		}
 
-		syncErr := n.sync.syncOnce(ctx)
-		n.sync.setLastError(syncErr)
-
-		wait := n.cfg.CatalogRefresh
+		wait, syncErr := n.catalog.Sync(ctx)
 		if err := errors.Join(keysErr, syncErr); err != nil {
-			wait = n.sync.retry
+			wait = min(wait, n.catalog.Retry())
 		}
 
 		timer.Reset(wait)

@@ -7,13 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgefactory/edgefactory/node/internal/assets"
+	"github.com/edgefactory/edgefactory/node/internal/catalog"
+	"github.com/edgefactory/edgefactory/node/internal/cluster"
+	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
+	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,38 +38,33 @@ import (
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
-	"github.com/edgefactory/edgefactory/imager/schematic"
 	"github.com/edgefactory/edgefactory/internal/memo"
 	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/raftstore"
-	"github.com/edgefactory/edgefactory/ring"
 )
 
 // Node is one running member.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *raftstore.Store
-	metrics *metrics
-	reg     *prometheus.Registry
-	sync    *catalogSync
-	keys    *keyRing
-	cosign  *cosignKeys
-	cas     *cas.Store
-	assets  *assetService
-	cluster *view
-	peers   *peerClient
-	members *membership
-	raft    *raftMembers
-	current currency // whether this node has caught up with the log as it stood when it started
+	cfg      Config
+	log      *slog.Logger
+	store    *raftstore.Store
+	metrics  *metrics
+	reg      *prometheus.Registry
+	catalog  *catalog.Catalog
+	keys     *keys.SecureBoot
+	cosign   *keys.Cosign
+	cas      *cas.Store
+	builder  *imager.Builder
+	assets   *assets.Service
+	registry *registry.Registry
+	cluster  *cluster.Cluster
+	peers    *peer.Client
 
 	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
 	ctx    context.Context //nolint:containedctx // the node's lifetime
 	cancel context.CancelFunc
 
-	pxe        *memo.Memo[string, pxeEntry]             // PXE request → answer
-	schematics *memo.Memo[string, *schematic.Schematic] // schematic ID → parsed schematic
-	catalogs   *memo.Memo[string, catalogEntry]         // version → decoded catalog (see versionCatalog)
+	pxe *memo.Memo[string, pxeEntry] // PXE request → answer
 
 	ln     net.Listener
 	server *http.Server
@@ -100,13 +100,12 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
-		schematics: memo.New[string, *schematic.Schematic](10_000), catalogs: memo.New[string, catalogEntry](1_000),
-		peers: newPeerClient(cfg.ClusterSecret, cfg.peerSilence())}
+		peers: peer.NewClient(cfg.ClusterSecret, cfg.peerSilence())}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
 
-	if err := n.open(); err != nil {
+	if err := n.openStore(); err != nil {
 		n.closeState()
 
 		return nil, err
@@ -125,10 +124,15 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	n.cfg.ExternalURL = strings.TrimSuffix(n.cfg.ExternalURL, "/")
-	n.cluster = newView(cfg.NodeName, n.cfg.ExternalURL, ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))
-	n.assets.cluster = n.cluster
 
-	if err := n.joinCluster(); err != nil {
+	if n.cluster, err = cluster.New(n.clusterConfig(), n.store, n.peers); err != nil {
+		ln.Close() //nolint:errcheck // already failing
+		n.closeState()
+
+		return nil, err
+	}
+
+	if err := n.open(); err != nil {
 		ln.Close() //nolint:errcheck // already failing
 		n.closeState()
 
@@ -144,8 +148,8 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// open opens the member's state: the replicated store, the CAS, release inputs, the builder and its tools.
-func (n *Node) open() error {
+// openStore opens the replicated state.
+func (n *Node) openStore() error {
 	cfg := n.cfg
 
 	store, err := raftstore.Open(raftstore.Config{
@@ -154,8 +158,8 @@ func (n *Node) open() error {
 		StatePath:     filepath.Join(cfg.DataDir, "state.db"),
 		BindAddr:      cfg.RaftListen,
 		AdvertiseAddr: cfg.RaftAdvertise,
-		// A lone node forms its cluster at once; anything with company bootstraps through raftMembers, which
-		// first asks the seeds whether a cluster already exists.
+		// A lone node forms its cluster at once; anything with company bootstraps through the cluster package,
+		// which first asks the seeds whether a cluster already exists.
 		Bootstrap:   cfg.BootstrapExpect == 1 && len(cfg.Join) == 0,
 		Logger:      n.log,
 		RaftBackoff: cfg.tune != nil && cfg.tune.raftBackoff,
@@ -166,6 +170,32 @@ func (n *Node) open() error {
 
 	n.store = store
 
+	return nil
+}
+
+// clusterConfig is this member's part in the cluster as configured.
+func (n *Node) clusterConfig() cluster.Config {
+	cfg := n.cfg
+	cc := cluster.Config{
+		NodeName: cfg.NodeName, URL: cfg.ExternalURL, Zone: cfg.Zone, Version: cfg.Version,
+		GossipListen: cfg.GossipListen, GossipAdvertise: cfg.GossipAdvertise, Join: cfg.Join, GossipKey: cfg.GossipKey,
+		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
+		Logger: n.log,
+	}
+	if cfg.tune != nil {
+		cc.Tune = &cluster.Tune{Gossip: cfg.tune.gossip, Rejoin: cfg.tune.rejoin, Settle: cfg.tune.settle}
+	}
+
+	return cc
+}
+
+// open opens the rest of the member's state: the CAS, release inputs, the builder and its tools, the keys.
+func (n *Node) open() error {
+	cfg := n.cfg
+	store := n.store
+
+	var err error
+
 	src := release.Source{
 		Registry:   cfg.Upstream.Registry,
 		Namespace:  cfg.Upstream.Namespace,
@@ -173,13 +203,12 @@ func (n *Node) open() error {
 		MinVersion: cfg.Upstream.MinVersion,
 		Broken:     cfg.Upstream.Broken,
 	}
-	n.sync = newCatalogSync(src, store, cfg.CatalogRefresh, cfg.CatalogRecheck, n.metrics, n.log.With("component", "catalog"))
 
-	if n.keys, err = newKeyRing(store, cfg.SecureBoot, cfg.SecureBootKeyBits, n.log.With("component", "keys")); err != nil {
+	if n.keys, err = keys.NewSecureBoot(store, cfg.SecureBoot, cfg.SecureBootKeyBits, n.log.With("component", "keys")); err != nil {
 		return err
 	}
 
-	if n.cosign, err = newCosignKeys(store, cfg.CosignKey, n.log.With("component", "keys")); err != nil {
+	if n.cosign, err = keys.NewCosign(store, cfg.CosignKey, n.log.With("component", "keys")); err != nil {
 		return err
 	}
 
@@ -198,13 +227,13 @@ func (n *Node) open() error {
 		return err
 	}
 
-	builder, err := imager.New(imager.Config{
+	n.builder, err = imager.New(imager.Config{
 		TmpDir:      filepath.Join(cfg.DataDir, "tmp"),
 		Concurrency: cfg.BuildConcurrency,
 		Timeout:     cfg.BuildTimeout,
 		Nice:        cfg.BuildNice,
 		Inputs:      inputs,
-		SecureBoot:  n.keys.current,
+		SecureBoot:  n.keys.Current,
 		RequestID:   frontends.RequestID,
 		Logger:      n.log.With("component", "builder"),
 	})
@@ -212,12 +241,22 @@ func (n *Node) open() error {
 		return fmt.Errorf("set up the builder: %w", err)
 	}
 
-	n.assets = &assetService{
-		store: store, cas: n.cas, builder: builder, peers: n.peers, commit: n.apply, fromLeader: n.assetFromLeader,
-		replicas: cfg.Replicas, metrics: n.metrics, log: n.log.With("component", "assets"), bg: n.ctx,
-		inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{}, lost: map[string]time.Time{},
-		failed: map[string]failedBuild{},
-	}
+	n.catalog = catalog.New(catalog.Config{
+		Store: store, Leader: n.cluster, Schematics: n, Keys: n.keys, Source: src, Refresh: cfg.CatalogRefresh,
+		Recheck: cfg.CatalogRecheck, Registerer: n.reg, Logger: n.log.With("component", "catalog"),
+	})
+
+	n.assets = assets.New(assets.Config{
+		Store: store, CAS: n.cas, Builder: n.builder, Members: n.cluster, Leader: n.cluster, Peers: n.peers,
+		Replicas: cfg.Replicas, Background: n.ctx, Registerer: n.reg, Logger: n.log.With("component", "assets"),
+	})
+
+	n.registry = registry.New(registry.Config{
+		Self: cfg.NodeName, Store: store, Leader: n.cluster, Assets: n.assets, Planner: n.catalog, Cosign: n.cosign,
+		Upstream: registry.Upstream{Registry: cfg.Upstream.Registry, Namespace: cfg.Upstream.Namespace,
+			Insecure: cfg.Upstream.Insecure},
+		Background: n.ctx, Logger: n.log.With("component", "registry"),
+	})
 
 	return nil
 }
@@ -247,96 +286,10 @@ func (n *Node) installTools() error {
 	return nil
 }
 
-// joinCluster starts gossip (joining the seeds in the background) and the reconciler that keeps the Raft
-// configuration in line with it.
-func (n *Node) joinCluster() error {
-	cfg := n.cfg
-
-	mc := membershipConfig{
-		NodeName:      cfg.NodeName,
-		BindAddr:      cfg.GossipListen,
-		AdvertiseAddr: cfg.GossipAdvertise,
-		Meta:          memberMeta{URL: n.cfg.ExternalURL, RaftAddr: n.store.Addr(), Zone: cfg.Zone, Version: cfg.Version},
-		Seeds:         cfg.Join,
-		EncryptKey:    cfg.GossipKey,
-		Logger:        n.log,
-	}
-	if cfg.tune != nil {
-		mc.tune, mc.RejoinInterval = cfg.tune.gossip, cfg.tune.rejoin
-	}
-
-	m, err := newMembership(mc)
-	if err != nil {
-		return fmt.Errorf("join the cluster: %w", err)
-	}
-
-	n.members = m
-	n.raft = newRaftMembers(n.store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, n.log)
-	n.raft.removeSelf = n.removeFromRaft
-
-	if cfg.tune != nil && cfg.tune.settle > 0 {
-		n.raft.settle = cfg.tune.settle
-	}
-
-	return nil
-}
-
-// followMembership keeps the view (alive members, their URLs, the ring) in line with gossip until ctx ends.
-func (n *Node) followMembership(ctx context.Context) {
-	changes, stop := n.members.watch()
-	defer stop()
-
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-
-	for {
-		if raw, ok, err := n.store.Setting(ringPartitionsSetting); err == nil && ok {
-			if p, err := strconv.Atoi(string(raw)); err == nil && p > 0 && n.cluster.setPartitions(p) {
-				n.log.Warn("ring partition count taken from the cluster (fixed when it was created)", "partitions", p,
-					"flag", n.cfg.RingPartitions)
-			}
-		}
-
-		urls := map[string]string{}
-		for _, m := range n.members.Alive() {
-			urls[m.Name] = m.URL
-		}
-
-		if len(urls) > 0 && n.cluster.set(urls) {
-			n.log.Info("ring changed", "members", len(urls), "ring_version", n.cluster.RingVersion())
-		}
-
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-tick.C:
-		}
-	}
-}
-
-// removeFromRaft has the Raft leader remove member id: here when this node leads, else over the leader's peer
-// API. It returns once the removal has committed.
-func (n *Node) removeFromRaft(ctx context.Context, id string) error {
-	err := n.raft.removeServer(ctx, id)
-
-	var notLeader *raftstore.NotLeaderError
-	if !errors.As(err, &notLeader) || notLeader.LeaderID == "" {
-		return err
-	}
-
-	base, ok := n.cluster.URL(notLeader.LeaderID)
-	if !ok {
-		return err
-	}
-
-	return n.peers.removeServer(ctx, base, id)
-}
-
 // closeState closes whatever open opened.
 func (n *Node) closeState() {
-	if n.members != nil {
-		n.members.Shutdown()
+	if n.cluster != nil {
+		n.cluster.Shutdown()
 	}
 
 	if n.store != nil {
@@ -365,17 +318,20 @@ func advertisable(addr string) string {
 }
 
 func (n *Node) router() http.Handler {
-	a := &api.API{Schematics: n, Catalog: n, Assets: n, Talosctl: n, Health: n, Logger: n.log,
+	a := &api.API{Schematics: n, Catalog: n.catalog, Assets: n, Talosctl: n, Health: n, Logger: n.log,
 		ExternalURL: n.cfg.ExternalURL}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
-	peer := &peerAPI{n: n}
-	registry := &oci.OCI{Registry: n, Schematics: n, Logger: n.log}
+	peers := peer.NewServer(peer.ServerConfig{
+		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
+		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
+	})
+	registryAPI := &oci.OCI{Registry: n.registry, Schematics: n, Logger: n.log}
 
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, registry.Mount, peer.mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, registryAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})
@@ -418,9 +374,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 		var wg sync.WaitGroup
 
-		wg.Go(func() { n.raft.run(ctx) })
-		wg.Go(func() { n.followMembership(ctx) })
-		wg.Go(func() { n.catchUpAtStart(ctx) })
+		wg.Go(func() { n.cluster.Run(ctx) })
 		n.leaderDuties(ctx)
 		wg.Wait()
 	}()
@@ -439,7 +393,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// already here finish during the HTTP shutdown below.
 	leaveCtx, cancelLeave := context.WithTimeout(context.Background(), 10*time.Second)
 	if crashed := n.crashed.Load(); !crashed {
-		if lerr := n.raft.leave(leaveCtx); lerr != nil {
+		if lerr := n.cluster.Leave(leaveCtx); lerr != nil {
 			n.log.Warn("leaving the cluster", "error", lerr)
 		}
 	}
@@ -484,8 +438,8 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		n.ln.Close() //nolint:errcheck // may already be closed by Shutdown
-		n.members.Shutdown()
-		n.closeErr = errors.Join(n.assets.builder.Close(), n.store.Close(), n.cas.Close())
+		n.cluster.Shutdown()
+		n.closeErr = errors.Join(n.builder.Close(), n.store.Close(), n.cas.Close())
 	})
 
 	return n.closeErr
@@ -494,20 +448,12 @@ func (n *Node) Close() error {
 // Ready reports whether the node can serve: Raft has a leader, this node has applied the log as far as the leader
 // had committed when it started, and the catalog has been read at least once.
 func (n *Node) Ready(ctx context.Context) error {
-	if id, _ := n.store.Leader(); id == "" {
-		if why := n.raft.bootstrapWait(); why != "" {
-			return fmt.Errorf("no raft leader yet: %s", why)
-		}
-
-		return errors.New("no raft leader yet")
-	}
-
-	if why := n.current.state(n.store.AppliedIndex()); why != "" {
-		return errors.New(why)
+	if err := n.cluster.Ready(); err != nil {
+		return err
 	}
 
 	if _, ok, err := n.store.CatalogMeta(); err != nil || !ok {
-		if last := n.sync.lastError(); last != nil {
+		if last := n.catalog.LastSyncError(); last != nil {
 			return fmt.Errorf("release catalog not read yet from %s: %w", n.cfg.Upstream.Registry, last)
 		}
 

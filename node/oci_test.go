@@ -25,7 +25,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/synthetic/synthetictest"
 )
 
-// Installer images served by the OCI frontend (API.md §5), pulled by real clients: go-containerregistry's remote
+// Installer images served by the OCI frontend (docs/api.md §5), pulled by real clients: go-containerregistry's remote
 // package (what crane uses) and, when it is installed, the cosign CLI. The e2e suite adds skopeo.
 
 const (
@@ -119,7 +119,7 @@ type installerImage struct {
 }
 
 // pullInstaller pulls an installer index and both images with go-containerregistry (as crane does) and checks
-// their content against API.md §5.6: exactly linux/amd64 and linux/arm64, two layers each, the installer binary
+// their content against docs/api.md §5.6: exactly linux/amd64 and linux/arm64, two layers each, the installer binary
 // in the base layer and only the boot files in the second. Every blob's bytes are verified against its digest.
 func pullInstaller(t *testing.T, r name.Reference) installerImage {
 	t.Helper()

@@ -55,7 +55,7 @@ func TestOCIErrors(t *testing.T) {
 		{"unknown schematic blob", "/v2/installer/" + unknownID + "/blobs/" + digest, 404, "NAME_UNKNOWN"},
 		{"unknown schematic bad image", "/v2/foo/" + unknownID + "/manifests/v1.13.0", 404, "NAME_UNKNOWN"},
 
-		// repository shapes (API.md §5.1)
+		// repository shapes (docs/api.md §5.1)
 		{"too short", "/v2/foo", 404, "NAME_UNKNOWN"},
 		{"too short 2", "/v2/foo/bar", 404, "NAME_UNKNOWN"},
 		{"one segment", "/v2/foo/manifests/v1", 404, "NAME_UNKNOWN"},

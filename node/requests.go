@@ -7,19 +7,17 @@ import (
 	"strings"
 
 	"github.com/edgefactory/edgefactory/frontends"
-	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/recipe"
-	"github.com/edgefactory/edgefactory/imager/schematic"
 )
 
 // Asset finds or builds the asset at path for a schematic and version (frontends.Assets).
 func (n *Node) Asset(ctx context.Context, schematicID, version, path string) (frontends.Asset, error) {
-	r, err := n.plan(ctx, schematicID, version, path, recipe.ParsePath)
+	r, err := n.catalog.Plan(ctx, schematicID, version, path, recipe.ParsePath)
 	if err != nil {
 		return nil, err
 	}
 
-	return n.assets.get(ctx, r, false)
+	return n.assets.Get(ctx, r, false)
 }
 
 // PXE returns the data of the iPXE script for a `<platform>-<arch>[-secureboot]` path: the command line comes
@@ -27,18 +25,18 @@ func (n *Node) Asset(ctx context.Context, schematicID, version, path string) (fr
 // thousands of times, so answers are remembered per request until the catalog or the signing keys change.
 func (n *Node) PXE(ctx context.Context, schematicID, version, path string) (frontends.PXEBoot, error) {
 	memoKey := schematicID + "/" + version + "/" + path
-	stamp := pxeStamp{catalog: n.store.CatalogGeneration(), keys: n.keys.fingerprint()}
+	stamp := pxeStamp{catalog: n.store.CatalogGeneration(), keys: n.keys.Fingerprint()}
 
 	if e, ok := n.pxe.Get(memoKey); ok && e.stamp == stamp {
 		return e.boot, nil
 	}
 
-	r, err := n.plan(ctx, schematicID, version, path, recipe.ParsePXEPath)
+	r, err := n.catalog.Plan(ctx, schematicID, version, path, recipe.ParsePXEPath)
 	if err != nil {
 		return frontends.PXEBoot{}, err
 	}
 
-	a, err := n.assets.get(ctx, r, false)
+	a, err := n.assets.Get(ctx, r, false)
 	if err != nil {
 		return frontends.PXEBoot{}, err
 	}
@@ -67,69 +65,29 @@ type pxeEntry struct {
 	boot  frontends.PXEBoot
 }
 
-// plan resolves a request into a recipe in the official service's order, so that a request with several faults
-// gets the same answer there and here: schematic (404), version syntax (400), path (400), version availability
-// (404), then the build-time checks of the planner (400). Path and planner errors carry the official step prefixes
-// (API.md §1.1).
-func (n *Node) plan(ctx context.Context, schematicID, version, path string,
-	parse func(string) (recipe.Asset, error),
-) (recipe.Recipe, error) {
-	canonical, err := n.Schematic(ctx, schematicID)
-	if err != nil {
-		return recipe.Recipe{}, err
-	}
-
-	if _, err = parseVersion(version); err != nil {
-		return recipe.Recipe{}, err
-	}
-
-	a, err := parse(path)
-	if err != nil {
-		return recipe.Recipe{}, fmt.Errorf("%s: %w", recipe.PathErrorPrefix, err)
-	}
-
-	catalog, _, err := n.versionCatalog(ctx, version)
-	if err != nil {
-		return recipe.Recipe{}, err
-	}
-
-	s, ok := n.schematics.Get(schematicID)
-	if !ok {
-		if s, err = schematic.Unmarshal(canonical); err != nil {
-			return recipe.Recipe{}, fmt.Errorf("stored schematic %s does not parse: %w", schematicID, err)
-		}
-
-		n.schematics.Put(schematicID, s)
-	}
-
-	opts := recipe.PlanOptions{Author: n.author(), Builder: imager.Version}
-
-	if fingerprint := n.keys.fingerprint(); fingerprint != "" {
-		opts.SecureBootKeys = fingerprint
-	} else if a.SecureBoot {
-		return recipe.Recipe{}, frontends.NewError(frontends.ClassUnavailable,
-			"secure-boot signing keys are not available yet (the cluster leader creates them); retry shortly", nil)
-	}
-
-	r, err := recipe.Plan(a, schematicID, canonical, s, catalog, opts)
-	if err != nil {
-		return recipe.Recipe{}, fmt.Errorf("%s: %w", recipe.PlanErrorPrefix, err)
-	}
-
-	return r, nil
-}
-
-// author is the author of the virtual schematic extension. It is the same on every node (the bytes of an asset
-// must not depend on which node built it), so it names the product rather than a node's URL.
-func (n *Node) author() string { return "Image Factory (Edge Factory)" }
-
 // SecureBootCertificate returns the certificate secure-boot assets are signed with.
 func (n *Node) SecureBootCertificate(context.Context) ([]byte, error) {
-	keys := n.keys.current()
+	keys := n.keys.Current()
 	if keys == nil {
 		return nil, frontends.NewError(frontends.ClassUnavailable,
 			"secure-boot signing keys are not available yet (the cluster leader creates them); retry shortly", nil)
 	}
 
 	return keys.SigningCert, nil
+}
+
+// TalosctlFile finds one talosctl binary (frontends.Talosctl). It is an asset like any other: copied out of the
+// talosctl-all image once, by the owner of its recipe key, kept in the CAS and fetched from holders by the others.
+func (n *Node) TalosctlFile(ctx context.Context, version, name string) (frontends.Asset, error) {
+	r, err := n.catalog.PlanTalosctl(ctx, version, name)
+	if err != nil {
+		return nil, err
+	}
+
+	return n.assets.Get(ctx, r, false)
+}
+
+// TalosctlFiles lists the talosctl binaries of a version (frontends.Talosctl).
+func (n *Node) TalosctlFiles(ctx context.Context, version string) ([]string, error) {
+	return n.catalog.TalosctlFiles(ctx, version)
 }

@@ -25,9 +25,7 @@ func (n *Node) CreateSchematic(ctx context.Context, s *schematic.Schematic) (str
 		return id, canonical, nil
 	}
 
-	if _, err := n.apply(ctx, raftstore.Command{
-		V: raftstore.CommandVersion, Op: raftstore.OpPutSchematic, ID: id, YAML: canonical,
-	}); err != nil {
+	if err := raftstore.PutSchematic(ctx, n.cluster, id, canonical); err != nil {
 		return "", nil, fmt.Errorf("store schematic %s: %w", id, err)
 	}
 
@@ -54,7 +52,7 @@ func (n *Node) Schematic(ctx context.Context, id string) ([]byte, error) {
 		return yaml, nil
 	}
 
-	if yaml, ok, err = n.schematicFromLeader(ctx, id); err != nil {
+	if yaml, ok, err = n.cluster.SchematicFromLeader(ctx, id); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}

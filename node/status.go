@@ -59,9 +59,9 @@ type CacheStatus struct {
 // Status reports the cluster as this node sees it.
 func (n *Node) Status() ClusterStatus {
 	leader, _ := n.store.Leader()
-	rg := n.cluster.ring.Load()
+	rg := n.cluster.Ring()
 	used, budget, blobs := n.cas.Usage()
-	stats := n.assets.builder.Stats()
+	stats := n.builder.Stats()
 	versions, _ := n.store.Versions()
 
 	st := ClusterStatus{
@@ -88,20 +88,19 @@ func (n *Node) Status() ClusterStatus {
 		}
 	}
 
-	for _, m := range n.memberStates() {
-		m.Raft = suffrage[m.Name]
-		if m.Raft == "" {
-			m.Raft = "none"
+	for _, m := range n.cluster.MemberStates() {
+		ms := MemberStatus{Name: m.Name, URL: m.URL, Zone: m.Zone, Version: m.Version, State: m.State,
+			Raft: suffrage[m.Name]}
+		if ms.Raft == "" {
+			ms.Raft = "none"
 		}
 
-		st.Members = append(st.Members, m)
+		st.Members = append(st.Members, ms)
 	}
 
 	slices.SortFunc(st.Members, func(a, b MemberStatus) int { return strings.Compare(a.Name, b.Name) })
 
-	n.assets.mu.Lock()
-	st.Transfers = len(n.assets.inflight)
-	n.assets.mu.Unlock()
+	st.Transfers = n.assets.Transfers()
 
 	return st
 }

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,28 @@ import (
 )
 
 // Reads are served from this node's state file without contacting the leader; see the package guarantee.
+
+// Kinds of record Record reads: one per kind of immutable or whole-value record a member may lack while the log
+// brings it.
+const (
+	RecordSchematic = "schematic" // by schematic ID: the canonical YAML
+	RecordAsset     = "asset"     // by recipe key: the AssetRecord as JSON
+	RecordCatalog   = "catalog"   // by version (vX.Y.Z): the release.Version as JSON
+)
+
+// ErrRecordKind is returned by Record for a kind it does not know.
+var ErrRecordKind = errors.New("unknown record kind")
+
+// Record returns one record of kind by its ID, as stored (see the Record kinds). It lets a member that lacks a
+// record read it from the leader (peer API) without the leader knowing what the record means.
+func (s *Store) Record(kind, id string) ([]byte, bool, error) {
+	bucket, ok := map[string][]byte{RecordSchematic: bucketSchematics, RecordAsset: bucketAssets,
+		RecordCatalog: bucketCatalog}[kind]
+	if !ok {
+		return nil, false, fmt.Errorf("%w %q", ErrRecordKind, kind)
+	}
+	return s.get(bucket, []byte(id))
+}
 
 // Schematic returns the canonical YAML stored under a schematic ID.
 func (s *Store) Schematic(id string) ([]byte, bool, error) {

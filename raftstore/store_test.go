@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -20,9 +21,18 @@ func TestSingleNodeWritesAndReads(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, "0", port, "Addr must report the bound port")
 
+	// The watch may first carry false: IsLeader (openLeader waited for it) can turn true before raft's leadership
+	// notification reaches the store's watcher.
 	watch, stop := s.WatchLeadership()
 	defer stop()
-	require.True(t, <-watch, "a bootstrapped single node leads")
+	leads := false
+	for deadline := time.After(5 * time.Second); !leads; {
+		select {
+		case leads = <-watch:
+		case <-deadline:
+			require.Fail(t, "a bootstrapped single node leads")
+		}
+	}
 
 	// Schematics.
 	id, yaml := schematic(1)
@@ -85,6 +95,19 @@ func TestSingleNodeWritesAndReads(t *testing.T) {
 	_, found, err = s.AssetByDigest(digestOf("unknown"))
 	require.NoError(t, err)
 	require.False(t, found)
+
+	// The same records by kind, as stored: what a member behind the log reads from the leader.
+	raw, found, err := s.Record(RecordAsset, rec.Key)
+	require.NoError(t, err)
+	require.True(t, found)
+	var decoded AssetRecord
+	require.NoError(t, json.Unmarshal(raw, &decoded))
+	require.Equal(t, rec, decoded)
+	_, found, err = s.Record(RecordAsset, hexOf("no such recipe"))
+	require.NoError(t, err)
+	require.False(t, found)
+	_, _, err = s.Record("secrets", "x")
+	require.ErrorIs(t, err, ErrRecordKind)
 
 	// Settings, including an empty value, which must still read as present.
 	require.NoError(t, s.PutSetting(ctx, "ring/partitions", []byte("271")))

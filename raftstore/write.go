@@ -57,10 +57,17 @@ func (s *Store) ApplyCommand(ctx context.Context, c Command) (Result, error) {
 	return res, res.Err()
 }
 
+// Applier commits a command through Raft and returns the state machine's Result: the leader's *Store, or a
+// member that forwards its writes to the leader. The typed writes below work through either, so production code
+// never builds a Command by hand.
+type Applier interface {
+	ApplyCommand(ctx context.Context, c Command) (Result, error)
+}
+
 // PutSchematic stores a schematic's canonical YAML under its ID. Schematics are write-once: repeating a put is a
 // no-op, and different bytes under an existing ID fail with ErrConflict and change nothing.
-func (s *Store) PutSchematic(ctx context.Context, id string, yaml []byte) error {
-	res, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutSchematic, ID: id, YAML: yaml})
+func PutSchematic(ctx context.Context, a Applier, id string, yaml []byte) error {
+	res, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutSchematic, ID: id, YAML: yaml})
 	if err == nil && res.Conflict {
 		err = ErrConflict
 	}
@@ -71,24 +78,24 @@ func (s *Store) PutSchematic(ctx context.Context, id string, yaml []byte) error 
 }
 
 // PutCatalog stores (replaces) the catalog of one Talos version.
-func (s *Store) PutCatalog(ctx context.Context, v release.Version) error {
-	if _, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutCatalog, Release: &v}); err != nil {
+func PutCatalog(ctx context.Context, a Applier, v release.Version) error {
+	if _, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutCatalog, Release: &v}); err != nil {
 		return fmt.Errorf("put catalog %s: %w", v.Version, err)
 	}
 	return nil
 }
 
 // RemoveVersion deletes the catalog of one Talos version; removing an absent version is a no-op.
-func (s *Store) RemoveVersion(ctx context.Context, version string) error {
-	if _, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpRemoveVersion, Version: version}); err != nil {
+func RemoveVersion(ctx context.Context, a Applier, version string) error {
+	if _, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpRemoveVersion, Version: version}); err != nil {
 		return fmt.Errorf("remove catalog %s: %w", version, err)
 	}
 	return nil
 }
 
 // PutCatalogMeta replaces the catalog meta record.
-func (s *Store) PutCatalogMeta(ctx context.Context, m CatalogMeta) error {
-	if _, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutCatalogMeta, Meta: &m}); err != nil {
+func PutCatalogMeta(ctx context.Context, a Applier, m CatalogMeta) error {
+	if _, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutCatalogMeta, Meta: &m}); err != nil {
 		return fmt.Errorf("put catalog meta: %w", err)
 	}
 	return nil
@@ -96,8 +103,8 @@ func (s *Store) PutCatalogMeta(ctx context.Context, m CatalogMeta) error {
 
 // PutAsset records a built asset. The first committed record for a recipe key wins; the returned record is the one
 // stored. When its Digest differs from rec.Digest the caller's bytes lost the race and must not be served.
-func (s *Store) PutAsset(ctx context.Context, rec AssetRecord) (AssetRecord, error) {
-	res, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutAsset, Asset: &rec})
+func PutAsset(ctx context.Context, a Applier, rec AssetRecord) (AssetRecord, error) {
+	res, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutAsset, Asset: &rec})
 	if err != nil {
 		return AssetRecord{}, fmt.Errorf("put asset %s: %w", rec.Key, err)
 	}
@@ -108,8 +115,8 @@ func (s *Store) PutAsset(ctx context.Context, rec AssetRecord) (AssetRecord, err
 }
 
 // PutSetting sets (overwrites) a cluster setting.
-func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error {
-	if _, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutSetting, Key: key, Value: value}); err != nil {
+func PutSetting(ctx context.Context, a Applier, key string, value []byte) error {
+	if _, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPutSetting, Key: key, Value: value}); err != nil {
 		return fmt.Errorf("put setting %s: %w", key, err)
 	}
 	return nil
@@ -117,12 +124,49 @@ func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error 
 
 // InitSetting sets a cluster setting only if it is absent and returns the value stored: the first committed value
 // wins, so two nodes generating e.g. a signing key at once end up agreeing on one.
-func (s *Store) InitSetting(ctx context.Context, key string, value []byte) ([]byte, error) {
-	res, err := s.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpInitSetting, Key: key, Value: value})
+func InitSetting(ctx context.Context, a Applier, key string, value []byte) ([]byte, error) {
+	res, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpInitSetting, Key: key, Value: value})
 	if err != nil {
 		return nil, fmt.Errorf("init setting %s: %w", key, err)
 	}
 	return res.Value, nil
+}
+
+// The same writes on the leader's store itself.
+
+// PutSchematic is PutSchematic on this store (the leader).
+func (s *Store) PutSchematic(ctx context.Context, id string, yaml []byte) error {
+	return PutSchematic(ctx, s, id, yaml)
+}
+
+// PutCatalog is PutCatalog on this store (the leader).
+func (s *Store) PutCatalog(ctx context.Context, v release.Version) error {
+	return PutCatalog(ctx, s, v)
+}
+
+// RemoveVersion is RemoveVersion on this store (the leader).
+func (s *Store) RemoveVersion(ctx context.Context, version string) error {
+	return RemoveVersion(ctx, s, version)
+}
+
+// PutCatalogMeta is PutCatalogMeta on this store (the leader).
+func (s *Store) PutCatalogMeta(ctx context.Context, m CatalogMeta) error {
+	return PutCatalogMeta(ctx, s, m)
+}
+
+// PutAsset is PutAsset on this store (the leader).
+func (s *Store) PutAsset(ctx context.Context, rec AssetRecord) (AssetRecord, error) {
+	return PutAsset(ctx, s, rec)
+}
+
+// PutSetting is PutSetting on this store (the leader).
+func (s *Store) PutSetting(ctx context.Context, key string, value []byte) error {
+	return PutSetting(ctx, s, key, value)
+}
+
+// InitSetting is InitSetting on this store (the leader).
+func (s *Store) InitSetting(ctx context.Context, key string, value []byte) ([]byte, error) {
+	return InitSetting(ctx, s, key, value)
 }
 
 // timeout bounds raft's wait to enqueue an operation by ApplyTimeout and by ctx's deadline.

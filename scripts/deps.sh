@@ -12,9 +12,9 @@
 #      $BUILD/parts/<arch>/systemd-stub.efi  trixie systemd-boot-efi UKI stub
 #      $BUILD/parts/VERSIONS                 "<suite> <arch> <binary package> <version> <source package>" per package
 #      $BUILD/hosttools/squashfs-tools/      trixie squashfs-tools 4.6 package root (usr/bin/mksquashfs)
-# 3. The cosign CLI for the signature tests ($BUILD/tools/cosign, $COSIGN_VERSION), built from the Go module proxy
-#    with `go install` (outside the repository's go.mod; several minutes the first time). Skipped, with a warning,
-#    when Go is not installed: the tests that need it skip themselves.
+# 3. Go tools built from the Go module proxy with `go install` (outside the repository's go.mod; several minutes the
+#    first time) into $BUILD/tools: the cosign CLI for the signature tests ($COSIGN_VERSION) and golangci-lint for
+#    `make lint` ($GOLANGCI_LINT_VERSION). Skipped, with a warning, when Go is not installed.
 #
 # Environment: EDGEFACTORY_BUILD_DIR (default <repo>/build), EDGEFACTORY_DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), EDGEFACTORY_DEPS_REFRESH=1 to fetch the Debian packages again.
@@ -29,6 +29,7 @@ HOSTTOOLS=$BUILD/hosttools
 WORK=$BUILD/.deps
 TOOLS=$BUILD/tools
 COSIGN_VERSION=v2.6.5
+GOLANGCI_LINT_VERSION=v2.15.0
 
 HOST_PACKAGES=(
 	# the Talos imager's tools
@@ -255,25 +256,33 @@ parts_complete() {
 	"$HOSTTOOLS/squashfs-tools/usr/bin/mksquashfs" -version >/dev/null 2>&1
 }
 
-install_cosign() {
-	if [ -x "$TOOLS/cosign" ]; then
-		log "cosign present: $TOOLS/cosign"
+# go_tool NAME MODULE VERSION VERSIONCMD: builds a Go tool from the Go module proxy into $TOOLS unless the version
+# VERSIONCMD prints there already contains VERSION. From $TOOLS, so the repository's go.mod plays no part; -mod=mod in
+# case GOFLAGS says otherwise.
+go_tool() {
+	local name=$1 module=$2 version=$3 versioncmd=$4
+	if [ -x "$TOOLS/$name" ] && "$TOOLS/$name" $versioncmd 2>&1 | grep -qF "${version#v}"; then
+		log "$name $version present: $TOOLS/$name"
 		return
 	fi
 	if ! command -v go >/dev/null 2>&1; then
-		log "warning: go is not installed; not building cosign (the cosign verification tests will skip)"
+		log "warning: go is not installed; not building $name $version (what needs it skips, saying so)"
 		return
 	fi
 	mkdir -p "$TOOLS"
-	log "building cosign $COSIGN_VERSION from the Go module proxy into $TOOLS (takes several minutes)"
-	# From $TOOLS, so the repository's go.mod plays no part; -mod=mod in case GOFLAGS says otherwise.
-	(cd "$TOOLS" && GOBIN=$TOOLS GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' \
-		"github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION") || die "go install cosign $COSIGN_VERSION failed"
-	log "cosign: $("$TOOLS/cosign" version 2>/dev/null | awk '$1 == "GitVersion:" { print $2 }')"
+	log "building $name $version from the Go module proxy into $TOOLS (takes a few minutes the first time)"
+	(cd "$TOOLS" && GOBIN=$TOOLS GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' "$module@$version") ||
+		die "go install $module@$version failed"
+}
+
+# The cosign CLI for the signature tests; golangci-lint for `make lint` (configuration: .golangci.yml).
+install_go_tools() {
+	go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" version
+	go_tool golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" version
 }
 
 install_host_packages
-install_cosign
+install_go_tools
 if [ "${EDGEFACTORY_DEPS_REFRESH:-0}" != 1 ] && parts_complete; then
 	log "parts present in $PARTS (EDGEFACTORY_DEPS_REFRESH=1 fetches them again)"
 else

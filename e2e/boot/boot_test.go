@@ -25,7 +25,7 @@ import (
 const ipxeROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 
 // noWipe is the safety property: a UKI stub older than systemd 257 boots the last profile's command line, which for
-// an ISO is the reset profile with talos.experimental.wipe=system (HOST-TOOLS.md).
+// an ISO is the reset profile with talos.experimental.wipe=system (docs/host-tools.md).
 const noWipe = "wipe="
 
 func TestMain(m *testing.M) {

@@ -1,4 +1,4 @@
-// Package api serves the Image Factory HTTP API (API.md §1, §2, §6, §7): schematics, the release catalog, boot
+// Package api serves the Image Factory HTTP API (docs/api.md §1, §2, §6, §7): schematics, the release catalog, boot
 // assets, talosctl downloads, health. It is wire format only; the node behind the interfaces decides everything.
 //
 // It also serves the predecessor image-service's names for the same things: a "flavor" is a schematic (POST

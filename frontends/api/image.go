@@ -15,7 +15,7 @@ import (
 const checksumSuffix = ".sha256"
 
 // enterpriseSuffixes are the official service's other checksum and signature files, which Edge Factory does not
-// serve. Its Community edition refuses them with 402 and these texts before it looks anything up (API.md §3.1), and
+// serve. Its Community edition refuses them with 402 and these texts before it looks anything up (docs/api.md §3.1), and
 // so does Edge Factory, so a client sees the same answer whatever the schematic and version.
 var enterpriseSuffixes = []struct{ suffix, refusal string }{
 	{".sigstore.json", "enterprise signing is not enabled: signature endpoint is not available"},
@@ -30,7 +30,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 
 	for _, e := range enterpriseSuffixes {
 		if strings.HasSuffix(path, e.suffix) {
-			http.Error(w, e.refusal, http.StatusPaymentRequired) // the Community edition's answer (API.md §1.1)
+			http.Error(w, e.refusal, http.StatusPaymentRequired) // the Community edition's answer (docs/api.md §1.1)
 
 			return
 		}

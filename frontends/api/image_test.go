@@ -57,7 +57,7 @@ func serve(t *testing.T, assets frontends.Assets, method, target string) *httpte
 }
 
 // TestImageEnterpriseSuffixes: the official Community edition answers the Enterprise checksum and signature
-// suffixes with 402 before it looks the schematic up (API.md §1.2, §3.1); Edge Factory serves only .sha256 free
+// suffixes with 402 before it looks the schematic up (docs/api.md §1.2, §3.1); Edge Factory serves only .sha256 free
 // (§0), so .sha512 and .sigstore.json keep the official answer, whatever the schematic.
 func TestImageEnterpriseSuffixes(t *testing.T) {
 	for _, tc := range []struct {
@@ -86,7 +86,7 @@ func TestImageEnterpriseSuffixes(t *testing.T) {
 	}
 }
 
-// TestImageDownloadName: the download is named as requested (API.md §3.4), not by the normalised asset path, unless
+// TestImageDownloadName: the download is named as requested (docs/api.md §3.4), not by the normalised asset path, unless
 // ?filename= overrides it; the free .sha256 file names the same file.
 func TestImageDownloadName(t *testing.T) {
 	for _, tc := range []struct {

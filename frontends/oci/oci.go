@@ -1,4 +1,4 @@
-// Package oci serves the pull side of the OCI distribution spec (API.md §5): installer images generated per
+// Package oci serves the pull side of the OCI distribution spec (docs/api.md §5): installer images generated per
 // schematic under /v2/<image>/<schematic>, the Talos release's source images under /v2/siderolabs/…, the referrers
 // API, and the cosign public key. Errors use the distribution spec's JSON envelope. It is wire format only: the node
 // behind the Registry interface finds, builds and fetches the bytes.
@@ -90,7 +90,7 @@ func (o *OCI) publicKey(w http.ResponseWriter, r *http.Request) {
 	w.Write(pem) //nolint:errcheck // the client hung up
 }
 
-// route dispatches a /v2/<repository>/<resource>/<reference> path (API.md §5.1).
+// route dispatches a /v2/<repository>/<resource>/<reference> path (docs/api.md §5.1).
 func (o *OCI) route(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 

@@ -32,7 +32,7 @@ type Route struct {
 // sourceNamespace is the first segment of source-image repositories.
 const sourceNamespace = "siderolabs"
 
-// Parse parses the part of a /v2 path after "/v2/" the way API.md §5.1 describes: installer repositories are
+// Parse parses the part of a /v2 path after "/v2/" the way docs/api.md §5.1 describes: installer repositories are
 // exactly <image>/<schematic>; source repositories start with siderolabs/ and may be deeper. Anything else is
 // NAME_UNKNOWN (404); a malformed or unsupported digest (blob, referrers subject, or manifest reference) is
 // DIGEST_INVALID (400).
@@ -95,7 +95,7 @@ func nameUnknown(format string, args ...any) error {
 	return &Error{Code: CodeNameUnknown, Status: http.StatusNotFound, Message: fmt.Sprintf(format, args...)}
 }
 
-// ParseImage maps an installer image name to its platform and secure-boot flag (API.md §5.1):
+// ParseImage maps an installer image name to its platform and secure-boot flag (docs/api.md §5.1):
 // installer, installer-secureboot, <platform>-installer, <platform>-installer-secureboot.
 func ParseImage(name string) (platform string, secureBoot bool, err error) {
 	switch {

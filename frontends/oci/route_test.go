@@ -38,7 +38,7 @@ func TestParse(t *testing.T) {
 		})
 	}
 
-	// The official service's asserted 404s (API.md §5.1), and digests that are not digests.
+	// The official service's asserted 404s (docs/api.md §5.1), and digests that are not digests.
 	for _, tc := range []struct {
 		path   string
 		code   string

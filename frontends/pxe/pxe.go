@@ -1,4 +1,4 @@
-// Package pxe serves iPXE boot scripts (API.md §4): GET /pxe/{schematic}/{version}/{platform}-{arch}[-secureboot].
+// Package pxe serves iPXE boot scripts (docs/api.md §4): GET /pxe/{schematic}/{version}/{platform}-{arch}[-secureboot].
 // The script's URLs point at the node that served it, so a machine downloads its kernel from the same nearby node.
 package pxe
 

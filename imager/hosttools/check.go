@@ -25,7 +25,7 @@ type Tool struct {
 	Repro       bool           // builds work without it, but some outputs then differ from build to build
 }
 
-// Tools is what the Talos v1.13 imager runs on the host (see HOST-TOOLS.md), kept as data so doctor and tests
+// Tools is what the Talos v1.13 imager runs on the host (see docs/host-tools.md), kept as data so doctor and tests
 // share one list.
 var Tools = []Tool{
 	{Name: "mksquashfs", Package: "squashfs-tools (≥ 4.6: trixie's, by make deps)", Required: true, UsedFor: "extensions", VersionArgs: []string{"-version"}},

@@ -12,7 +12,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/recipe"
 )
 
-// v1130Metal is the official service's cmdline-metal-amd64 for v1.13.0 and the empty schematic (API.md §3.3).
+// v1130Metal is the official service's cmdline-metal-amd64 for v1.13.0 and the empty schematic (docs/api.md §3.3).
 const v1130Metal = "talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on consoleblank=0 " +
 	"nvme_core.io_timeout=4294967295 printk.devkmsg=on selinux=1 module.sig_enforce=1 proc_mem.force_override=never"
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// The official service prefixes these errors by the step that failed, and clients see the prefixes (API.md §1.1).
+// The official service prefixes these errors by the step that failed, and clients see the prefixes (docs/api.md §1.1).
 // The caller that answers clients (the node's planning) wraps ParsePath/ParsePXEPath errors with PathErrorPrefix
 // and Plan errors with PlanErrorPrefix, e.g. fmt.Errorf("%s: %w", recipe.PathErrorPrefix, err), which keeps them
 // *InvalidError for errors.As.

@@ -26,7 +26,7 @@ const schematicDir = "rootfs/usr/local/share/schematic"
 // arguments.
 var extensionEpoch = time.Unix(0, 0).UTC()
 
-// SchematicExtension writes the virtual "schematic" extension (API.md §2.5) as a plain filesystem tarball, the
+// SchematicExtension writes the virtual "schematic" extension (docs/api.md §2.5) as a plain filesystem tarball, the
 // form the Talos imager accepts as a TarballPath extension: its root holds exactly manifest.yaml and rootfs/, parent
 // directories come before what they contain, and owners and times are fixed, so equal arguments give equal bytes.
 //

@@ -2,7 +2,7 @@ package recipe
 
 import "strings"
 
-// mediaTypes are the Content-Types the official service sets from the path's extension (API.md §3.4), checked in
+// mediaTypes are the Content-Types the official service sets from the path's extension (docs/api.md §3.4), checked in
 // order. Anything else is application/octet-stream: the official image has no mime database, so Go's
 // mime.TypeByExtension falls back to that there, and a host's /etc/mime.types must not change our headers.
 var mediaTypes = []struct{ suffix, mediaType string }{

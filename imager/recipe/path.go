@@ -10,7 +10,7 @@ import (
 // kernel command line needs). The official service accepts any name and fails inside the imager with a 500; Edge
 // Factory answers 400 up front. "container" and "packet" (the old name of equinixMetal) are not in machinery's
 // platform list but the imager builds them, so the official serves them too. Secure boot is accepted on every
-// platform, as the official service does (API.md §3.2 has aws secure-boot rows), although only metal, azure,
+// platform, as the official service does (docs/api.md §3.2 has aws secure-boot rows), although only metal, azure,
 // nocloud and cloudstack machines boot such assets.
 var platforms = map[string]bool{
 	"akamai":        true,
@@ -51,7 +51,7 @@ const (
 	installerMiddle = "-installer-"
 )
 
-// ParsePath parses the last segment of /image/{schematic}/{version}/{path} (API.md §3.1, in its order; the first
+// ParsePath parses the last segment of /image/{schematic}/{version}/{path} (docs/api.md §3.1, in its order; the first
 // rule that matches decides). The result is normalised: architecture aliases are resolved and Path is rebuilt from
 // the parts, so two spellings of one asset give equal Assets. Every error is an *InvalidError.
 //
@@ -82,7 +82,7 @@ func ParsePath(p string) (Asset, error) {
 }
 
 // ParsePXEPath parses the last segment of /pxe/{schematic}/{version}/{path}, <platform>[-<board>]-<arch>[-secureboot],
-// into the cmdline asset the script needs (API.md §4).
+// into the cmdline asset the script needs (docs/api.md §4).
 func ParsePXEPath(p string) (Asset, error) {
 	return ParsePath("cmdline-" + p)
 }

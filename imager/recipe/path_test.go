@@ -28,7 +28,7 @@ func diskAsset(path, platform, arch string, sb bool, out profile.OutFormat, disk
 	}
 }
 
-// TestParsePathOfficialTable covers every row of API.md §3.2 (the official service's own parse tests). The two
+// TestParsePathOfficialTable covers every row of docs/api.md §3.2 (the official service's own parse tests). The two
 // secure-boot rows on aws are the one deliberate difference: Edge Factory refuses secure boot on platforms that do
 // not support it, so the same shapes are also checked on a platform that does.
 func TestParsePathOfficialTable(t *testing.T) {

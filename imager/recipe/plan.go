@@ -41,7 +41,7 @@ const sectorSize = 512
 // Plan turns a parsed asset and a schematic into the recipe that builds it against the catalog of one Talos
 // version. It is pure: everything comes from the arguments, so every node plans the same recipe and key.
 //
-// It checks what the official service checks when it builds (API.md §2.3), each only for the outputs that use the
+// It checks what the official service checks when it builds (docs/api.md §2.3), each only for the outputs that use the
 // field, and answers those failures with an *InvalidError; a catalog that lacks an architecture is a plain error.
 func Plan(a Asset, schematicID string, canonical []byte, s *schematic.Schematic, v release.Version, opts PlanOptions) (Recipe, error) {
 	if s == nil {

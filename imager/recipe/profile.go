@@ -16,7 +16,7 @@ import (
 const profileName = "Talos"
 
 // Profile is the Talos imager profile that builds the recipe from its inputs on disk. It applies the schematic's
-// customizations per output kind as the official service does (API.md §2.3):
+// customizations per output kind as the official service does (docs/api.md §2.3):
 //   - kernel, initramfs: no kernel arguments, no META;
 //   - installer, UKI: extra kernel arguments only for secure boot or Talos >= 1.10, never META;
 //   - ISO: kernel arguments, META (on the command line), bootloader;

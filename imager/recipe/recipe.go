@@ -4,14 +4,14 @@
 // same key from the same replicated state. A Recipe becomes a Talos imager profile once its inputs are on disk.
 //
 // The path grammar, the build-time checks and the per-output customizations follow the official Talos Image
-// Factory (API.md §2-§3); every mistake a client can make is reported as an *InvalidError (HTTP 400).
+// Factory (docs/api.md §2-§3); every mistake a client can make is reported as an *InvalidError (HTTP 400).
 package recipe
 
 import (
 	"github.com/siderolabs/talos/pkg/imager/profile"
 )
 
-// Asset is a parsed output path of /image (API.md §3.1-§3.2). Everything in it is normalised: arch aliases are
+// Asset is a parsed output path of /image (docs/api.md §3.1-§3.2). Everything in it is normalised: arch aliases are
 // resolved, compression and disk format are explicit, so two spellings of one asset are equal.
 type Asset struct {
 	// Path is the normalised path, e.g. "metal-amd64.iso" for "metal-x86_64.iso"; also the default file name.
@@ -95,7 +95,7 @@ type Paths struct {
 	BaseInstaller string
 	// Extensions are OCI layout directories (or plain filesystem tarballs), in Inputs.Extensions order.
 	Extensions []profile.ContainerAsset
-	// SchematicExtension is the virtual "schematic" extension as a plain filesystem tarball (API.md §2.5).
+	// SchematicExtension is the virtual "schematic" extension as a plain filesystem tarball (docs/api.md §2.5).
 	SchematicExtension string
 	// Overlay is an OCI layout directory of the overlay image for the build host's architecture.
 	Overlay string

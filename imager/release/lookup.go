@@ -1,7 +1,7 @@
 package release
 
 // ExtensionAliases maps extension names that were renamed upstream to their current names. A lookup uses the alias
-// only when the exact name is not in the catalog (API.md §2.3).
+// only when the exact name is not in the catalog (docs/api.md §2.3).
 var ExtensionAliases = map[string]string{
 	"siderolabs/v4l-uvc":                        "siderolabs/v4l-uvc-drivers",
 	"siderolabs/usb-modem":                      "siderolabs/usb-modem-drivers",

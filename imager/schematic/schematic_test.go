@@ -26,14 +26,14 @@ func TestKnownAnswers(t *testing.T) {
 		canonical string
 		id        string
 	}{
-		// API.md §2.4, row 1 (also the "well-known" default schematic of the official README).
+		// docs/api.md §2.4, row 1 (also the "well-known" default schematic of the official README).
 		{
 			name:      "empty",
 			inputs:    []string{`{}`, `customization: {}`, `customization: {"extraKernelArgs": []}`},
 			canonical: "customization: {}\n",
 			id:        emptyID,
 		},
-		// API.md §2.4, row 2; the first input is from siderolabs/image-factory pkg/schematic/schematic_test.go.
+		// docs/api.md §2.4, row 2; the first input is from siderolabs/image-factory pkg/schematic/schematic_test.go.
 		{
 			name: "kernel args",
 			inputs: []string{
@@ -43,7 +43,7 @@ func TestKnownAnswers(t *testing.T) {
 			canonical: "customization:\n    extraKernelArgs:\n        - noapic\n        - nolapic\n",
 			id:        "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c",
 		},
-		// API.md §2.4, row 3; the first input is from siderolabs/image-factory pkg/schematic/schematic_test.go.
+		// docs/api.md §2.4, row 3; the first input is from siderolabs/image-factory pkg/schematic/schematic_test.go.
 		{
 			name: "overlay",
 			inputs: []string{
@@ -192,7 +192,7 @@ func TestScalarStyles(t *testing.T) {
 	}
 }
 
-// TestCanonicalForm checks the layout rules of API.md §2.2 and the omission rules of §2.1.
+// TestCanonicalForm checks the layout rules of docs/api.md §2.2 and the omission rules of §2.1.
 func TestCanonicalForm(t *testing.T) {
 	t.Parallel()
 
