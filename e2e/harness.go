@@ -45,7 +45,7 @@ func Binary(t testing.TB) string {
 
 		binPath = filepath.Join(dir, "edgefactory")
 		tmp := fmt.Sprintf("%s.%d", binPath, os.Getpid())
-		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/edgefactory")
+		cmd := exec.CommandContext(t.Context(), "go", "build", "-o", tmp, "./cmd/edgefactory")
 		cmd.Dir = RepoRoot(t)
 
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -121,7 +121,8 @@ func StartDevUnder(t testing.TB, launcher []string, extraArgs ...string) *Dev {
 	}
 
 	argv := append(slices.Clone(launcher), Binary(t))
-	cmd := exec.Command(argv[0], append(argv[1:], args...)...)
+	// Stopped with SIGTERM by the cleanup below: t.Context() ends before cleanups run and would SIGKILL it.
+	cmd := exec.Command(argv[0], append(argv[1:], args...)...) //nolint:noctx // stopped by the cleanup, see above
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	require.NoError(t, cmd.Start())
@@ -136,7 +137,12 @@ func StartDevUnder(t testing.TB, launcher []string, extraArgs ...string) *Dev {
 	})
 
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/readyz", nil)
+		if err != nil {
+			return false
+		}
+
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}
@@ -153,7 +159,7 @@ func StartDevUnder(t testing.TB, launcher []string, extraArgs ...string) *Dev {
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 
 	addr := ln.Addr().String()
@@ -169,7 +175,11 @@ func (d *Dev) Logs() string { return d.logs.String() }
 func (d *Dev) CreateSchematic(t testing.TB, body string) string {
 	t.Helper()
 
-	resp, err := http.Post(d.URL+"/schematics", "application/yaml", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, d.URL+"/schematics", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/yaml")
+
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 
 	defer resp.Body.Close()

@@ -36,6 +36,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case ClassInternal, ClassUnavailable:
 		log.Error("request failed", "request_id", RequestID(r.Context()), "path", r.URL.Path, "status", status,
 			"error", err)
+	default: // the client's own errors (invalid, not found, too large) are answered, not logged
 	}
 
 	msg := err.Error()

@@ -55,7 +55,7 @@ func ServeAsset(w http.ResponseWriter, r *http.Request, a Asset) {
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Length", strconv.FormatInt(a.Size(), 10))
 	w.WriteHeader(http.StatusOK)
-	http.NewResponseController(w).Flush() //nolint:errcheck // headers go out now: the client knows it is coming
+	http.NewResponseController(w).Flush() // headers go out now: the client knows it is coming
 
 	// A failure (the client left, or the copy turned out corrupt) ends the response short: the client sees a
 	// failed download, never a complete wrong one.

@@ -33,7 +33,7 @@ func BenchmarkColdBuild(b *testing.B) {
 	scratch, err := os.MkdirTemp(f.tmp, "bench-")
 	require.NoError(b, err)
 
-	b.Cleanup(func() { os.RemoveAll(scratch) }) //nolint:errcheck // test scratch
+	b.Cleanup(func() { os.RemoveAll(scratch) }) // test scratch
 
 	paths.SchematicExtension, err = writeSchematicExtension(r, scratch)
 	require.NoError(b, err)

@@ -288,7 +288,7 @@ func TestNewSweepsLeftovers(t *testing.T) {
 
 	t.Cleanup(func() {
 		for _, dir := range []string{"grub.AbCdEf", "imager4242", "talos-uki77", "keep-me"} {
-			os.RemoveAll(filepath.Join(f.tmp, dir)) //nolint:errcheck // test scratch
+			os.RemoveAll(filepath.Join(f.tmp, dir)) // test scratch
 		}
 	})
 

@@ -16,7 +16,7 @@ import (
 // The imager itself turns the configuration into a virtual "embedded-config" extension, appended after the
 // others, with the function it exports for that: doing the same here, before the imager runs, leaves it a profile
 // that names only the extension's tarball, whatever YAML style the configuration's text would have been dumped in,
-// and gives the same bytes. Filtering standard error instead would have to recognize the configuration in every
+// and gives the same bytes. Filtering standard error instead would have to recognise the configuration in every
 // quoting and folding the dump may choose.
 
 // embeddedConfigFile is the extension tarball's name in the build's directory.

@@ -46,7 +46,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 
-	defer os.RemoveAll(testBase) //nolint:errcheck // test scratch
+	defer os.RemoveAll(testBase) // test scratch
 
 	tools := filepath.Join(testBase, "tools")
 	if err := hosttools.Install(tools); err != nil {
@@ -64,14 +64,14 @@ func testMain(m *testing.M) int {
 	if os.Getenv(hosttools.MksquashfsEnv) == "" {
 		p, _ := filepath.Abs(filepath.Join("..", "build", "hosttools", "squashfs-tools", "usr", "bin", "mksquashfs"))
 		if _, err := os.Stat(p); err == nil {
-			os.Setenv(hosttools.MksquashfsEnv, p) //nolint:errcheck,gosec // checked by the builds
+			os.Setenv(hosttools.MksquashfsEnv, p) // checked by the builds
 		}
 	}
 
 	code := m.Run()
 
 	if fx.f != nil {
-		fx.f.reg.Close() //nolint:errcheck,gosec // test registry
+		fx.f.reg.Close() // test registry
 	}
 
 	return code

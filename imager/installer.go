@@ -48,7 +48,7 @@ func pinInstallerCreated(path string) error {
 
 	tmp := path + ".pinned"
 	if err := tarball.WriteToFile(tmp, tag, pinned); err != nil {
-		os.Remove(tmp) //nolint:errcheck,gosec // best effort
+		os.Remove(tmp) // best effort
 
 		return fmt.Errorf("write installer tarball: %w", err)
 	}

@@ -39,9 +39,9 @@ func newProgressLog(log *slog.Logger) (*progressLog, error) {
 // close closes this process's write end and returns once every line written is logged: call it when the writers
 // (the worker and the tools it ran, which inherit its stdout) are gone.
 func (p *progressLog) close() {
-	p.w.Close() //nolint:errcheck,gosec // ends logLines once the other writers are gone
+	p.w.Close() // ends logLines once the other writers are gone
 	<-p.done
-	p.r.Close() //nolint:errcheck,gosec // read side, drained
+	p.r.Close() // read side, drained
 }
 
 // newReporter returns a Talos reporter writing plain progress lines to w. The reporter only writes to the *os.File
@@ -64,7 +64,7 @@ func setReporterOutput(rep *reporter.Reporter, w *os.File) bool {
 		return false
 	}
 
-	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(reflect.ValueOf(w)) //nolint:gosec // see newReporter
+	reflect.NewAt(field.Type(), unsafe.Pointer(field.UnsafeAddr())).Elem().Set(reflect.ValueOf(w)) // see newReporter
 
 	return true
 }
@@ -92,6 +92,6 @@ func logLines(pr *os.File, log *slog.Logger) {
 
 	if err := sc.Err(); err != nil {
 		log.Warn("imager progress", "err", err)
-		io.Copy(io.Discard, pr) //nolint:errcheck,gosec // keep the imager's writes from blocking
+		io.Copy(io.Discard, pr) //nolint:errcheck // keep the imager's writes from blocking
 	}
 }

@@ -122,7 +122,7 @@ func writeSchematicExtension(r recipe.Recipe, dir string) (string, error) {
 	}
 
 	if err := recipe.SchematicExtension(f, r.SchematicID, r.Schematic, r.Author, r.Version); err != nil {
-		f.Close() //nolint:errcheck,gosec // already failing
+		f.Close() // already failing
 
 		return "", err
 	}

@@ -69,9 +69,9 @@ func CaptureStderr(log *slog.Logger) (restore func(), err error) {
 
 	return func() {
 		os.Stderr = original
-		pw.Close() //nolint:errcheck,gosec // ends the reader once drained
+		pw.Close() // ends the reader once drained
 		<-done
-		pr.Close() //nolint:errcheck,gosec // drained
+		pr.Close() // drained
 	}, nil
 }
 

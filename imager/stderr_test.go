@@ -16,8 +16,8 @@ import (
 )
 
 // TestCaptureStderr: what this process and the tools it runs write to os.Stderr becomes log lines (one per line,
-// overlong lines cut rather than stalling; debug, but for host-tool adapter records, which keep their level), RecentStderr keeps the last ones, and restore brings the real
-// standard error back after everything written is logged.
+// overlong lines cut rather than stalling; debug, but for host-tool adapter records, which keep their level),
+// RecentStderr keeps the last ones, and restore brings the real standard error back after everything written is logged.
 func TestCaptureStderr(t *testing.T) {
 	var logs e2e.SyncBuffer
 

@@ -55,7 +55,7 @@ func RunIfWorker() {
 		return
 	}
 
-	os.Unsetenv(workerEnv) //nolint:errcheck,gosec // the tools the imager runs are not workers, even copies of this binary
+	os.Unsetenv(workerEnv) // the tools the imager runs are not workers, even copies of this binary
 
 	if err := runWorker(jobFile); err != nil { // in the node's log at this level (see CaptureStderr)
 		fmt.Fprintf(os.Stderr, "level=ERROR msg=\"imager worker failed\" err=%q\n", err.Error())
@@ -206,7 +206,7 @@ func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string,
 
 	runErr := cmd.Run()
 	if runErr != nil && cmd.Process != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck,gosec // whatever of the group is left
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // whatever of the group is left
 	}
 
 	progress.close()

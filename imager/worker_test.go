@@ -152,9 +152,9 @@ func processes(t *testing.T) map[int]process {
 		}
 
 		p := process{pid: id, comm: s[strings.IndexByte(s, '(')+1 : end]}
-		p.ppid, _ = strconv.Atoi(fields[1])  //nolint:errcheck // kernel-formatted
-		p.pgrp, _ = strconv.Atoi(fields[2])  //nolint:errcheck // kernel-formatted
-		p.nice, _ = strconv.Atoi(fields[16]) //nolint:errcheck // kernel-formatted
+		p.ppid, _ = strconv.Atoi(fields[1])  // kernel-formatted
+		p.pgrp, _ = strconv.Atoi(fields[2])  // kernel-formatted
+		p.nice, _ = strconv.Atoi(fields[16]) // kernel-formatted
 		procs[id] = p
 	}
 

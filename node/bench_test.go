@@ -40,7 +40,8 @@ func BenchmarkSchematicCreate(b *testing.B) {
 
 		resp, err := client.Post(n.base+"/schematics", "application/yaml", strings.NewReader(body))
 		require.NoError(b, err)
-		io.Copy(io.Discard, resp.Body) //nolint:errcheck
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(b, err)
 		resp.Body.Close()
 
 		lat = append(lat, time.Since(start))
@@ -68,7 +69,8 @@ func BenchmarkSchematicGet(b *testing.B) {
 
 		r, err := client.Get(url)
 		require.NoError(b, err)
-		io.Copy(io.Discard, r.Body) //nolint:errcheck
+		_, err = io.Copy(io.Discard, r.Body)
+		require.NoError(b, err)
 		r.Body.Close()
 
 		lat = append(lat, time.Since(start))

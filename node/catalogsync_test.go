@@ -70,7 +70,8 @@ func newListingMirror(t testing.TB, registry string) *listingMirror {
 		switch {
 		case r.URL.Path == imager+"tags/list" && listed != nil:
 			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(map[string]any{"name": "siderolabs/imager", "tags": listed}) //nolint:errcheck,errchkjson // test server
+			body := map[string]any{"name": "siderolabs/imager", "tags": listed}
+			json.NewEncoder(w).Encode(body) //nolint:errcheck // test server: a failed write is the client's to see
 		case strings.HasPrefix(r.URL.Path, imager+"manifests/") &&
 			slices.Contains(removed, strings.TrimPrefix(r.URL.Path, imager+"manifests/")):
 			answerRegistryError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")

@@ -41,7 +41,7 @@ type member struct {
 	name   string
 	index  int // its position: node<index+1>, data under node<index+1>/
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returns
 	killed bool
 }
 
@@ -113,10 +113,13 @@ func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member 
 
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &member{running: &running{Node: n, base: "http://" + n.Addr()}, name: name, index: i, cancel: cancel,
-		done: make(chan error, 1)}
+		done: make(chan struct{})}
 	m.stop = func() {}
 
-	go func() { m.done <- n.Run(ctx) }()
+	go func() {
+		defer close(m.done)
+		_ = n.Run(ctx) // its error after a kill or a stop is not what these tests check
+	}()
 
 	c.mu.Lock()
 	c.nodes = append(c.nodes, m)
@@ -195,6 +198,33 @@ func (c *cluster) leader(t testing.TB) *member {
 	t.Helper()
 
 	return c.byName(t, c.status(t, c.live()[0]).Leader)
+}
+
+// steadyLeader waits (up to 30 s) until every live node names the same live leader, and returns it: a test that
+// runs for minutes on a loaded machine may see the leadership move.
+func (c *cluster) steadyLeader(t testing.TB) *member {
+	t.Helper()
+
+	var leader *member
+
+	require.True(t, waitFor(30*time.Second, func() bool {
+		name := ""
+
+		for _, m := range c.live() {
+			st := m.Status()
+			if st.Leader == "" || name != "" && st.Leader != name {
+				return false
+			}
+
+			name = st.Leader
+		}
+
+		leader = c.byNameOrNil(name)
+
+		return leader != nil
+	}), "the live nodes agree on a live leader")
+
+	return leader
 }
 
 // status reads a node's GET /cluster.
@@ -431,7 +461,7 @@ func fetchWith(client *http.Client, url string, hashed bool) fetched {
 
 	var (
 		h hash.Hash
-		w io.Writer = io.Discard
+		w = io.Discard
 	)
 
 	if hashed {

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -157,18 +158,35 @@ func (c *cluster) comeback(t testing.TB, book *logBook, m *member, down time.Dur
 	for i := 0; len(during) == 0 || time.Since(killed) < down; i++ {
 		time.Sleep(min(5*time.Second, max(0, down-time.Since(killed))))
 
-		via := c.leader(t)
-		id := via.createSchematic(t, fmt.Sprintf(`customization: {extraKernelArgs: [comeback-%s-%d]}`, tag, i))
-		d := fetchURL(http.DefaultClient, via.base+"/image/"+id+"/v1.13.0/cmdline-metal-amd64")
-		require.True(t, d.complete(), "cmdline of %s through %s: %d %v", id, via.name, d.status, d.err)
+		// Through whichever member leads then: on a loaded machine the leadership may move meanwhile, and a
+		// client retries what an election answers with a 503.
+		var (
+			id  string
+			cmd fetched
+		)
 
-		kernel := fetchURL(http.DefaultClient, via.base+"/image/"+id+"/v1.13.0/kernel-amd64")
-		require.True(t, kernel.complete(), "kernel of %s through %s: %d %v", id, via.name, kernel.status, kernel.err)
+		require.True(t, waitFor(30*time.Second, func() bool {
+			via := c.steadyLeader(t)
+			resp := via.do(t, "POST", "/schematics",
+				fmt.Sprintf(`customization: {extraKernelArgs: [comeback-%s-%d]}`, tag, i), nil)
+			if resp.StatusCode != http.StatusCreated {
+				return false
+			}
 
-		during = append(during, made{id, d.sha})
+			var created struct{ ID string }
+			require.NoError(t, json.Unmarshal([]byte(resp.Body), &created))
+			id = created.ID
+
+			cmd = fetchURL(http.DefaultClient, via.base+"/image/"+id+"/v1.13.0/cmdline-metal-amd64")
+			kernel := fetchURL(http.DefaultClient, via.base+"/image/"+id+"/v1.13.0/kernel-amd64")
+
+			return cmd.complete() && kernel.complete()
+		}), "make a schematic, its command line and kernel while %s is away", m.name)
+
+		during = append(during, made{id, cmd.sha})
 	}
 
-	leaderIndex := c.leader(t).AppliedIndex()
+	leaderIndex := c.steadyLeader(t).AppliedIndex()
 	last := during[len(during)-1]
 
 	var back comeback

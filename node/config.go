@@ -3,8 +3,6 @@ package node
 import (
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/keys"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,6 +13,8 @@ import (
 	"github.com/blang/semver/v4"
 	"github.com/hashicorp/memberlist"
 
+	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/ring"
 )
 

@@ -85,10 +85,10 @@ func (n *Node) Kill() {
 	// Run must not leave gracefully once its HTTP server stops (it would ask the leader to remove this node).
 	n.crashed.Store(true)
 	n.cluster.Shutdown()
-	n.store.Close()  //nolint:errcheck // a crash reports nothing
-	n.server.Close() //nolint:errcheck // idem
+	n.store.Close()  // a crash reports nothing
+	n.server.Close() // idem
 	n.cancel()
-	n.builder.Close() //nolint:errcheck // idem
+	n.builder.Close() // idem
 }
 
 // Name is the node's member name.

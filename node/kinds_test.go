@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -209,7 +210,7 @@ func (h *httpReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 
 	n, err := io.ReadFull(resp.Body, p)
-	if err == io.ErrUnexpectedEOF {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = io.EOF
 	}
 

@@ -77,7 +77,7 @@ func TestStopDuringDownload(t *testing.T) {
 	path := "/image/" + id + "/v1.13.0/metal-amd64.iso"
 	require.True(t, fetchURL(http.DefaultClient, r.base+path).complete(), "build")
 
-	resp, err := http.Get(r.base + path) //nolint:noctx // test
+	resp, err := http.Get(r.base + path)
 	require.NoError(t, err)
 
 	defer resp.Body.Close()

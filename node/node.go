@@ -1,18 +1,14 @@
-// Package node composes a running Edge Factory member: replicated state (raftstore), the release catalog kept in
-// sync with the upstream registry, and the frontends on one HTTP listener. Every member runs the same code; a
-// single node is a cluster of one.
+// Package node composes a running Edge Factory member: it opens the replicated state (raftstore), joins the
+// cluster, builds each capability under node/internal (peer, cluster, assets, catalog, registry, keys) complete
+// from what it needs, and mounts the frontends on one HTTP listener; it runs the leader's duties, says when the
+// member is ready, and stops it gracefully. Every member runs the same code; a single node is a cluster of one.
+// docs/architecture.md describes the whole.
 package node
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/assets"
-	"github.com/edgefactory/edgefactory/node/internal/catalog"
-	"github.com/edgefactory/edgefactory/node/internal/cluster"
-	"github.com/edgefactory/edgefactory/node/internal/keys"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
-	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,11 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/go-chi/chi/v5"
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
@@ -40,6 +35,12 @@ import (
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/internal/memo"
 	"github.com/edgefactory/edgefactory/node/cas"
+	"github.com/edgefactory/edgefactory/node/internal/assets"
+	"github.com/edgefactory/edgefactory/node/internal/catalog"
+	"github.com/edgefactory/edgefactory/node/internal/cluster"
+	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
+	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -95,7 +96,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 
-	if err := os.Chmod(raftDir, 0o700); err != nil { // made wider by an older version
+	// An older version made it wider.
+	if err := os.Chmod(raftDir, 0o700); err != nil { //nolint:gosec // G302 takes a directory's 0700 for a file mode
 		return nil, fmt.Errorf("restrict %s: %w", raftDir, err)
 	}
 
@@ -111,7 +113,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := (&net.ListenConfig{}).Listen(n.ctx, "tcp", cfg.Listen)
 	if err != nil {
 		n.closeState()
 
@@ -126,14 +128,14 @@ func New(cfg Config) (*Node, error) {
 	n.cfg.ExternalURL = strings.TrimSuffix(n.cfg.ExternalURL, "/")
 
 	if n.cluster, err = cluster.New(n.clusterConfig(), n.store, n.peers); err != nil {
-		ln.Close() //nolint:errcheck // already failing
+		ln.Close() // already failing
 		n.closeState()
 
 		return nil, err
 	}
 
 	if err := n.open(); err != nil {
-		ln.Close() //nolint:errcheck // already failing
+		ln.Close() // already failing
 		n.closeState()
 
 		return nil, err
@@ -278,6 +280,11 @@ func (n *Node) installTools() error {
 			"missing", missing)
 	}
 
+	for _, t := range report.Degraded() {
+		n.log.Warn("host tool degraded: builds work, but their bytes differ from other members'; run `make deps` "+
+			"or `edgefactory doctor`", "tool", t.Name, "why", t.Why)
+	}
+
 	if missing := report.MissingForReproducibility(); len(missing) > 0 {
 		n.log.Warn("host tools missing for reproducible builds: the same asset built on two nodes will differ; "+
 			"run `make deps` or `edgefactory doctor`", "missing", missing)
@@ -293,11 +300,11 @@ func (n *Node) closeState() {
 	}
 
 	if n.store != nil {
-		n.store.Close() //nolint:errcheck // already failing
+		n.store.Close() // already failing
 	}
 
 	if n.cas != nil {
-		n.cas.Close() //nolint:errcheck // already failing
+		n.cas.Close() // already failing
 	}
 }
 
@@ -430,14 +437,14 @@ func (n *Node) drain() {
 
 	n.log.Warn("requests still running when the node stopped were cut; their clients retry elsewhere",
 		"waited", timeout, "reason", err)
-	n.server.Close() //nolint:errcheck // closing what is left: its errors say nothing more
+	n.server.Close() // closing what is left: its errors say nothing more
 }
 
 // Close releases the node's state; Run calls it on the way out.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
-		n.ln.Close() //nolint:errcheck // may already be closed by Shutdown
+		n.ln.Close() // may already be closed by Shutdown
 		n.cluster.Shutdown()
 		n.closeErr = errors.Join(n.builder.Close(), n.store.Close(), n.cas.Close())
 	})

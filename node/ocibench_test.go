@@ -159,7 +159,8 @@ func BenchmarkManifestLatency(b *testing.B) {
 
 				resp, err := client.Do(req)
 				require.NoError(b, err)
-				io.Copy(io.Discard, resp.Body) //nolint:errcheck
+				_, err = io.Copy(io.Discard, resp.Body)
+				require.NoError(b, err)
 				resp.Body.Close()
 
 				lat = append(lat, time.Since(start))

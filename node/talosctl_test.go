@@ -28,7 +28,7 @@ func talosctlURLs(base, asked string) string {
 		urls = append(urls, base+"/talosctl/"+asked+"/"+f)
 	}
 
-	data, _ := json.Marshal(urls) //nolint:errchkjson // strings
+	data, _ := json.Marshal(urls) // strings
 
 	return string(data) + "\n"
 }

@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/internal/digest"
 	"strings"
 	"time"
 
 	"github.com/blang/semver/v4"
 
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // CommandVersion is the only command encoding this build applies. A change to what an existing field means, or a new
@@ -147,7 +147,7 @@ func EncodeCommand(c Command) ([]byte, error) {
 func DecodeCommand(data []byte) (Command, error) {
 	var c Command
 	if err := json.Unmarshal(data, &c); err != nil {
-		return Command{}, fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)
+		return Command{}, fmt.Errorf("%w: decode: %w", ErrInvalidCommand, err)
 	}
 	if err := c.Validate(); err != nil {
 		return Command{}, err
@@ -158,7 +158,7 @@ func DecodeCommand(data []byte) (Command, error) {
 // Validate reports whether c is a well-formed command of a known version and op.
 func (c Command) Validate() error {
 	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalidCommand, c.Op, err)
+		return fmt.Errorf("%w: %s: %w", ErrInvalidCommand, c.Op, err)
 	}
 	return nil
 }

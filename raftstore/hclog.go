@@ -140,7 +140,7 @@ func (a *hclogAdapter) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writ
 	return w
 }
 
-// stdWriter turns lines written by a standard library logger into leveled records, reading "[WARN]"-style
+// stdWriter turns lines written by a standard library logger into levelled records, reading "[WARN]"-style
 // prefixes when asked to.
 type stdWriter struct {
 	a     *hclogAdapter

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/edgefactory/edgefactory/internal/digest"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // testLogWriter sends log lines to t.Log until the test's cleanups have run, so late raft goroutines cannot log into

@@ -231,7 +231,7 @@ func (t *reachTransport) probe(id raft.ServerID, target raft.ServerAddress, p *r
 		cancel()
 		t.mu.Lock()
 		if err == nil {
-			conn.Close() //nolint:errcheck // a probe: the connection carried nothing
+			conn.Close() // a probe: the connection carried nothing
 			p.probing = false
 			close(p.probed)
 			t.mu.Unlock()

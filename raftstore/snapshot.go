@@ -56,7 +56,7 @@ type fsmSnapshot struct {
 // Persist streams the copied state file into the sink.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if _, err := io.Copy(sink, s.file); err != nil {
-		sink.Cancel()
+		_ = sink.Cancel() // the copy error is the one to report
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
 	return sink.Close()
@@ -105,7 +105,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if err := os.Rename(tmpName, f.path); err != nil {
 		err = fmt.Errorf("restore: swap state: %w", err)
-		f.reopenLocked(err)
+		_ = f.reopenLocked(err) // a failed reopen halts the FSM with err as its cause; err is the one to report
 		return err
 	}
 	if err := syncDir(dir); err != nil {

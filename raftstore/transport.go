@@ -16,11 +16,16 @@ type streamLayer struct {
 }
 
 func listenRaft(bind, advertise string) (*streamLayer, error) {
-	ln, err := net.Listen("tcp", bind)
+	ln, err := net.Listen("tcp", bind) //nolint:noctx // Open takes no context: a listen at startup, nothing to cancel
 	if err != nil {
 		return nil, fmt.Errorf("listen raft on %s: %w", bind, err)
 	}
-	adv, err := advertiseAddr(ln.Addr().(*net.TCPAddr), advertise)
+	bound, ok := ln.Addr().(*net.TCPAddr)
+	if !ok { // a "tcp" listener's address always is
+		ln.Close()
+		return nil, fmt.Errorf("listen raft on %s: unexpected address %v", bind, ln.Addr())
+	}
+	adv, err := advertiseAddr(bound, advertise)
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -172,7 +172,7 @@ func (r *Ring) Owner(key string) (string, bool) {
 	if m == nil {
 		return "", false
 	}
-	return m.(member).name(), true
+	return m.(member).name(), true //nolint:forcetypeassert // the ring holds only member values (Set)
 }
 
 // Holders returns the members that should hold key: the owner first, then the next distinct members in the
@@ -192,7 +192,7 @@ func (r *Ring) Holders(key string, n int) []string {
 	}
 	out := make([]string, len(ms))
 	for i, m := range ms {
-		out[i] = m.(member).name()
+		out[i] = m.(member).name() //nolint:forcetypeassert // the ring holds only member values (Set)
 	}
 	return out
 }

@@ -85,7 +85,7 @@ func (b *byteSize) Set(s string) error {
 		return err
 	}
 
-	*b = byteSize(n) //nolint:gosec // sizes beyond 8 EiB are not a concern
+	*b = byteSize(n) // sizes beyond 8 EiB are not a concern
 
 	return nil
 }

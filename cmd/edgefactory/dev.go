@@ -104,7 +104,7 @@ func startSyntheticUpstream(ctx context.Context, partsDir, blobDir string, log *
 		return "", fmt.Errorf("empty the synthetic upstream registry: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("listen for the synthetic upstream registry: %w", err)
 	}
@@ -117,7 +117,7 @@ func startSyntheticUpstream(ctx context.Context, partsDir, blobDir string, log *
 
 	go func() {
 		<-ctx.Done()
-		srv.Close() //nolint:errcheck // shutting down
+		srv.Close() // shutting down
 	}()
 
 	return srv.Addr, nil

@@ -90,7 +90,7 @@ func newSyntheticPushCmd() *cobra.Command {
 	flags.register(cmd)
 	cmd.Flags().StringVar(&registry, "registry", "", "registry to push to, `HOST:PORT`")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "use plain HTTP (loopback registries always do)")
-	_ = cmd.MarkFlagRequired("registry") //nolint:errcheck // the flag exists
+	_ = cmd.MarkFlagRequired("registry") // the flag exists
 
 	return cmd
 }
@@ -113,7 +113,7 @@ func newSyntheticServeCmd() *cobra.Command {
 				return err
 			}
 
-			ln, err := net.Listen("tcp", listen)
+			ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", listen, err)
 			}
@@ -122,7 +122,7 @@ func newSyntheticServeCmd() *cobra.Command {
 			if opts.BlobDir, err = os.MkdirTemp("", "edgefactory-synthetic-"); err != nil {
 				return fmt.Errorf("synthetic registry blobs: %w", err)
 			}
-			defer os.RemoveAll(opts.BlobDir) //nolint:errcheck // temporary
+			defer os.RemoveAll(opts.BlobDir) // temporary
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

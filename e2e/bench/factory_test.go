@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	sharedData = dir
 	code := m.Run()
 
-	os.RemoveAll(dir) //nolint:errcheck // temporary
+	os.RemoveAll(dir) // temporary
 	os.Exit(code)
 }
 

@@ -57,7 +57,7 @@ func parseWrk(out string) (loadResult, error) {
 		return r, fmt.Errorf("no request total")
 	}
 
-	r.requests, _ = strconv.Atoi(m[1]) //nolint:errcheck // the pattern admits digits only
+	r.requests, _ = strconv.Atoi(m[1]) // the pattern admits digits only
 	r.elapsed = time.Duration(wrkNumber(m[2], m[3]) * float64(time.Millisecond))
 
 	for _, m := range wrkLatency.FindAllStringSubmatch(out, -1) {
@@ -78,7 +78,7 @@ func parseWrk(out string) (loadResult, error) {
 
 // wrkNumber converts one of wrk's numbers with its unit to milliseconds.
 func wrkNumber(v, unit string) float64 {
-	f, _ := strconv.ParseFloat(v, 64) //nolint:errcheck // the pattern admits a decimal only
+	f, _ := strconv.ParseFloat(v, 64) // the pattern admits a decimal only
 
 	switch unit {
 	case "us":

@@ -66,7 +66,7 @@ func ProbeAccel(ctx context.Context, kernel, initramfs string) Accel {
 		return Accel{Name: "tcg", Why: fmt.Sprintf("no usable /dev/kvm (%v)", err)}
 	}
 
-	f.Close() //nolint:errcheck // only checked that it opens
+	f.Close() // only checked that it opens
 
 	res, err := Boot(ctx, Guest{
 		Accel:   "kvm",

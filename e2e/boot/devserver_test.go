@@ -143,7 +143,7 @@ func (d *devServer) Stop() {
 		<-d.done
 	}
 
-	os.RemoveAll(d.data) //nolint:errcheck // a temporary directory
+	os.RemoveAll(d.data) // a temporary directory
 }
 
 // Logs is the server's log output so far.
@@ -197,7 +197,7 @@ func stopShared() {
 	}
 
 	if dir, err := suiteTemp(); err == nil {
-		os.RemoveAll(dir) //nolint:errcheck // a temporary directory
+		os.RemoveAll(dir) // a temporary directory
 	}
 }
 
@@ -258,7 +258,7 @@ func download(t *testing.T, base, id, path, dir string) string {
 	defer resp.Body.Close()
 
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096)) //nolint:errcheck // best effort, for the message
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096)) // best effort, for the message
 		require.Failf(t, "download failed", "GET %s: %s\n%s", url, resp.Status, body)
 	}
 

@@ -62,7 +62,7 @@ func NewUEFI(dir string) (*UEFI, error) {
 	if _, err = f.Write(vars); err == nil {
 		err = f.Close()
 	} else {
-		f.Close() //nolint:errcheck // the write error is the one to report
+		f.Close() // the write error is the one to report
 	}
 
 	if err != nil {
@@ -165,7 +165,7 @@ func Boot(ctx context.Context, g Guest) (Result, error) {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return res, fmt.Errorf("no poweroff marker within %s (boot marker seen: %t); QEMU killed", g.Timeout, found)
 	default:
-		return res, fmt.Errorf("QEMU exited after %s before the poweroff marker (boot marker seen: %t): %v",
+		return res, fmt.Errorf("QEMU exited after %s before the poweroff marker (boot marker seen: %t): %w",
 			res.Elapsed.Round(time.Second), found, waitErr)
 	}
 }

@@ -76,7 +76,7 @@ func NewLab(t testing.TB, n int) *Lab {
 	l := &Lab{t: t, n: n}
 	l.teardown() // what a crashed run left behind
 
-	if out, err := exec.Command("ip", "netns", "add", bridgeNS).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "ip", "netns", "add", bridgeNS).CombinedOutput(); err != nil {
 		t.Skipf("netns suite skipped: `ip netns add` fails here (%v: %s)", err, strings.TrimSpace(string(out)))
 	}
 
@@ -104,7 +104,7 @@ func NewLab(t testing.TB, n int) *Lab {
 	return l
 }
 
-// lockFile serializes runs on one machine: the lab's names are fixed, and a run removes what it finds under them.
+// lockFile serialises runs on one machine: the lab's names are fixed, and a run removes what it finds under them.
 const lockFile = "/run/edgefactory-netns.lock"
 
 // lock waits until no other run holds the lab, and holds it until the test ends (the kernel frees it if the test
@@ -159,18 +159,19 @@ func (l *Lab) Command(i int, name string, args ...string) *exec.Cmd {
 		ns = NodeNS(i)
 	}
 
-	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	// The caller stops it with SIGTERM in a cleanup: t.Context() ends before cleanups run and would SIGKILL it.
+	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...) //nolint:noctx // see above
 }
 
 func (l *Lab) ip(args ...string) {
 	l.t.Helper()
 
-	out, err := exec.Command("ip", args...).CombinedOutput()
+	out, err := exec.CommandContext(l.t.Context(), "ip", args...).CombinedOutput()
 	require.NoError(l.t, err, "ip %s: %s", strings.Join(args, " "), out)
 }
 
 // teardown stops what still runs in the lab's namespaces and deletes them (their veth pairs go with them). It
-// ignores what does not exist.
+// ignores what does not exist. It runs as a cleanup, after t.Context() has ended: its commands take no context.
 func (l *Lab) teardown() {
 	names := []string{bridgeNS}
 	for i := 1; i <= maxNodes; i++ {
@@ -179,17 +180,17 @@ func (l *Lab) teardown() {
 
 	for _, ns := range names {
 		killNamespace(ns)
-		exec.Command("ip", "netns", "del", ns).Run() //nolint:errcheck // absent is fine
+		exec.Command("ip", "netns", "del", ns).Run() //nolint:errcheck,noctx // absent is fine; cleanup
 	}
 
 	for i := 0; i <= maxNodes; i++ {
-		exec.Command("ip", "link", "del", mgmtPrefix+strconv.Itoa(i)).Run() //nolint:errcheck // absent is fine
+		exec.Command("ip", "link", "del", mgmtPrefix+strconv.Itoa(i)).Run() //nolint:errcheck,noctx // absent is fine; cleanup
 	}
 }
 
 // killNamespace ends the processes inside ns (left by a crashed run: this run's own are stopped before), by PID.
 func killNamespace(ns string) {
-	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	out, err := exec.Command("ip", "netns", "pids", ns).Output() //nolint:noctx // part of teardown, a cleanup
 	if err != nil {
 		return
 	}

@@ -14,9 +14,9 @@ import (
 // Enterprise for it).
 const checksumSuffix = ".sha256"
 
-// enterpriseSuffixes are the official service's other checksum and signature files, which Edge Factory does not
-// serve. Its Community edition refuses them with 402 and these texts before it looks anything up (docs/api.md §3.1), and
-// so does Edge Factory, so a client sees the same answer whatever the schematic and version.
+// enterpriseSuffixes are the official service's other checksum and signature files, which Edge Factory does not serve.
+// Its Community edition refuses them with 402 and these texts before it looks anything up (docs/api.md §3.1), and so
+// does Edge Factory, so a client sees the same answer whatever the schematic and version.
 var enterpriseSuffixes = []struct{ suffix, refusal string }{
 	{".sigstore.json", "enterprise signing is not enabled: signature endpoint is not available"},
 	{".sha512", "enterprise not enabled: checksum endpoint is not available"},
@@ -59,7 +59,7 @@ func (a *API) image(w http.ResponseWriter, r *http.Request) {
 
 	if checksum {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "%s  %s\n", hexDigest, name)
+		fmt.Fprintf(w, "%s  %s\n", hexDigest, name) //nolint:gosec // text/plain, never rendered as HTML (G705)
 
 		return
 	}

@@ -86,8 +86,8 @@ func TestImageEnterpriseSuffixes(t *testing.T) {
 	}
 }
 
-// TestImageDownloadName: the download is named as requested (docs/api.md §3.4), not by the normalised asset path, unless
-// ?filename= overrides it; the free .sha256 file names the same file.
+// TestImageDownloadName: the download is named as requested (docs/api.md §3.4), not by the normalised asset path,
+// unless ?filename= overrides it; the free .sha256 file names the same file.
 func TestImageDownloadName(t *testing.T) {
 	for _, tc := range []struct {
 		target, disposition, checksum string

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/internal/digest"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Manifest is a manifest (or index) as served: its bytes, media type and digest.

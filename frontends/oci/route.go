@@ -2,9 +2,10 @@ package oci
 
 import (
 	"fmt"
-	"github.com/edgefactory/edgefactory/internal/digest"
 	"net/http"
 	"strings"
+
+	"github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Resource is what a /v2 path asks for.

@@ -44,7 +44,7 @@ func Version(r io.ReaderAt) (Info, error) {
 
 	defer f.Close()
 
-	info := Info{HasCOFFSymbols: f.FileHeader.PointerToSymbolTable != 0 || f.FileHeader.NumberOfSymbols != 0}
+	info := Info{HasCOFFSymbols: f.PointerToSymbolTable != 0 || f.NumberOfSymbols != 0}
 
 	sec := f.Section(".sdmagic")
 	if sec == nil {
@@ -103,7 +103,7 @@ func check(path, product, risk string, noSymbols bool) error {
 	if err != nil {
 		return fmt.Errorf("%s: need %s ≥ %d: %w", path, product, MinMajor, err)
 	}
-	defer f.Close() //nolint:errcheck // read-only
+	defer f.Close() // read-only
 
 	info, err := Version(f)
 

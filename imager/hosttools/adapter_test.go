@@ -267,6 +267,16 @@ func TestAdapterMksquashfs(t *testing.T) {
 		require.NoError(t, err, log)
 		require.Contains(t, log, "SELinux labels are lost")
 		require.Equal(t, []byte("hsqs"), readAt(t, out, 0, 4))
+
+		// A member started this way says so at start (and doctor shows it): the report counts it as degraded.
+		t.Setenv(MksquashfsEnv, "/nonexistent")
+
+		var degraded []string
+		for _, s := range Check(t.Context()).Degraded() {
+			degraded = append(degraded, s.Name)
+		}
+
+		require.Equal(t, []string{"mksquashfs"}, degraded)
 	})
 
 	t.Run("squashfs-tools 4.6 at the configured path", func(t *testing.T) {

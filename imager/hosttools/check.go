@@ -70,6 +70,9 @@ type ToolStatus struct {
 	Path    string // what will actually run (for vmdk-convert via qemu-img: qemu-img)
 	Version string // of the program at Path
 	Why     string // for adapted: the translation; for missing: what to install
+	// Degraded: the tool runs, but what it makes lacks something a proper one gives (an older mksquashfs drops the
+	// extensions' SELinux labels), so this host's builds differ from the other members'.
+	Degraded bool
 }
 
 // Report is the state of every Tool.
@@ -107,6 +110,20 @@ func (r Report) MissingForReproducibility() []ToolStatus {
 	}
 
 	return missing
+}
+
+// Degraded lists the tools that run but make less than a proper one would (ToolStatus.Degraded): worth a warning
+// at every start, since nothing else tells an operator why this host's builds differ.
+func (r Report) Degraded() []ToolStatus {
+	var degraded []ToolStatus
+
+	for _, t := range r.Tools {
+		if t.Degraded {
+			degraded = append(degraded, t)
+		}
+	}
+
+	return degraded
 }
 
 // Check finds every Tool as the adapters would (PATH, then /usr/sbin and /sbin, never this executable's adapter
@@ -255,6 +272,8 @@ func checkMksquashfs(ctx context.Context, h *host, s *ToolStatus) {
 	if choice.why != "" {
 		s.Status, s.Why = StatusAdapted, choice.why
 	}
+
+	s.Degraded = choice.translate
 }
 
 func checkVMDK(ctx context.Context, h *host, s *ToolStatus) {

@@ -212,7 +212,7 @@ func replaceStdin(data []byte) error {
 		return nil
 	}
 
-	defer unix.Close(fd) //nolint:errcheck // fd 0 is the duplicate that matters
+	defer unix.Close(fd) // fd 0 is the duplicate that matters
 
 	// Dup3, not Dup2: arm64 has no dup2 system call.
 	if err := unix.Dup3(fd, 0, 0); err != nil {

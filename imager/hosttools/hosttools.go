@@ -21,7 +21,7 @@
 //     timestamp and unique id, or VMDK CID, are then replaced by values derived from SOURCE_DATE_EPOCH.
 //   - tar: with SOURCE_DATE_EPOCH set, archives are created with it as every mtime and owner 0:0 (TAR_OPTIONS).
 //   - vmdk-convert SRC DST: a real open-vmdk vmdk-convert if present, else
-//     "qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST"; the CID normalized as for qemu-img.
+//     "qemu-img convert -f raw -O vmdk -o subformat=streamOptimized SRC DST"; the CID normalised as for qemu-img.
 //   - xorrisofs: the real one if present, else "xorriso -as mkisofs".
 //
 // Guarantee: every tool the imager needs is either used as is, adapted with one of these translations, or

@@ -87,7 +87,7 @@ var normalizers = map[string]func(path string, t time.Time) error{
 }
 
 // planQemuImg: with SOURCE_DATE_EPOCH set, "qemu-img convert -O vpc|vmdk" runs as a child and its output is then
-// normalized (VHD footer timestamp and unique id, VMDK CID); qcow2 and everything else is exec'd as is.
+// normalised (VHD footer timestamp and unique id, VMDK CID); qcow2 and everything else is exec'd as is.
 func planQemuImg(_ context.Context, h *host, args []string) (plan, error) {
 	tool, err := h.lookPath("qemu-img")
 	if err != nil {
@@ -99,7 +99,7 @@ func planQemuImg(_ context.Context, h *host, args []string) (plan, error) {
 	return p, normalizeAfter(&p, args)
 }
 
-// normalizeAfter makes p normalize the output of the qemu-img call args (a qemu-img command line) once it is done,
+// normalizeAfter makes p normalise the output of the qemu-img call args (a qemu-img command line) once it is done,
 // when SOURCE_DATE_EPOCH is set and the output format needs it.
 func normalizeAfter(p *plan, args []string) error {
 	c, ok := parseQemuConvert(args)
@@ -110,7 +110,7 @@ func normalizeAfter(p *plan, args []string) error {
 	return normalizeOutput(p, c.format, c.dest)
 }
 
-// normalizeOutput makes p normalize dest, a disk image in format (a qemu-img format name), once p's tool is done,
+// normalizeOutput makes p normalise dest, a disk image in format (a qemu-img format name), once p's tool is done,
 // when SOURCE_DATE_EPOCH is set and the format needs it.
 func normalizeOutput(p *plan, format, dest string) error {
 	epoch, ok, err := sourceDateEpoch()
@@ -125,7 +125,7 @@ func normalizeOutput(p *plan, format, dest string) error {
 
 	p.after = func() error {
 		if err := normalize(dest, epoch); err != nil {
-			return fmt.Errorf("normalize %s output: %w", format, err)
+			return fmt.Errorf("normalise %s output: %w", format, err)
 		}
 
 		return nil

@@ -82,7 +82,7 @@ func vfatArgs(args []string, size func(string) (int64, bool)) (out, changes []st
 }
 
 // vmdkArgs turns open-vmdk's "vmdk-convert SRC DST" (the only form the imager uses: a raw disk into a
-// stream-optimized VMDK for the OVA) into the equivalent qemu-img arguments.
+// streamOptimized VMDK for the OVA) into the equivalent qemu-img arguments.
 func vmdkArgs(args []string) ([]string, error) {
 	if len(args) != 2 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[1], "-") {
 		return nil, fmt.Errorf("vmdk-convert via qemu-img supports only \"vmdk-convert SRC DST\", got %q", args)

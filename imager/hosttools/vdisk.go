@@ -71,7 +71,7 @@ func normalizeVHD(path string, t time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close() //nolint:errcheck // closed explicitly on the success path
+	defer f.Close() // closed explicitly on the success path
 
 	st, err := f.Stat()
 	if err != nil {
@@ -165,7 +165,7 @@ func normalizeVMDK(path string, t time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close() //nolint:errcheck // closed explicitly on the success path
+	defer f.Close() // closed explicitly on the success path
 
 	header := make([]byte, vmdkHeaderLen)
 	if _, err := f.ReadAt(header, 0); err != nil {

@@ -95,7 +95,7 @@ func (x *extraction) layer(l v1.Layer) (int64, error) {
 		return 0, err
 	}
 
-	defer rc.Close() //nolint:errcheck // read-only stream
+	defer rc.Close() // read-only stream
 
 	h := sha256.New()
 	counted := &countingReader{r: io.TeeReader(rc, h)}
@@ -134,7 +134,7 @@ func (x *extraction) untar(r io.Reader) error {
 			return err
 		}
 
-		defer zr.Close() //nolint:errcheck // nothing to flush
+		defer zr.Close() // nothing to flush
 
 		tr = tar.NewReader(zr)
 	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
@@ -195,13 +195,14 @@ func (x *extraction) apply(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("/%s is not a regular file (tar type %q)", p, hdr.Typeflag)
 	}
 
-	f, err := os.OpenFile(filepath.Join(x.out, base), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	flags := os.O_CREATE | os.O_TRUNC | os.O_WRONLY
+	f, err := os.OpenFile(filepath.Join(x.out, base), flags, 0o644) //nolint:gosec // public release content, for tools
 	if err != nil {
 		return err
 	}
 
 	if _, err := io.Copy(f, r); err != nil {
-		f.Close() //nolint:errcheck,gosec // already failing
+		f.Close() // already failing
 
 		return fmt.Errorf("write %s: %w", base, err)
 	}
@@ -221,7 +222,7 @@ func isBelow(p, dir string) bool {
 }
 
 func (x *extraction) remove(name string) {
-	os.Remove(filepath.Join(x.out, name)) //nolint:errcheck,gosec // may not exist
+	os.Remove(filepath.Join(x.out, name)) // may not exist
 	delete(x.found, name)
 }
 

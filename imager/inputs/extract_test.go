@@ -229,8 +229,8 @@ func TestFetchRefusesOldStub(t *testing.T) {
 	old := bytes.Replace(stub, []byte("LoaderInfo: systemd-stub 257"), []byte("LoaderInfo: systemd-stub 252"), 1)
 	require.NotEqual(t, stub, old, "the real stub carries a systemd 257 LoaderInfo marker")
 
-	oldBoot := bytes.Replace(p.File("amd64", "systemd-boot.efi"),
-		[]byte("LoaderInfo: systemd-boot 257"), []byte("LoaderInfo: systemd-boot 252"), -1)
+	oldBoot := bytes.ReplaceAll(p.File("amd64", "systemd-boot.efi"),
+		[]byte("LoaderInfo: systemd-boot 257"), []byte("LoaderInfo: systemd-boot 252"))
 
 	tests := []struct {
 		name   string

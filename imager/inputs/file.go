@@ -99,7 +99,7 @@ func matches(p string, size int64, digest string) (bool, error) {
 		return false, err
 	}
 
-	defer f.Close() //nolint:errcheck // read-only handle
+	defer f.Close() // read-only handle
 
 	h := sha256.New()
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -93,7 +92,7 @@ func (r *testRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request, next 
 	w.WriteHeader(rec.Code)
 
 	if shape == nil {
-		w.Write(body) //nolint:errcheck,gosec // test server
+		w.Write(body) //nolint:errcheck // test server
 
 		return
 	}
@@ -119,7 +118,7 @@ func (r *testRegistry) send(w http.ResponseWriter, req *http.Request, body []byt
 			return
 		}
 
-		http.NewResponseController(w).Flush() //nolint:errcheck,gosec // test server
+		http.NewResponseController(w).Flush() // test server
 		off = end
 
 		select {
@@ -255,23 +254,4 @@ func requireSameFile(t *testing.T, want []byte, path string) {
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(want, got), "%s differs from the expected %d bytes (has %d)", path, len(want), len(got))
-}
-
-func fileList(t *testing.T, root string) []string {
-	t.Helper()
-
-	var out []string
-
-	require.NoError(t, filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-
-		rel, _ := filepath.Rel(root, p)
-		out = append(out, rel)
-
-		return nil
-	}))
-
-	return out
 }

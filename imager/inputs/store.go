@@ -382,7 +382,7 @@ func (s *Store) pull(ctx context.Context, e entry, final string) error {
 		return fmt.Errorf("%s: %w", e.what, err)
 	}
 
-	defer os.RemoveAll(tmp) //nolint:errcheck // empty after a successful rename; best effort on failure
+	defer os.RemoveAll(tmp) // empty after a successful rename; best effort on failure
 
 	start := time.Now()
 	work := filepath.Join(tmp, e.name)
@@ -491,7 +491,7 @@ func syncPath(p string) error {
 		return err
 	}
 
-	defer f.Close() //nolint:errcheck // read-only handle
+	defer f.Close() // read-only handle
 
 	return f.Sync()
 }

@@ -1,12 +1,24 @@
-// Package inspect reads Talos boot assets back and checks their structure: compression framing, the concatenated
-// cpio archives of an initramfs, ISO 9660 with El Torito, PE/UKI sections and profiles, GPT disks, qcow2, VHD, OVA
-// and installer image tarballs.
+// Package inspect reads Talos boot assets back and checks their structure, so that a download can be trusted to
+// be what it claims before it is written to a disk or booted. It understands compression framing (xz, zstd, gzip),
+// the concatenated cpio archives of an initramfs and its extensions.yaml, ISO 9660 with El Torito, PE files: UKI
+// sections and profiles and the Authenticode signature, GPT and MBR disks, qcow2, VHD, VMDK, OVA and installer
+// image tarballs.
+//
+// File (or Asset, for any io.ReaderAt) is the entry point: it tells an asset's kind from its content, never from
+// its name, runs the checkers that apply, including on what the asset holds (the UKI of an ISO or of an installer
+// layer, the initramfs of a UKI, the disk of a fixed VHD or of a compressed image or tar), and returns a Report:
+// Talos version, schematic ID, kernel command line, system extensions, partitions or boot entries, signature,
+// compression, sizes. Report is the stable, JSON-tagged form that `edgefactory inspect` prints. The checkers of
+// each format (ISO, UKI, GPT, Initramfs, …) remain available on their own, with fuller reports.
 //
 // Guarantee: a checker returns a report only when every structure it parses is consistent (magic numbers, the
 // checksums the format defines, offsets that stay inside the input); otherwise it returns an error that names the
 // structure, the offset and what was expected. Structural defects wrap ErrMalformed; inputs that end early wrap
-// io.ErrUnexpectedEOF. The checkers read headers and metadata, never a whole disk image into memory, and run no
-// external tools.
+// io.ErrUnexpectedEOF. Unknown or corrupt input gives an error, never a panic. The package only reads: it writes
+// nothing, mounts nothing, and never runs a tool or executes anything it reads. Memory stays bounded whatever the
+// input's size: disk images are read at their ends by offset, compressed and archived data is streamed (keeping the
+// first and last MiB of a disk), a UKI inside a layer is streamed keeping only its headers and text sections, and
+// decoders may not ask for a dictionary or window over 128 MiB.
 package inspect
 
 import (

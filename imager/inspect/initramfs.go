@@ -147,49 +147,69 @@ func (w *initramfsWalker) member() error {
 
 // compressedMember decodes a member through its framer, so the decoder stops exactly at the member's end.
 func (w *initramfsWalker) compressedMember(m *InitramfsMember) error {
-	var (
-		framed *framedReader
-		dec    io.Reader
-		err    error
-	)
-
-	switch m.Compression {
-	case FormatXZ:
+	if m.Compression == FormatXZ {
 		head, _ := w.br.Peek(12)
 		if len(head) < 12 {
 			return fmt.Errorf("xz stream header: %w", io.ErrUnexpectedEOF)
 		}
 
+		var err error
 		if m.XZCheck, err = parseXZHeader(head); err != nil {
 			return err
 		}
+	}
 
-		framed = newFramedReader(w.br, &xzFramer{})
+	dec, explain, closeDec, err := openMember(w.br, m.Compression)
+	if err != nil {
+		return err
+	}
+	defer closeDec()
+
+	return explain(w.archives(m, dec))
+}
+
+// maxWindow bounds the decoder memory a compressed stream may ask for: the xz dictionary or the zstd window. The
+// largest presets of both tools (xz -9, zstd --long or --ultra -22) stay within it.
+const maxWindow = 128 << 20
+
+// openMember starts decoding the compressed member (one xz stream, consecutive zstd frames or one gzip member)
+// that starts at the current position of br. The decoder sees io.EOF exactly where the member ends, leaving what
+// follows unread. explain turns an error met while opening or reading dec into the one to report: the framer's
+// message about the structure when it found one, the decoder's otherwise, marked and prefixed with the format.
+// closeDec releases the decoder.
+func openMember(br *bufio.Reader, f Format) (dec io.Reader, explain func(error) error, closeDec func(), err error) {
+	var framed *framedReader
+
+	closeDec = func() {}
+
+	switch f {
+	case FormatXZ:
+		framed = newFramedReader(br, &xzFramer{})
 		dec, err = xz.ReaderConfig{SingleStream: true}.NewReader(framed)
 	case FormatZstd:
-		framed = newFramedReader(w.br, &zstdFramer{})
+		framed = newFramedReader(br, &zstdFramer{})
 
 		var zr *zstd.Decoder
-		if zr, err = zstd.NewReader(framed, zstd.WithDecoderConcurrency(1)); err == nil {
-			defer zr.Close()
-
-			dec = zr
+		if zr, err = zstd.NewReader(framed, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxWindow)); err == nil {
+			dec, closeDec = zr, zr.Close
 		}
 	case FormatGzip:
 		// gzip needs no framer: given an io.ByteReader, flate reads no further than the member's trailer.
 		var zr *gzip.Reader
-		if zr, err = gzip.NewReader(w.br); err == nil {
+		if zr, err = gzip.NewReader(br); err == nil {
 			zr.Multistream(false)
 
 			dec = zr
 		}
+	default:
+		err = fmt.Errorf("decompress: unknown format %q", f)
 	}
 
-	if err == nil {
-		err = w.archives(m, dec)
-	}
+	explain = func(err error) error {
+		if err == nil {
+			return nil
+		}
 
-	if err != nil {
 		switch {
 		case framed != nil && framed.err != nil && !errors.Is(framed.err, io.EOF):
 			err = framed.err // the framer's message names the structure, or it is the source's I/O error
@@ -198,14 +218,14 @@ func (w *initramfsWalker) compressedMember(m *InitramfsMember) error {
 			err = markMalformed(err)
 		}
 
-		if err = asMalformed(err); !strings.HasPrefix(err.Error(), string(m.Compression)) {
-			err = fmt.Errorf("%s: %w", m.Compression, err)
+		if err = asMalformed(err); !strings.HasPrefix(err.Error(), string(f)) {
+			err = fmt.Errorf("%s: %w", f, err)
 		}
 
 		return err
 	}
 
-	return nil
+	return dec, explain, closeDec, explain(err)
 }
 
 // archives reads the cpio archives of a decompressed member to its end, which verifies the integrity checks.

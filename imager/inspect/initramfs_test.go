@@ -6,11 +6,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/edgefactory/edgefactory/imager/synthetic"
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
+
+	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
 var crc32xz = xz.WriterConfig{CheckSum: xz.CRC32}

@@ -38,15 +38,22 @@ type LayerReport struct {
 // InstallerTar opens a docker-save tarball holding one image and reports its tag, platform, entrypoint and the
 // files of every layer. The config digest and every layer's diff ID are verified against the bytes read.
 func InstallerTar(path string) (InstallerReport, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(path) }
+	return installerTar("installer tarball "+path, func() (io.ReadCloser, error) { return os.Open(path) }, nil)
+}
 
+// layerVisitor is shown every non-directory entry of every layer, bottom layer first (layer counts from 1), with
+// the entry's content, which it may read (or not) before the walk goes on.
+type layerVisitor func(layer int, hdr *tar.Header, r io.Reader) error
+
+// installerTar is InstallerTar over any opener; what names the tarball in messages.
+func installerTar(what string, opener tarball.Opener, visit layerVisitor) (InstallerReport, error) {
 	manifest, err := tarball.LoadManifest(opener)
 	if err != nil {
-		return InstallerReport{}, fmt.Errorf("installer tarball %s: manifest.json: %w", path, err)
+		return InstallerReport{}, fmt.Errorf("%s: manifest.json: %w", what, err)
 	}
 
 	if len(manifest) != 1 {
-		return InstallerReport{}, malformed("installer tarball %s: manifest.json lists %d images, want 1", path, len(manifest))
+		return InstallerReport{}, malformed("%s: manifest.json lists %d images, want 1", what, len(manifest))
 	}
 
 	rep := InstallerReport{Tags: manifest[0].RepoTags}
@@ -56,7 +63,7 @@ func InstallerTar(path string) (InstallerReport, error) {
 	if len(rep.Tags) > 0 {
 		t, err := name.NewTag(rep.Tags[0])
 		if err != nil {
-			return rep, fmt.Errorf("installer tarball %s: tag %q: %w", path, rep.Tags[0], markMalformed(err))
+			return rep, fmt.Errorf("%s: tag %q: %w", what, rep.Tags[0], markMalformed(err))
 		}
 
 		tag = &t
@@ -64,27 +71,32 @@ func InstallerTar(path string) (InstallerReport, error) {
 
 	img, err := tarball.Image(opener, tag)
 	if err != nil {
-		return rep, fmt.Errorf("installer tarball %s: %w", path, err)
+		return rep, fmt.Errorf("%s: %w", what, err)
 	}
 
 	cfg, err := installerConfig(img, manifest[0].Config, &rep)
 	if err != nil {
-		return rep, fmt.Errorf("installer tarball %s: %w", path, err)
+		return rep, fmt.Errorf("%s: %w", what, err)
 	}
 
 	layers, err := img.Layers()
 	if err != nil {
-		return rep, fmt.Errorf("installer tarball %s: layers: %w", path, err)
+		return rep, fmt.Errorf("%s: layers: %w", what, err)
 	}
 
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
-		return rep, malformed("installer tarball %s: %d layers, config lists %d diff IDs", path, len(layers), len(cfg.RootFS.DiffIDs))
+		return rep, malformed("%s: %d layers, config lists %d diff IDs", what, len(layers), len(cfg.RootFS.DiffIDs))
 	}
 
 	for i, l := range layers {
-		lr, err := layerReport(l, manifest[0].Layers[i], cfg.RootFS.DiffIDs[i])
+		var v func(*tar.Header, io.Reader) error
+		if visit != nil {
+			v = func(h *tar.Header, r io.Reader) error { return visit(i+1, h, r) }
+		}
+
+		lr, err := layerReport(l, manifest[0].Layers[i], cfg.RootFS.DiffIDs[i], v)
 		if err != nil {
-			return rep, fmt.Errorf("installer tarball %s: layer %d: %w", path, i+1, err)
+			return rep, fmt.Errorf("%s: layer %d: %w", what, i+1, err)
 		}
 
 		rep.Layers = append(rep.Layers, lr)
@@ -132,7 +144,7 @@ func digestFromName(file string) (string, bool) {
 
 // layerReport lists a layer's files and checks its stored bytes against the digest its file name carries and its
 // content against the config's diff ID (go-containerregistry computes both from the bytes without comparing).
-func layerReport(l v1.Layer, file string, wantDiffID v1.Hash) (LayerReport, error) {
+func layerReport(l v1.Layer, file string, wantDiffID v1.Hash, visit func(*tar.Header, io.Reader) error) (LayerReport, error) {
 	var lr LayerReport
 
 	digest, err := l.Digest()
@@ -164,7 +176,7 @@ func layerReport(l v1.Layer, file string, wantDiffID v1.Hash) (LayerReport, erro
 	if err != nil {
 		return lr, fmt.Errorf("open: %w", err)
 	}
-	defer rc.Close() //nolint:errcheck
+	defer rc.Close()
 
 	h := sha256.New()
 	tr := tar.NewReader(io.TeeReader(rc, h))
@@ -182,8 +194,16 @@ func layerReport(l v1.Layer, file string, wantDiffID v1.Hash) (LayerReport, erro
 		name := cleanName(hdr.Name)
 		if hdr.Typeflag == tar.TypeDir {
 			lr.Dirs = append(lr.Dirs, name)
-		} else {
-			lr.Files = append(lr.Files, name)
+
+			continue
+		}
+
+		lr.Files = append(lr.Files, name)
+
+		if visit != nil {
+			if err = visit(hdr, tr); err != nil {
+				return lr, fmt.Errorf("%s: %w", name, err)
+			}
 		}
 	}
 

@@ -3,6 +3,7 @@ package inspect
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -110,7 +111,7 @@ func rewriteTar(t *testing.T, path string, edit func(name string, data []byte) [
 
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 

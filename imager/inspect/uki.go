@@ -73,13 +73,45 @@ var peMachines = map[uint16]string{
 
 // UKI parses a PE file as a UKI: it must have a .linux section, and every section's data must be inside the file.
 func UKI(r io.ReaderAt) (UKIReport, error) {
+	rep, f, err := peSections(r)
+	if err != nil {
+		return rep, err
+	}
+
+	if !rep.Has(".linux") {
+		return rep, malformed("pe: no .linux section, not a UKI (sections: %s)", sectionNames(rep.Sections))
+	}
+
+	rep.SignatureSize, err = authenticode(r, f)
+	rep.Signed = rep.SignatureSize > 0
+
+	return rep, err
+}
+
+// peFile reads any PE file as UKI does, without requiring a .linux section: an EFI application such as
+// systemd-boot, or a kernel with an EFI stub, reports its sections, SBAT and signature the same way.
+func peFile(r io.ReaderAt) (UKIReport, error) {
+	rep, f, err := peSections(r)
+	if err != nil {
+		return rep, err
+	}
+
+	rep.SignatureSize, err = authenticode(r, f)
+	rep.Signed = rep.SignatureSize > 0
+
+	return rep, err
+}
+
+// peSections checks the PE headers, lists the sections (whose data must be inside the file) and reads the text
+// sections UKIReport exposes.
+func peSections(r io.ReaderAt) (UKIReport, *pe.File, error) {
 	if err := peHeaders(r); err != nil {
-		return UKIReport{}, err
+		return UKIReport{}, nil, err
 	}
 
 	f, err := pe.NewFile(r)
 	if err != nil {
-		return UKIReport{}, fmt.Errorf("pe headers: %w", asPEError(err))
+		return UKIReport{}, nil, fmt.Errorf("pe headers: %w", asPEError(err))
 	}
 
 	rep := UKIReport{Machine: peMachines[f.Machine]}
@@ -95,7 +127,7 @@ func UKI(r io.ReaderAt) (UKIReport, error) {
 		})
 
 		if err = checkInFile(r, int64(s.Offset), int64(s.Size), "section "+s.Name); err != nil {
-			return rep, err
+			return rep, nil, err
 		}
 
 		if s.Name == ".profile" {
@@ -108,7 +140,7 @@ func UKI(r io.ReaderAt) (UKIReport, error) {
 		}
 
 		if err = readUKIText(&rep, profile, s); err != nil {
-			return rep, err
+			return rep, nil, err
 		}
 	}
 
@@ -118,14 +150,7 @@ func UKI(r io.ReaderAt) (UKIReport, error) {
 		}
 	}
 
-	if !rep.Has(".linux") {
-		return rep, malformed("pe: no .linux section, not a UKI (sections: %s)", sectionNames(rep.Sections))
-	}
-
-	rep.SignatureSize, err = authenticode(r, f)
-	rep.Signed = rep.SignatureSize > 0
-
-	return rep, err
+	return rep, f, nil
 }
 
 // peHeaders checks the headers debug/pe reads, because its errors do not tell a short file from a corrupt one.

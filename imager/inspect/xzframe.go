@@ -110,6 +110,12 @@ func (x *xzFramer) blockHeader(src *bufio.Reader, hdr []byte) ([]byte, int64, er
 			return hdr, 0, malformed("xz block %d filter %d: properties overrun the header", x.blocks, i)
 		}
 
+		if id == 0x21 && propSize == 1 {
+			if err := xzCheckDict(x.blocks, hdr[size-4-br.Len()]); err != nil {
+				return hdr, 0, err
+			}
+		}
+
 		_, _ = br.Seek(int64(propSize), io.SeekCurrent)
 		last = id
 	}
@@ -280,4 +286,19 @@ func xzVarint(r io.ByteReader) (uint64, error) {
 	}
 
 	return 0, malformed("integer longer than 9 bytes")
+}
+
+// xzCheckDict checks the LZMA2 dictionary size property (xz file format 1.0.4, section 5.3.1): the decoder
+// allocates the whole dictionary up front, so a size beyond maxWindow is refused rather than allocated.
+func xzCheckDict(block int, prop byte) error {
+	if prop > 40 {
+		return malformed("xz block %d: LZMA2 dictionary size property %d, want at most 40", block, prop)
+	}
+
+	if dict := int64(2|prop&1) << (prop/2 + 11); dict > maxWindow {
+		return malformed("xz block %d: LZMA2 dictionary of %d MiB, more than the %d MiB this reader allows",
+			block, dict>>20, maxWindow>>20)
+	}
+
+	return nil
 }

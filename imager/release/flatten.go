@@ -21,7 +21,7 @@ func eachRootFile(img v1.Image, keep func(name string) bool, use func(name strin
 	d := &drainedImage{Image: img}
 
 	rc := mutate.Extract(d)
-	defer rc.Close() //nolint:errcheck // read-only stream
+	defer rc.Close() // read-only stream
 
 	tr := tar.NewReader(rc)
 

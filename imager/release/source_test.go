@@ -150,7 +150,7 @@ func TestReadVersionFailures(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		ctx     context.Context //nolint:containedctx // table of cases
+		ctx     context.Context // table of cases
 		version string
 		err     string
 	}{

@@ -19,7 +19,7 @@ import (
 	yaml "go.yaml.in/yaml/v4"
 )
 
-// Schematic is the requested image customization. The field order is the serialization order and therefore part
+// Schematic is the requested image customization. The field order is the serialisation order and therefore part
 // of the ID.
 type Schematic struct {
 	// Owner is set only by the Enterprise edition of the official service; Unmarshal rejects it.

@@ -53,8 +53,8 @@ func writeFileAtomic(path string, data []byte) (err error) {
 
 	defer func() {
 		if err != nil {
-			f.Close()           //nolint:errcheck,gosec // already failing
-			os.Remove(f.Name()) //nolint:errcheck,gosec // best effort
+			f.Close()           // already failing
+			os.Remove(f.Name()) // best effort
 		}
 	}()
 
@@ -88,7 +88,7 @@ func syncDir(dir string) error {
 		return err
 	}
 
-	defer d.Close() //nolint:errcheck // read-only handle
+	defer d.Close() // read-only handle
 
 	return d.Sync()
 }

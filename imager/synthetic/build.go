@@ -143,7 +143,7 @@ func lowestMinor(versions []string) (string, error) {
 			continue
 		}
 
-		cur, _ := parseVersion(low) //nolint:errcheck // built above from a valid version
+		cur, _ := parseVersion(low) // built above from a valid version
 		if sv.LT(cur) {
 			low = floor
 		}
@@ -157,7 +157,7 @@ func warmInitramfs(parts *Parts) {
 	var wg sync.WaitGroup
 
 	for _, arch := range Architectures {
-		wg.Go(func() { _, _ = initramfsBase(parts.File(arch, "busybox")) }) //nolint:errcheck // errors resurface at use
+		wg.Go(func() { _, _ = initramfsBase(parts.File(arch, "busybox")) }) // errors resurface at use
 	}
 
 	wg.Wait()

@@ -161,7 +161,7 @@ func TestBootInitramfs(t *testing.T) {
 
 	cmd.Stdout, cmd.Stderr = &out, &out
 
-	timer := time.AfterFunc(150*time.Second, func() { _ = cmd.Process.Kill() }) //nolint:errcheck // best effort
+	timer := time.AfterFunc(150*time.Second, func() { _ = cmd.Process.Kill() }) // best effort
 	defer timer.Stop()
 
 	require.NoError(t, cmd.Run(), out.String())

@@ -102,7 +102,7 @@ func LoadParts(dir string, logger *slog.Logger) (*Parts, error) {
 
 // StandInParts returns parts made only of stand-ins (Real() == false): small and quick, for tests that never boot.
 func StandInParts() *Parts {
-	p, _ := LoadParts(filepath.Join(os.TempDir(), "edgefactory-no-parts-here"), nil) //nolint:errcheck // no files: no error
+	p, _ := LoadParts(filepath.Join(os.TempDir(), "edgefactory-no-parts-here"), nil) // no files: no error
 
 	return p
 }

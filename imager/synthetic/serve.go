@@ -30,7 +30,7 @@ type Server struct {
 func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) {
 	opts, err := opts.complete()
 	if err != nil {
-		ln.Close() //nolint:errcheck,gosec // nothing to report beyond err
+		ln.Close() // nothing to report beyond err
 
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 
 	if opts.BlobDir != "" {
 		if err := os.MkdirAll(opts.BlobDir, 0o755); err != nil {
-			ln.Close() //nolint:errcheck,gosec // nothing to report beyond err
+			ln.Close() // nothing to report beyond err
 
 			return nil, fmt.Errorf("synthetic registry blobs: %w", err)
 		}
@@ -63,7 +63,7 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 	opts.Insecure = true
 
 	if s.Manifest, err = Push(ctx, s.Addr, opts); err != nil {
-		s.Close() //nolint:errcheck,gosec // the push error is the one to report
+		s.Close() // the push error is the one to report
 
 		return nil, fmt.Errorf("push synthetic release to %s: %w", s.Addr, err)
 	}

@@ -4,12 +4,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"io/fs"
 	"os"
 	"sync"
 	"time"
+
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Blob is an open, verified blob. It stays readable until Close even if it is deleted meanwhile, and it is never

@@ -3,7 +3,6 @@ package cas
 import (
 	"bytes"
 	"errors"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 )
 
 func TestRoundTrip(t *testing.T) {

@@ -62,7 +62,7 @@ func (s *Store) finishEviction(ev eviction) {
 func (s *Store) victimLocked(keep *entry, failed map[*entry]bool) *entry {
 	var oldest *entry
 	for el := s.lru.Back(); el != nil; el = el.Prev() {
-		e := el.Value.(*entry)
+		e := el.Value.(*entry) //nolint:forcetypeassert // s.lru holds only *entry
 		if e == keep || e.refs > 0 || failed[e] {
 			continue
 		}

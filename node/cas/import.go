@@ -4,10 +4,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"syscall"
+
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Import moves a finished file into the store and returns its digest and size. The file is hashed (and checked
@@ -65,7 +66,8 @@ func (s *Store) Import(path, expected string) (digest string, size int64, err er
 	if err == nil {
 		return digest, size, nil
 	}
-	f.Chmod(info.Mode().Perm()) // the source stays the caller's; give it back as it was
+	// The source stays the caller's: give it back as it was (best effort; the install error is the one to report).
+	_ = f.Chmod(info.Mode().Perm())
 	if errors.Is(err, syscall.EXDEV) {
 		return s.importCopy(f, path, digest, size)
 	}

@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Pins are a property of a digest, not of a file: a digest may be pinned before its blob arrives, and Delete or a

@@ -83,8 +83,8 @@ func whileHeld(t *testing.T, g *gate, slow, fast func() error) {
 	case err := <-fastDone:
 		require.NoError(t, err)
 		select {
-		case <-slowDone:
-			t.Fatal("the held operation finished early: the test proves nothing")
+		case err := <-slowDone:
+			t.Fatalf("the held operation finished early (err: %v): the test proves nothing", err)
 		default:
 		}
 	case <-time.After(blockedAfter):
@@ -181,7 +181,7 @@ func TestSlowDiskDoesNotBlockOpen(t *testing.T) {
 				flipByte(100)(t, s.blobPath(victim))
 				return func() error {
 					if err := s.Verify(victim); !errors.Is(err, ErrDigestMismatch) {
-						return fmt.Errorf("verify of a corrupt blob: %v", err)
+						return fmt.Errorf("verify of a corrupt blob: %w", err)
 					}
 					return nil
 				}

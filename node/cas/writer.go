@@ -3,12 +3,13 @@ package cas
 import (
 	"errors"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 )
 
 // Writer receives a blob's bytes into a temp file, hashing as it goes (on a goroutine of its own). Aligned 4 KiB

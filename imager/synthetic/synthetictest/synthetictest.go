@@ -15,7 +15,7 @@ import (
 func Start(t testing.TB, opts synthetic.Options) *synthetic.Server {
 	t.Helper()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("synthetictest: listen: %v", err)
 	}

@@ -2,8 +2,9 @@ package assets
 
 import (
 	"context"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"time"
+
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 )
 
 // What a node remembers about copies that went wrong: which members sent corrupt bytes of a blob (skipped as

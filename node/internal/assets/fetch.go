@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"io"
 	"slices"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/node/cas"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 

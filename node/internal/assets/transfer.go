@@ -247,7 +247,7 @@ func (t *transfer) releaseLocked() {
 		t.closed = true
 
 		if t.blob != nil {
-			t.blob.Close() //nolint:errcheck // read-only handle
+			t.blob.Close() // read-only handle
 		}
 	}
 }

@@ -61,7 +61,7 @@ func TestTransferStreams(t *testing.T) {
 			fed := make(chan error, 1)
 			srv := serveTransfer(t, tr)
 
-			resp, err := http.Get(srv.URL) //nolint:noctx // test
+			resp, err := http.Get(srv.URL)
 			require.NoError(t, err)
 
 			defer resp.Body.Close()

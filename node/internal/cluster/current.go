@@ -3,9 +3,10 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"sync"
 	"time"
+
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 )
 
 // currency tracks whether this member has applied the Raft log as far as the leader had committed when the member

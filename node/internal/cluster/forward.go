@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"time"
 
 	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -15,9 +15,9 @@ import (
 // means this node has lost its quorum).
 const WriteDeadline = 8 * time.Second
 
-// ApplyCommand commits cmd through Raft from any node (raftstore.Applier): on the leader directly, elsewhere forwarded over the peer API. It
-// returns after commit and after this node has applied the entry too, so the caller reads its own write. While no
-// leader is reachable it retries until WriteDeadline and then answers Unavailable (503).
+// ApplyCommand commits cmd through Raft from any node (raftstore.Applier): on the leader directly, elsewhere forwarded
+// over the peer API. It returns after commit and after this node has applied the entry too, so the caller reads its own
+// write. While no leader is reachable it retries until WriteDeadline and then answers Unavailable (503).
 func (c *Cluster) ApplyCommand(ctx context.Context, cmd raftstore.Command) (raftstore.Result, error) {
 	var res raftstore.Result
 

@@ -96,7 +96,7 @@ func splitIPPort(addr string, needPort bool) (string, int, error) {
 	if ip := net.ParseIP(host); ip != nil {
 		return ip.String(), port, nil
 	}
-	ips, err := net.LookupIP(host)
+	ips, err := net.LookupIP(host) //nolint:noctx // New takes no context: a lookup at startup, bounded by the resolver
 	if err != nil || len(ips) == 0 {
 		return "", 0, fmt.Errorf("resolve %s: %w", host, errors.Join(err, errors.New("no address")))
 	}

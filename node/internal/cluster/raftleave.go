@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"slices"
 	"time"
 
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 

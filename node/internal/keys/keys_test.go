@@ -12,8 +12,8 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// TestKeyRingUnreadableKeys: stored secure-boot (or cosign) keys that do not parse (an incompatible version wrote them) make
-// the leader's key duty fail with an error saying so, every round, instead of generating a 4096-bit key each round
+// TestKeyRingUnreadableKeys: stored secure-boot (or cosign) keys that do not parse (an incompatible version wrote them)
+// make the leader's key duty fail with an error saying so, every round, instead of generating a 4096-bit key each round
 // that can never win (the stored keys do) and reporting a write conflict.
 func TestKeyRingUnreadableKeys(t *testing.T) {
 	dir := t.TempDir()

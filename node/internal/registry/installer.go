@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"io"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/imager/recipe"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 

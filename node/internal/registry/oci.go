@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	digests "github.com/edgefactory/edgefactory/internal/digest"
-	"github.com/edgefactory/edgefactory/node/internal/assets"
-	"github.com/edgefactory/edgefactory/node/internal/catalog"
 	"io"
 	"net/http"
 	"strings"
@@ -17,6 +14,9 @@ import (
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/imager/recipe"
+	digests "github.com/edgefactory/edgefactory/internal/digest"
+	"github.com/edgefactory/edgefactory/node/internal/assets"
+	"github.com/edgefactory/edgefactory/node/internal/catalog"
 )
 
 // Installer images (docs/api.md §5): an OCI index of the amd64 and arm64 installer tarballs the asset service builds

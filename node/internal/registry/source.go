@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/edgefactory/edgefactory/node/internal/cluster"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/oci"
+	"github.com/edgefactory/edgefactory/node/internal/cluster"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
