@@ -24,9 +24,7 @@ func TestReadmeCluster(t *testing.T) {
 	blocks := readmeBlocks(t, "### A cluster")
 	require.Len(t, blocks, 1, "the cluster section has one block of commands")
 
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "bin"), 0o755))
-	require.NoError(t, os.Symlink(Binary(t), filepath.Join(dir, "bin", "edgefactory")))
+	dir := readmeDir(t)
 	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -79,4 +77,16 @@ func TestReadmeCluster(t *testing.T) {
 	for _, name := range []string{"n1", "n2", "n3"} {
 		assert.Contains(t, text, name, "status names %s", name)
 	}
+}
+
+// readmeDir is a directory of its own for README commands that name bin/edgefactory: bin/ holds a link to the
+// binary the tests built.
+func readmeDir(t *testing.T) string {
+	t.Helper()
+
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "bin"), 0o755))
+	require.NoError(t, os.Symlink(Binary(t), filepath.Join(dir, "bin", "edgefactory")))
+
+	return dir
 }

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,9 +20,7 @@ func TestReadmeInspect(t *testing.T) {
 	require.Len(t, blocks, 1, "the section has one block of commands")
 
 	dev := StartDev(t)
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "bin"), 0o755))
-	require.NoError(t, os.Symlink(Binary(t), filepath.Join(dir, "bin", "edgefactory")))
+	dir := readmeDir(t)
 
 	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", dev.Rewrite(blocks[0]))
 	cmd.Dir = dir

@@ -337,15 +337,7 @@ func peRanges(f *pe.File) []peRange {
 		}
 	}
 
-	var dd []pe.DataDirectory
-
-	switch oh := f.OptionalHeader.(type) {
-	case *pe.OptionalHeader64:
-		dd = oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)]
-	case *pe.OptionalHeader32:
-		dd = oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)]
-	}
-
+	dd, _ := dataDirectories(f)
 	if len(dd) > pe.IMAGE_DIRECTORY_ENTRY_SECURITY && dd[pe.IMAGE_DIRECTORY_ENTRY_SECURITY].Size >= 8 {
 		ranges = append(ranges, peRange{what: "WIN_CERTIFICATE header", off: int64(dd[pe.IMAGE_DIRECTORY_ENTRY_SECURITY].VirtualAddress), n: 8})
 	}

@@ -241,16 +241,23 @@ func profileField(text, key string) string {
 	return ""
 }
 
-// authenticode returns the size of the security directory after checking its WIN_CERTIFICATE header.
-func authenticode(r io.ReaderAt, f *pe.File) (uint32, error) {
-	var dd []pe.DataDirectory
-
+// dataDirectories is the PE optional header's data directory table (as many entries as it says it has, 16 at most);
+// false when the file has no optional header.
+func dataDirectories(f *pe.File) ([]pe.DataDirectory, bool) {
 	switch oh := f.OptionalHeader.(type) {
 	case *pe.OptionalHeader64:
-		dd = oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)]
+		return oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)], true
 	case *pe.OptionalHeader32:
-		dd = oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)]
-	default:
+		return oh.DataDirectory[:min(oh.NumberOfRvaAndSizes, 16)], true
+	}
+
+	return nil, false
+}
+
+// authenticode returns the size of the security directory after checking its WIN_CERTIFICATE header.
+func authenticode(r io.ReaderAt, f *pe.File) (uint32, error) {
+	dd, ok := dataDirectories(f)
+	if !ok {
 		return 0, malformed("pe: no optional header")
 	}
 

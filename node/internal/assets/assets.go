@@ -245,17 +245,9 @@ func (s *Service) buildHere(ctx context.Context, r recipe.Recipe, recorded bool)
 		return s.build(ctx, r)
 	})
 
-	var rec raftstore.AssetRecord
-
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-
-		rec = res.Val.(raftstore.AssetRecord) //nolint:forcetypeassert // build returns records
+	rec, err := await[raftstore.AssetRecord](ctx, ch)
+	if err != nil {
+		return nil, err
 	}
 
 	a, err := s.local(rec)

@@ -51,6 +51,9 @@ func (s *Service) Blob(ctx context.Context, d string) (frontends.Asset, error) {
 	return nil, fmt.Errorf("%w: %s", ErrUnknownBlob, d)
 }
 
+// Drop deletes a blob this member stores that nothing records (what a refused import brought).
+func (s *Service) Drop(d string) error { return s.cas.Delete(d) }
+
 // Has reports whether this member stores digest.
 func (s *Service) Has(d string) bool { return s.cas.Has(d) }
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/node/cas"
@@ -23,15 +25,33 @@ func (s *Service) fromHolders(ctx context.Context, r recipe.Recipe) (frontends.A
 		return s.askHolders(context.WithoutCancel(ctx), r)
 	})
 
+	t, err := await[*transfer](ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+
+	return s.attach(ctx, t)
+}
+
+// await waits for the result of a single flight this request joined, or for the request to end (the flight goes
+// on for the others).
+func await[T any](ctx context.Context, ch <-chan singleflight.Result) (T, error) {
+	var zero T
+
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, res.Err
+			return zero, res.Err
 		}
 
-		return s.attach(ctx, res.Val.(*transfer)) //nolint:forcetypeassert // askHolders returns transfers
+		v, ok := res.Val.(T)
+		if !ok {
+			return zero, fmt.Errorf("single flight returned %T, not %T", res.Val, zero)
+		}
+
+		return v, nil
 	}
 }
 
@@ -409,11 +429,33 @@ func (s *Service) Prefetch(rec raftstore.AssetRecord, from []string) {
 		return
 	}
 
+	s.fetch(rec, s.withSources(rec, from))
+}
+
+// Keep copies rec's blob here, from the members listed first, unless it is here already, and returns once it is
+// stored and verified.
+func (s *Service) Keep(ctx context.Context, rec raftstore.AssetRecord, from []string) error {
+	if s.cas.Has(rec.Digest) {
+		return nil
+	}
+
+	t := s.fetch(rec, s.withSources(rec, from))
+	if t == nil {
+		return fmt.Errorf("keep %s: no member to copy it from", rec.Digest)
+	}
+
+	return t.stored(ctx)
+}
+
+// withSources is from followed by the other members that may hold rec's blob.
+func (s *Service) withSources(rec raftstore.AssetRecord, from []string) []string {
+	from = slices.Clone(from)
+
 	for _, name := range s.sources(rec.Key, rec) {
 		if !slices.Contains(from, name) {
 			from = append(from, name)
 		}
 	}
 
-	s.fetch(rec, from)
+	return from
 }
