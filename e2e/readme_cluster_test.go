@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,47 +24,7 @@ func TestReadmeCluster(t *testing.T) {
 	dir := readmeDir(t)
 	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
 
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-
-	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", blocks[0])
-	cmd.Dir = dir
-	// Its own process group, so the members it leaves running in the background are stopped with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-
-	// A file, not a pipe: the members it leaves running keep their output open after the script ends.
-	out, err := os.Create(filepath.Join(dir, "output"))
-	require.NoError(t, err)
-
-	defer out.Close()
-
-	cmd.Stdout, cmd.Stderr = out, out
-
-	// The members and the registry stop as on SIGTERM (a member leaves the cluster); the test waits for them, so
-	// their ports are free for whatever runs next.
-	t.Cleanup(func() {
-		if cmd.Process == nil {
-			return
-		}
-
-		group := -cmd.Process.Pid
-		syscall.Kill(group, syscall.SIGTERM) //nolint:errcheck // already gone is fine
-
-		for deadline := time.Now().Add(20 * time.Second); syscall.Kill(group, 0) == nil; {
-			if time.Now().After(deadline) {
-				syscall.Kill(group, syscall.SIGKILL) //nolint:errcheck // idem
-
-				break
-			}
-
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-
-	err = cmd.Run()
-	raw, _ := os.ReadFile(out.Name())
-	text := string(raw)
+	text, err := runReadmeBlock(t, dir, blocks[0], 3*time.Minute)
 	require.NoError(t, err, "the README's cluster example failed:\n%s", text)
 
 	assert.Contains(t, text, "ring v")

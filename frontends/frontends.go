@@ -60,6 +60,13 @@ type Talosctl interface {
 	TalosctlFile(ctx context.Context, version, name string) (Asset, error)
 }
 
+// Mirrors points Talos machines at the cluster's registry.
+type Mirrors interface {
+	// RegistryMirrorPatch is the machine-configuration patch (YAML) that makes machines of a Talos version pull
+	// that version's images from the cluster; NotFound when no image of the cluster serves that version.
+	RegistryMirrorPatch(ctx context.Context, version string) ([]byte, error)
+}
+
 // Asset is one stored, verified boot asset. Every frontend serves it through this one shape.
 type Asset interface {
 	// Content reads the bytes; it is an *os.File where possible so the kernel can send it (sendfile).

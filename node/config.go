@@ -1,6 +1,9 @@
 package node
 
 import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/node/internal/keys"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
+	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"github.com/edgefactory/edgefactory/ring"
 )
 
@@ -83,6 +87,10 @@ type Config struct {
 	CosignKey string
 	// SecureBootKeyBits is the size of a generated UKI signing key (4096; tests use 2048).
 	SecureBootKeyBits int
+	// InputPublicKeys are PEM public keys the cosign signatures of release inputs must verify with (imported bundles
+	// are checked against them). InputVerifyOff accepts unsigned inputs: for labs only, and warned at every start.
+	InputPublicKeys [][]byte
+	InputVerifyOff  bool
 
 	// Version is this build's version string.
 	Version string
@@ -106,9 +114,13 @@ type tuning struct {
 	raftBackoff bool
 }
 
+// ClusterUpstream as the upstream registry makes the cluster its own upstream: release inputs come from the images
+// air-gap bundles brought (edgefactory import), and no member reads from outside the cluster.
+const ClusterUpstream = "cluster"
+
 // Upstream names the registry the release inputs are read from.
 type Upstream struct {
-	Registry  string
+	Registry  string // a registry host[:port], or ClusterUpstream
 	Namespace string
 	// Insecure selects plain HTTP.
 	Insecure bool
@@ -117,6 +129,9 @@ type Upstream struct {
 	// Broken versions are hidden and refused.
 	Broken []string
 }
+
+// Cluster reports whether the cluster is its own upstream.
+func (u Upstream) Cluster() bool { return u.Registry == ClusterUpstream }
 
 // normalizeVersions checks the minimum and broken versions and spells them in full (v1.9 means v1.9.0), so the
 // listing and the catalog read them alike; a version that does not parse is a mistake to report, not to ignore.
@@ -261,6 +276,12 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("secure-boot key, certificate and PCR key files must be given together"))
 	}
 
+	for i, raw := range c.InputPublicKeys {
+		if _, err := parsePublicKey(raw); err != nil {
+			errs = append(errs, fmt.Errorf("input public key %d: %w", i+1, err))
+		}
+	}
+
 	if c.BuildConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("build concurrency must be at least 1, got %d", c.BuildConcurrency))
 	}
@@ -308,4 +329,28 @@ func (c Config) peerSilence() time.Duration {
 	}
 
 	return peer.SilenceTimeout
+}
+
+// parsePublicKey reads a PEM (PKIX) public key, the form `cosign generate-key-pair` and `edgefactory synthetic
+// public-key` write.
+func parsePublicKey(raw []byte) (crypto.PublicKey, error) {
+	block, _ := pem.Decode(raw)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("not a PEM public key (-----BEGIN PUBLIC KEY-----)")
+	}
+
+	return x509.ParsePKIXPublicKey(block.Bytes)
+}
+
+// trust is how imported images are checked, as configured (validate checked the keys parse).
+func (c Config) trust() registry.Trust {
+	t := registry.Trust{Off: c.InputVerifyOff}
+
+	for _, raw := range c.InputPublicKeys {
+		if key, err := parsePublicKey(raw); err == nil {
+			t.Keys = append(t.Keys, key)
+		}
+	}
+
+	return t
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
+	"github.com/edgefactory/edgefactory/frontends/imports"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
 	"github.com/edgefactory/edgefactory/imager"
@@ -104,6 +105,11 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
 		peers: peer.NewClient(cfg.ClusterSecret, cfg.peerSilence())}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	if cfg.InputVerifyOff {
+		n.log.Warn("input verification is off (--input-verify=off): imported images are accepted unsigned; for labs " +
+			"only")
+	}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
 
@@ -206,6 +212,12 @@ func (n *Node) open() error {
 		Broken:     cfg.Upstream.Broken,
 	}
 
+	if cfg.Upstream.Cluster() {
+		// The cluster is its own upstream: the catalog and the release inputs are read from this member's own
+		// /v2/siderolabs/… (which serves the images a bundle brought), over loopback: nothing leaves the cluster.
+		src.Registry, src.Insecure = loopback(n.ln.Addr().String()), true
+	}
+
 	if n.keys, err = keys.NewSecureBoot(store, cfg.SecureBoot, cfg.SecureBootKeyBits, n.log.With("component", "keys")); err != nil {
 		return err
 	}
@@ -255,8 +267,9 @@ func (n *Node) open() error {
 
 	n.registry = registry.New(registry.Config{
 		Self: cfg.NodeName, Store: store, Leader: n.cluster, Assets: n.assets, Planner: n.catalog, Cosign: n.cosign,
-		Upstream: registry.Upstream{Registry: cfg.Upstream.Registry, Namespace: cfg.Upstream.Namespace,
-			Insecure: cfg.Upstream.Insecure},
+		Upstream: registry.Upstream{Registry: src.Registry, Namespace: src.Namespace, Insecure: src.Insecure,
+			Cluster: cfg.Upstream.Cluster()},
+		Members: n.cluster, Peers: n.peers, Replicas: cfg.Replicas, Trust: cfg.trust(),
 		Background: n.ctx, Logger: n.log.With("component", "registry"),
 	})
 
@@ -308,6 +321,24 @@ func (n *Node) closeState() {
 	}
 }
 
+// loopback is the address this host reaches a listener at without leaving it: a wildcard address becomes the
+// loopback address of its family.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+
+	return net.JoinHostPort(host, port)
+}
+
 // advertisable turns a listener address into one a client can dial (0.0.0.0 and :: become the host name).
 func advertisable(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
@@ -325,7 +356,7 @@ func advertisable(addr string) string {
 }
 
 func (n *Node) router() http.Handler {
-	a := &api.API{Schematics: n, Catalog: n.catalog, Assets: n, Talosctl: n, Health: n, Logger: n.log,
+	a := &api.API{Schematics: n, Catalog: n.catalog, Assets: n, Talosctl: n, Health: n, Mirrors: n, Logger: n.log,
 		ExternalURL: n.cfg.ExternalURL}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
 	peers := peer.NewServer(peer.ServerConfig{
@@ -333,12 +364,13 @@ func (n *Node) router() http.Handler {
 		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
 	})
 	registryAPI := &oci.OCI{Registry: n.registry, Schematics: n, Logger: n.log}
+	importAPI := &imports.API{Importer: n.registry, Secret: n.cfg.ClusterSecret, Logger: n.log}
 
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, registryAPI.Mount, peers.Mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})

@@ -62,6 +62,11 @@ func (p peerAssets) ForPeer(ctx context.Context, req peer.AssetRequest) (fronten
 	return a, rec, nil
 }
 
+// Keep copies rec's bytes here and waits until they are stored (an importing member spreading a bundle's blobs).
+func (p peerAssets) Keep(ctx context.Context, rec raftstore.AssetRecord, from []string) error {
+	return p.n.assets.Keep(ctx, rec, from)
+}
+
 // Prefetch keeps a copy of rec's bytes a builder pushed to this holder.
 func (p peerAssets) Prefetch(rec raftstore.AssetRecord, from []string) {
 	p.n.assets.Prefetch(rec, from)

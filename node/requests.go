@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/edgefactory/edgefactory/node/internal/catalog"
+
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 )
@@ -90,4 +92,23 @@ func (n *Node) TalosctlFile(ctx context.Context, version, name string) (frontend
 // TalosctlFiles lists the talosctl binaries of a version (frontends.Talosctl).
 func (n *Node) TalosctlFiles(ctx context.Context, version string) ([]string, error) {
 	return n.catalog.TalosctlFiles(ctx, version)
+}
+
+// RegistryMirrorPatch points machines of a Talos version at the members for the registries of that version's
+// imported images (frontends.Mirrors). The version is checked as the catalog routes check it.
+func (n *Node) RegistryMirrorPatch(ctx context.Context, version string) ([]byte, error) {
+	v, err := catalog.ParseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+
+	var endpoints []string
+
+	for _, m := range n.cluster.Members() {
+		if u, ok := n.cluster.URL(m); ok {
+			endpoints = append(endpoints, u)
+		}
+	}
+
+	return n.registry.MirrorPatch(ctx, "v"+v.String(), endpoints)
 }

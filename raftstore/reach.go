@@ -19,7 +19,7 @@ import (
 // that comes back waits anywhere from nothing to ten seconds for the log, depending on where the back-off stood.
 // raft offers no way to reset it, but every try goes through the transport, so the transport decides: a call to an
 // unreachable follower is held, rather than failed, until a TCP connect to the follower's Raft port succeeds (tried
-// every probeInterval), and then sent. raft sees one slow call instead of a string of failures, never backs off,
+// at once, then every probeInterval), and then sent. raft sees one slow call instead of a string of failures, never backs off,
 // and reaches a returning member within a probe interval. raft's own error line for every failed heartbeat (one
 // every half second) gives way to one line when a member goes, one a minute while it stays away and one when it
 // answers again.
@@ -58,7 +58,9 @@ type reach struct {
 	downSince time.Time     // zero while the last call answered
 	probed    chan struct{} // while down: closed once a probe connects
 	probing   bool
+	said      bool      // a line said it went (a call that failed once, its port answering, is not worth one)
 	reported  time.Time // the last line said about it while down
+	lastErr   error     // why the last call failed
 }
 
 func newReachTransport(hold bool, inner *raft.NetworkTransport, log *slog.Logger) *reachTransport {
@@ -181,9 +183,11 @@ func (t *reachTransport) answered(id raft.ServerID) {
 	if p == nil || p.downSince.IsZero() {
 		return
 	}
-	t.log.Info("raft: member answers again; sending it the log", "member", id,
-		"down_for", time.Since(p.downSince).Round(time.Millisecond))
-	p.downSince = time.Time{}
+	if p.said {
+		t.log.Info("raft: member answers again; sending it the log", "member", id,
+			"down_for", time.Since(p.downSince).Round(time.Millisecond))
+	}
+	p.downSince, p.said = time.Time{}, false
 }
 
 // failed records a failed call to member id and, unless one runs, starts probing it.
@@ -196,10 +200,9 @@ func (t *reachTransport) failed(id raft.ServerID, target raft.ServerAddress, err
 		t.peers[id] = p
 	}
 	if p.downSince.IsZero() {
-		p.downSince, p.reported = time.Now(), time.Now()
-		t.log.Warn("raft: member unreachable; the log goes to it as soon as it answers again", "member", id,
-			"addr", target, "error", err)
+		p.downSince = time.Now()
 	}
+	p.lastErr = err
 	if !p.probing {
 		p.probing, p.probed = true, make(chan struct{})
 		go t.probe(id, target, p)
@@ -213,11 +216,13 @@ func (t *reachTransport) probe(id raft.ServerID, target raft.ServerAddress, p *r
 	dialer := net.Dialer{Timeout: probeTimeout}
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
-	for {
-		select {
-		case <-t.closing:
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first { // the first probe goes at once: most failed calls are a connection that broke, not a member gone
+			select {
+			case <-t.closing:
+				return
+			case <-tick.C:
+			}
 		}
 		if !t.isWanted(0, id, target) {
 			t.mu.Lock()
@@ -237,7 +242,12 @@ func (t *reachTransport) probe(id raft.ServerID, target raft.ServerAddress, p *r
 			t.mu.Unlock()
 			return
 		}
-		if since := time.Since(p.reported); since >= stillDownEvery {
+		switch {
+		case !p.said:
+			p.said, p.reported = true, time.Now()
+			t.log.Warn("raft: member unreachable; the log goes to it as soon as it answers again", "member", id,
+				"addr", target, "error", p.lastErr)
+		case time.Since(p.reported) >= stillDownEvery:
 			p.reported = time.Now()
 			t.log.Warn("raft: member still unreachable", "member", id, "addr", target,
 				"down_for", time.Since(p.downSince).Round(time.Second), "error", err)

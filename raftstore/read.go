@@ -110,6 +110,22 @@ func (s *Store) Setting(key string) ([]byte, bool, error) {
 	return s.get(bucketSettings, []byte(key))
 }
 
+// Settings returns every cluster setting whose key starts with prefix, by key.
+func (s *Store) Settings(prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.fsm.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketSettings).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			out[string(k)] = nonNil(bytes.Clone(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read settings %s*: %w", prefix, err)
+	}
+	return out, nil
+}
+
 func (s *Store) get(bucket, key []byte) ([]byte, bool, error) {
 	var out []byte
 	var found bool

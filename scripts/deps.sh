@@ -41,6 +41,8 @@ HOST_PACKAGES=(
 	qemu-system-x86 ovmf ipxe-qemu
 	# registry tooling for tests; the benchmarks' baseline web server and load generator
 	skopeo nginx-light wrk
+	# the netns suite: namespaces, and counting every connection that leaves an air-gapped cluster
+	iproute2 nftables curl
 	# this script's own needs on a minimal system
 	debian-archive-keyring gzip
 )

@@ -47,7 +47,7 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.DeadMemberGrace, "dead-member-grace", cfg.DeadMemberGrace,
 		"how long a member may be dead before the leader removes it from Raft")
 	fs.StringVar(&cfg.Upstream.Registry, "upstream-registry", cfg.Upstream.Registry,
-		"registry holding Talos release images (a local mirror when air-gapped)")
+		"registry holding Talos release images (a local mirror), or cluster: the images brought by edgefactory import")
 	fs.StringVar(&cfg.Upstream.Namespace, "upstream-namespace", cfg.Upstream.Namespace,
 		"repository namespace of the release images")
 	fs.BoolVar(&cfg.Upstream.Insecure, "upstream-insecure", cfg.Upstream.Insecure,
@@ -71,6 +71,53 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.SecureBoot.PCRKey, "pcr-key", cfg.SecureBoot.PCRKey, "PCR signing key, PKCS#1 PEM")
 	fs.StringVar(&cfg.CosignKey, "cosign-key", cfg.CosignKey,
 		"ECDSA private key (PEM) installer images are signed with (default: generated once per cluster)")
+	fs.Var((*pemFiles)(&cfg.InputPublicKeys), "input-public-key",
+		"PEM public key the cosign signatures of release inputs must verify with (repeatable)")
+	fs.Var((*onOff)(&cfg.InputVerifyOff), "input-verify",
+		"on: refuse release inputs whose signatures do not verify; off: accept them (labs only, warned)")
+}
+
+// pemFiles is a repeatable flag reading a PEM file per value.
+type pemFiles [][]byte
+
+func (p *pemFiles) String() string { return fmt.Sprintf("%d keys", len(*p)) }
+func (p *pemFiles) Type() string   { return "file" }
+
+func (p *pemFiles) Set(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+
+	*p = append(*p, raw)
+
+	return nil
+}
+
+// onOff is a flag spelled on or off that holds whether it is off.
+type onOff bool
+
+func (o *onOff) String() string {
+	if *o {
+		return "off"
+	}
+
+	return "on"
+}
+
+func (o *onOff) Type() string { return "on|off" }
+
+func (o *onOff) Set(s string) error {
+	switch s {
+	case "on":
+		*o = false
+	case "off":
+		*o = true
+	default:
+		return fmt.Errorf("want on or off, got %q", s)
+	}
+
+	return nil
 }
 
 // byteSize is a flag holding a size in bytes written with units ("50GiB", "200 MB", "0").

@@ -57,6 +57,8 @@ func newDevCmd() *cobra.Command {
 
 			cfg.Upstream.Registry = upstream
 			cfg.Upstream.Insecure = true
+			// The synthetic release is signed with its lab key: dev trusts it, as a site trusts Sidero's.
+			cfg.InputPublicKeys = append(cfg.InputPublicKeys, synthetic.PublicKeyPEM())
 
 			n, err := node.New(cfg)
 			if err != nil {

@@ -40,6 +40,7 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd(), newStatusCmd(), newInspectCmd())
+	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd())
 
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edgefactory:", err)

@@ -42,14 +42,14 @@ func (f *syntheticFlags) options(logger *slog.Logger) (synthetic.Options, error)
 }
 
 // newSyntheticCmd is `edgefactory synthetic`: publish the synthetic Talos release (what tests and labs use instead
-// of ghcr.io) to a registry, or serve it from an in-process registry.
+// of ghcr.io) to a registry, serve it from an in-process registry, or print the public key it is signed with.
 func newSyntheticCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "synthetic",
 		Short: "Publish a synthetic Talos release (Debian kernel, busybox init) with the layout of the real one",
 	}
 
-	cmd.AddCommand(newSyntheticPushCmd(), newSyntheticServeCmd())
+	cmd.AddCommand(newSyntheticPushCmd(), newSyntheticServeCmd(), newSyntheticPublicKeyCmd())
 
 	return cmd
 }
@@ -135,4 +135,20 @@ func newSyntheticServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:5000", "`HOST:PORT` to serve the registry on")
 
 	return cmd
+}
+
+// newSyntheticPublicKeyCmd is `edgefactory synthetic public-key`: the PEM public key every image of the synthetic
+// release is signed with (cosign, legacy tag scheme), for `cosign verify --key` and for trusting the release as an
+// input. It is a fixed, public lab key: trust it only where the synthetic release is the input.
+func newSyntheticPublicKeyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "public-key",
+		Short: "Print the public key (PEM) the synthetic release is signed with: a public lab key, for labs and tests only",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := cmd.OutOrStdout().Write(synthetic.PublicKeyPEM())
+
+			return err
+		},
+	}
 }

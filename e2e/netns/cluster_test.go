@@ -44,9 +44,9 @@ func requireRealParts(t testing.TB) string {
 	return parts.Dir()
 }
 
-// startIn runs the edgefactory binary with args in namespace i until the test ends; its logs are shown (the last
-// lines) if the test fails.
-func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) {
+// startIn runs the edgefactory binary with args in namespace i until the test ends (or the test kills the process
+// it returns); its logs are shown (the last lines) if the test fails.
+func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) *os.Process {
 	t.Helper()
 
 	logs := &e2e.SyncBuffer{}
@@ -75,6 +75,8 @@ func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) {
 			t.Logf("---- %s logs (last 150 lines) ----\n%s", label, tail(logs.String(), 150))
 		}
 	})
+
+	return cmd.Process
 }
 
 func tail(s string, n int) string {
@@ -88,8 +90,9 @@ func tail(s string, n int) string {
 
 // cluster is three nodes started on a lab, as the test reaches them (through their management links).
 type cluster struct {
-	lab  *Lab
-	urls map[int]string // node index → http://<mgmt IP>:8080
+	lab   *Lab
+	urls  map[int]string      // node index → http://<mgmt IP>:8080
+	procs map[int]*os.Process // node index → its process
 }
 
 // startCluster runs the synthetic upstream in the bridge namespace and one node per node namespace (with extraArgs
@@ -97,16 +100,31 @@ type cluster struct {
 func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) *cluster {
 	t.Helper()
 
+	startIn(t, lab, 0, "upstream", "synthetic", "serve",
+		"--listen", fmt.Sprintf("0.0.0.0:%d", upstreamPort), "--parts", partsDir)
+	waitOK(t, fmt.Sprintf("http://%s:%d/v2/", MgmtIP(0), upstreamPort), 60*time.Second, "synthetic upstream")
+
+	upstream := []string{"--upstream-registry", fmt.Sprintf("%s:%d", bridgeIP, upstreamPort), "--upstream-insecure"}
+	c := startNodes(t, lab, append(upstream, extraArgs...)...)
+
+	for i := 1; i <= lab.n; i++ {
+		waitOK(t, c.urls[i]+"/readyz", 60*time.Second, NodeNS(i))
+	}
+
+	return c
+}
+
+// startNodes runs one node per node namespace, with args added to each node's flags, and waits until every node
+// answers /healthz.
+func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
+	t.Helper()
+
 	root := e2e.RepoRoot(t)
 	if os.Getenv("EDGEFACTORY_MKSQUASHFS") == "" {
 		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(root, "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
 	}
 
-	startIn(t, lab, 0, "upstream", "synthetic", "serve",
-		"--listen", fmt.Sprintf("0.0.0.0:%d", upstreamPort), "--parts", partsDir)
-	waitOK(t, fmt.Sprintf("http://%s:%d/v2/", MgmtIP(0), upstreamPort), 60*time.Second, "synthetic upstream")
-
-	c := &cluster{lab: lab, urls: map[int]string{}}
+	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}}
 
 	for i := 1; i <= lab.n; i++ {
 		var seeds []string
@@ -117,7 +135,7 @@ func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) 
 			}
 		}
 
-		args := []string{"serve",
+		flags := []string{"serve",
 			"--node-name", NodeNS(i),
 			"--listen", fmt.Sprintf("0.0.0.0:%d", httpPort),
 			"--external-url", fmt.Sprintf("http://%s:%d", NodeIP(i), httpPort),
@@ -127,16 +145,14 @@ func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) 
 			"--bootstrap-expect", fmt.Sprint(lab.n),
 			"--cluster-secret", clusterSecret,
 			"--data", t.TempDir(),
-			"--upstream-registry", fmt.Sprintf("%s:%d", bridgeIP, upstreamPort),
-			"--upstream-insecure",
 			"--dead-member-grace", deadMemberGrace,
 			"--log-level", "info"}
-		startIn(t, lab, i, NodeNS(i), append(args, extraArgs...)...)
+		c.procs[i] = startIn(t, lab, i, NodeNS(i), append(flags, args...)...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)
 	}
 
 	for i := 1; i <= lab.n; i++ {
-		waitOK(t, c.urls[i]+"/readyz", 60*time.Second, NodeNS(i))
+		waitOK(t, c.urls[i]+"/healthz", 60*time.Second, NodeNS(i))
 	}
 
 	return c

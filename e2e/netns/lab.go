@@ -8,6 +8,7 @@
 package netns
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -205,4 +206,75 @@ func killNamespace(ns string) {
 	if len(pids) > 0 {
 		time.Sleep(200 * time.Millisecond) // let the kernel release their sockets before the namespace goes
 	}
+}
+
+// CountEgress makes node i count (nftables, in its namespace) every connection it opens to anything but its peers
+// on the bridge and itself: what leaves the cluster. Egress reads the count; calling CountEgress again starts it
+// from zero.
+func (l *Lab) CountEgress(i int) {
+	l.t.Helper()
+
+	var peers []string
+	for j := 1; j <= l.n; j++ {
+		peers = append(peers, NodeIP(j))
+	}
+
+	ruleset := fmt.Sprintf(`table inet ef_egress {}
+delete table inet ef_egress
+table inet ef_egress {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		ct state new ip daddr != { 127.0.0.0/8, %s } counter
+		ct state new ip6 daddr != ::1 counter
+	}
+}
+`, strings.Join(peers, ", "))
+
+	cmd := exec.CommandContext(l.t.Context(), "ip", "netns", "exec", NodeNS(i), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(ruleset)
+	out, err := cmd.CombinedOutput()
+	require.NoError(l.t, err, "nft in %s: %s", NodeNS(i), out)
+}
+
+// Egress is how many connections node i opened to anything but its peers since CountEgress, with nftables' own
+// listing of the rules (packets counted per rule) for the test's message.
+func (l *Lab) Egress(i int) (int, string) {
+	l.t.Helper()
+
+	out, err := exec.CommandContext(l.t.Context(), "ip", "netns", "exec", NodeNS(i), "nft", "-j", "list", "table",
+		"inet", "ef_egress").CombinedOutput()
+	require.NoError(l.t, err, "nft list in %s: %s", NodeNS(i), out)
+
+	var listing struct {
+		Nftables []struct {
+			Rule *struct {
+				Expr []struct {
+					Counter *struct {
+						Packets int `json:"packets"`
+					} `json:"counter"`
+				} `json:"expr"`
+			} `json:"rule"`
+		} `json:"nftables"`
+	}
+
+	require.NoError(l.t, json.Unmarshal(out, &listing), "nft's JSON: %s", out)
+
+	total := 0
+
+	for _, item := range listing.Nftables {
+		if item.Rule == nil {
+			continue
+		}
+
+		for _, e := range item.Rule.Expr {
+			if e.Counter != nil {
+				total += e.Counter.Packets
+			}
+		}
+	}
+
+	text, _ := exec.CommandContext(l.t.Context(), "ip", "netns", "exec", NodeNS(i), "nft", "list", "table", "inet",
+		"ef_egress").CombinedOutput()
+
+	return total, string(text)
 }

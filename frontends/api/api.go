@@ -29,6 +29,7 @@ type API struct {
 	Assets     frontends.Assets
 	Talosctl   frontends.Talosctl
 	Health     frontends.Health
+	Mirrors    frontends.Mirrors // nil: no registry mirror patches
 	Logger     *slog.Logger
 	// ExternalURL is the base of the absolute URLs the API hands out (the talosctl listing), e.g.
 	// "http://factory.site.example:8080", without a trailing slash.
@@ -54,6 +55,32 @@ func (a *API) Mount(r chi.Router) {
 	r.Get("/secureboot/signing-cert.pem", a.secureBootCert)
 	r.Get("/talosctl/{version}", a.talosctlList)
 	r.Get("/talosctl/{version}/{path}", a.talosctlFile)
+
+	if a.Mirrors != nil {
+		r.Get("/talos/registry-mirrors.yaml", a.registryMirrors)
+	}
+}
+
+// registryMirrors answers the machine-configuration patch pointing machines of ?version= at the cluster's
+// registry (RegistryMirrorConfig documents).
+func (a *API) registryMirrors(w http.ResponseWriter, r *http.Request) {
+	version := r.URL.Query().Get("version")
+	if version == "" {
+		frontends.WriteError(w, r, a.Logger, frontends.NewError(frontends.ClassInvalid,
+			"name the Talos version the machines run: /talos/registry-mirrors.yaml?version=v1.13.0", nil))
+
+		return
+	}
+
+	patch, err := a.Mirrors.RegistryMirrorPatch(r.Context(), version)
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(patch) //nolint:errcheck,gosec // the client hung up; G705: YAML built from records, served as YAML
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

@@ -43,6 +43,13 @@ type Registry interface {
 	SourceTags(ctx context.Context, repo string) ([]string, error)
 	// CosignPublicKey is the PEM public key installer image signatures verify with.
 	CosignPublicKey(ctx context.Context) ([]byte, error)
+	// ImageManifest, ImageBlob, ImageTags and ImageReferrers read an image the cluster holds under its full
+	// original name (imported from a bundle: registry.k8s.io/pause), from this member or the members that hold
+	// its blobs; never from outside the cluster.
+	ImageManifest(ctx context.Context, name, reference string) (Manifest, error)
+	ImageBlob(ctx context.Context, name, digest string) (frontends.Asset, error)
+	ImageTags(ctx context.Context, name string) ([]string, error)
+	ImageReferrers(ctx context.Context, name, digest string) ([]Descriptor, error)
 }
 
 // Descriptor is an OCI content descriptor (as listed by the referrers API).
@@ -94,7 +101,7 @@ func (o *OCI) publicKey(w http.ResponseWriter, r *http.Request) {
 func (o *OCI) route(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 
-	rt, err := Parse(chi.URLParam(r, "*"))
+	rt, err := ParseMirrored(chi.URLParam(r, "*"), r.URL.Query().Get("ns"))
 	if err != nil {
 		writeError(w, r, o.Logger, err)
 
@@ -102,6 +109,8 @@ func (o *OCI) route(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
+	case rt.Imported:
+		o.imported(w, r, rt)
 	case rt.Source:
 		o.source(w, r, rt)
 	default:
@@ -178,13 +187,48 @@ func (o *OCI) source(w http.ResponseWriter, r *http.Request, rt Route) {
 			return
 		}
 
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(struct { //nolint:errcheck,errchkjson // the client hung up
-			Name string   `json:"name"`
-			Tags []string `json:"tags"`
-		}{rt.Repository, tags})
+		serveTags(w, rt.Repository, tags)
 	case ResourceReferrers:
 		serveReferrers(w, r, nil)
+	}
+}
+
+// imported serves an image the cluster holds under its full name.
+func (o *OCI) imported(w http.ResponseWriter, r *http.Request, rt Route) {
+	ctx := r.Context()
+
+	switch rt.Resource {
+	case ResourceManifests:
+		m, err := o.Registry.ImageManifest(ctx, rt.Repository, rt.Reference)
+		if err != nil {
+			writeError(w, r, o.Logger, defaultCode(err, CodeManifestUnknown))
+
+			return
+		}
+
+		serveManifest(w, r, m)
+	case ResourceBlobs:
+		o.blob(w, r, rt.Reference, func() (frontends.Asset, error) {
+			return o.Registry.ImageBlob(ctx, rt.Repository, rt.Reference)
+		})
+	case ResourceTags:
+		tags, err := o.Registry.ImageTags(ctx, rt.Repository)
+		if err != nil {
+			writeError(w, r, o.Logger, defaultCode(err, CodeNameUnknown))
+
+			return
+		}
+
+		serveTags(w, rt.Repository, tags)
+	case ResourceReferrers:
+		refs, err := o.Registry.ImageReferrers(ctx, rt.Repository, rt.Reference)
+		if err != nil {
+			writeError(w, r, o.Logger, defaultCode(err, CodeManifestUnknown))
+
+			return
+		}
+
+		serveReferrers(w, r, refs)
 	}
 }
 
@@ -317,3 +361,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 }
 
 func trimSlashes(s string) string { return strings.Trim(s, "/") }
+
+// serveTags answers a tags/list request.
+func serveTags(w http.ResponseWriter, repository string, tags []string) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(struct { //nolint:errcheck,errchkjson // the client hung up
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{repository, tags})
+}

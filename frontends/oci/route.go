@@ -23,6 +23,10 @@ const (
 type Route struct {
 	// Source is true for the release's source images (siderolabs/<name…>).
 	Source bool
+	// Imported is true for an image the cluster holds under its full original name (registry.k8s.io/pause):
+	// the repository's first segment is a registry host, or the request named one (?ns=, the registry-mirror form
+	// containerd and Talos use). Repository is then the full name.
+	Imported bool
 	// Repository is the whole repository path; Image and Schematic split an installer repository.
 	Repository, Image, Schematic string
 	Resource                     Resource
@@ -33,11 +37,16 @@ type Route struct {
 // sourceNamespace is the first segment of source-image repositories.
 const sourceNamespace = "siderolabs"
 
-// Parse parses the part of a /v2 path after "/v2/" the way docs/api.md §5.1 describes: installer repositories are
-// exactly <image>/<schematic>; source repositories start with siderolabs/ and may be deeper. Anything else is
-// NAME_UNKNOWN (404); a malformed or unsupported digest (blob, referrers subject, or manifest reference) is
-// DIGEST_INVALID (400).
-func Parse(p string) (Route, error) {
+// Parse parses the part of a /v2 path after "/v2/" the way docs/api.md §5.1 describes: repositories whose first
+// segment is a registry host (it holds a dot or a colon, or is localhost) are imported images under their full
+// names; installer repositories are exactly <image>/<schematic> (an image name never holds a dot); source
+// repositories start with siderolabs/ and may be deeper. Anything else is NAME_UNKNOWN (404); a malformed or
+// unsupported digest (blob, referrers subject, or manifest reference) is DIGEST_INVALID (400).
+func Parse(p string) (Route, error) { return ParseMirrored(p, "") }
+
+// ParseMirrored is Parse for a request that may name the registry it mirrors (?ns=registry.k8s.io, as containerd
+// and Talos ask a registry mirror): with ns, the repository is an imported image's name within that registry.
+func ParseMirrored(p, ns string) (Route, error) {
 	seg := strings.Split(trimSlashes(p), "/")
 
 	var (
@@ -67,6 +76,16 @@ func Parse(p string) (Route, error) {
 	}
 
 	switch {
+	case ns != "":
+		if !isRegistryHost(ns) {
+			return rt, nameUnknown("ns %q is not a registry host", ns)
+		}
+
+		rt.Imported, rt.Repository = true, ns+"/"+rt.Repository
+	case isRegistryHost(repo[0]) && len(repo) >= 2:
+		rt.Imported = true
+	case isRegistryHost(repo[0]):
+		return rt, nameUnknown("repository %q names a registry and no image", rt.Repository)
 	case repo[0] == sourceNamespace && len(repo) >= 2:
 		rt.Source = true
 	case repo[0] == sourceNamespace:
@@ -90,6 +109,12 @@ func Parse(p string) (Route, error) {
 	}
 
 	return rt, nil
+}
+
+// isRegistryHost reports whether a repository's first segment names a registry, as Docker reads references: it
+// holds a dot or a colon, or is localhost.
+func isRegistryHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
 func nameUnknown(format string, args ...any) error {

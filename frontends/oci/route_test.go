@@ -30,6 +30,15 @@ func TestParse(t *testing.T) {
 		{"siderolabs/talosctl/tags/list", Route{Source: true, Repository: "siderolabs/talosctl", Resource: ResourceTags}},
 		{"siderolabs/a/b/blobs/" + digest, Route{Source: true, Repository: "siderolabs/a/b", Resource: ResourceBlobs,
 			Reference: digest}},
+		// Imported images under their full names: the first segment is a registry host.
+		{"registry.k8s.io/kube-apiserver/manifests/v1.35.0", Route{Imported: true,
+			Repository: "registry.k8s.io/kube-apiserver", Resource: ResourceManifests, Reference: "v1.35.0"}},
+		{"registry.k8s.io/coredns/coredns/tags/list", Route{Imported: true, Repository: "registry.k8s.io/coredns/coredns",
+			Resource: ResourceTags}},
+		{"ghcr.io/siderolabs/imager/blobs/" + digest, Route{Imported: true, Repository: "ghcr.io/siderolabs/imager",
+			Resource: ResourceBlobs, Reference: digest}},
+		{"localhost:5000/a/manifests/v1", Route{Imported: true, Repository: "localhost:5000/a",
+			Resource: ResourceManifests, Reference: "v1"}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			got, err := Parse(tc.path)
@@ -37,6 +46,29 @@ func TestParse(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+
+	// The registry-mirror form (?ns=): the repository is a name within that registry, even one of two segments
+	// that would otherwise read as an installer repository.
+	for _, tc := range []struct {
+		path, ns string
+		want     Route
+	}{
+		{"kube-apiserver/manifests/v1.35.0", "registry.k8s.io", Route{Imported: true,
+			Repository: "registry.k8s.io/kube-apiserver", Resource: ResourceManifests, Reference: "v1.35.0"}},
+		{"coredns/coredns/blobs/" + digest, "registry.k8s.io", Route{Imported: true,
+			Repository: "registry.k8s.io/coredns/coredns", Resource: ResourceBlobs, Reference: digest}},
+		{"siderolabs/installer/manifests/v1.13.0", "ghcr.io", Route{Imported: true,
+			Repository: "ghcr.io/siderolabs/installer", Resource: ResourceManifests, Reference: "v1.13.0"}},
+	} {
+		t.Run(tc.ns+" "+tc.path, func(t *testing.T) {
+			got, err := ParseMirrored(tc.path, tc.ns)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+
+	_, err := ParseMirrored("pause/manifests/3.10", "not a host")
+	require.Error(t, err, "ns must name a registry")
 
 	// The official service's asserted 404s (docs/api.md §5.1), and digests that are not digests.
 	for _, tc := range []struct {
@@ -64,6 +96,8 @@ func TestParse(t *testing.T) {
 		{"siderolabs/imager/manifests/sha256:" + strings.Repeat("AB", 32), CodeDigestInvalid, 400},
 		{"siderolabs/imager/manifests/sha512:" + strings.Repeat("ab", 64), CodeDigestInvalid, 400},
 		{"siderolabs/imager/manifests/md5:" + strings.Repeat("a", 32), CodeDigestInvalid, 400},
+		{"registry.k8s.io/manifests/v1", CodeNameUnknown, 404},
+		{"registry.k8s.io/pause/blobs/sha256:xyz", CodeDigestInvalid, 400},
 	} {
 		t.Run("error "+tc.path, func(t *testing.T) {
 			_, err := Parse(tc.path)

@@ -1,5 +1,6 @@
 // Package signing makes and checks the signing material of the factory: the secure-boot UKI signing key and
-// certificate, the TPM PCR signing key, and an ECDSA key for signing installer images.
+// certificate, the TPM PCR signing key, and an ECDSA key for signing installer images, with the cosign signatures
+// made and checked with such a key (CosignSignature, VerifyCosignPayload).
 //
 // Guarantee: every private key leaves this package as PKCS#1 PEM ("BEGIN RSA PRIVATE KEY", what the Talos imager's
 // file signer parses) or, for ECDSA, PKCS#8 PEM; Validate accepts a SecureBootKeys only when the certificate belongs

@@ -8,7 +8,8 @@ import (
 )
 
 // buildRelease makes every image of the release in memory, dependencies first: extension and overlay images, the
-// catalogs naming them by digest, then the imager, installer-base and (from Talos 1.11) talosctl-all images.
+// catalogs naming them by digest, then the imager, installer-base, (from Talos 1.11) talosctl-all and cluster
+// images, each with its signature.
 func buildRelease(opts Options) (*release, error) {
 	minVersion, err := lowestMinor(opts.Versions)
 	if err != nil {
@@ -107,13 +108,13 @@ func (b *versionBuilder) build(version string) (VersionImages, error) {
 		return vi, err
 	}
 
-	idx, err = installerBaseImage(b.parts, version)
-	if vi.InstallerBase, err = b.add("installer-base", version, idx, err); err != nil {
+	installerBase, err := installerBaseImage(b.parts, version)
+	if vi.InstallerBase, err = b.add("installer-base", version, installerBase, err); err != nil {
 		return vi, err
 	}
 
 	if hasTalosctl(version) {
-		idx, err = talosctlImage(version)
+		idx, err = talosctlImage(b.ns, version)
 
 		p, err := b.add(TalosctlRepository, version, idx, err)
 		if err != nil {
@@ -123,7 +124,52 @@ func (b *versionBuilder) build(version string) (VersionImages, error) {
 		vi.Talosctl = &p
 	}
 
+	if vi.Cluster, err = b.cluster(version, installerBase); err != nil {
+		return vi, err
+	}
+
 	return vi, nil
+}
+
+// cluster adds a stand-in for each image ClusterImageList names. Before Talos 1.10 the installer is the
+// installer-base image (there, one image was both).
+func (b *versionBuilder) cluster(version string, installerBase v1.ImageIndex) ([]ClusterImage, error) {
+	sv, err := parseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+
+	refs := ClusterImageList(b.ns, version)
+	out := make([]ClusterImage, 0, len(refs))
+
+	for _, ref := range refs {
+		repo, tag, err := clusterRepository(ref)
+		if err != nil {
+			return nil, err
+		}
+
+		var idx v1.ImageIndex
+
+		if repo == b.ns+"/installer" && sv.LT(installerIsBaseBefore) {
+			idx = installerBase
+		} else if idx, err = clusterImage(ref); err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+
+		it, err := newItem(repo, tag, idx)
+		if err != nil {
+			return nil, err
+		}
+
+		p, err := b.set.add(it)
+		if err != nil {
+			return nil, err
+		}
+
+		out = append(out, ClusterImage{Source: ref, Image: p})
+	}
+
+	return out, nil
 }
 
 // lowestMinor is "v<major>.<minor>.0" of the lowest version: the extensions' compatibility floor.

@@ -1,9 +1,14 @@
 package synthetic
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 func pushedOf(rel *release) []Pushed {
@@ -54,4 +59,27 @@ func TestLowestMinor(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tc.want, got, tc.versions)
 	}
+}
+
+// TestLabKey: the embedded private key is the pair of PublicKeyPEM, and what it signs verifies with that.
+func TestLabKey(t *testing.T) {
+	_, err := labSigner()
+	require.NoError(t, err)
+
+	block, _ := pem.Decode(PublicKeyPEM())
+	require.NotNil(t, block)
+
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	require.NoError(t, err)
+
+	image := "sha256:" + strings.Repeat("0", 64)
+
+	parts, err := sign("registry.k8s.io/pause", image)
+	require.NoError(t, err)
+	require.NoError(t, signing.VerifyCosignPayload(parts.Payload.Data, parts.Signature, pub, image))
+	require.Contains(t, string(parts.Payload.Data), `"docker-reference":"registry.k8s.io/pause"`)
+
+	again, err := sign("registry.k8s.io/pause", image)
+	require.NoError(t, err)
+	require.Equal(t, parts, again, "deterministic")
 }

@@ -3,15 +3,23 @@
 // ghcr.io is out of reach here, so tests, `make run` and air-gapped labs use this release instead: the same
 // repository names, tags and file layout as the real one (imager, installer-base, extension and overlay images and
 // their catalogs, talosctl-all with stand-in binaries, for several Talos versions, each a linux/amd64 +
-// linux/arm64 index), made from a Debian kernel, busybox and systemd-boot (see Parts). Guarantee: the release is
-// deterministic (fixed timestamps, stable compression), so pushing it twice, anywhere, yields the same digests;
-// and, built from real parts, what the Talos imager makes of it boots and prints BootMarker.
+// linux/arm64 index), made from a Debian kernel, busybox and systemd-boot (see Parts). Each version also has tiny
+// stand-ins for the images a Talos cluster of that version pulls (ClusterImageList: kubelet, etcd, kube-apiserver,
+// ..., kept under their original names, registry.k8s.io/kube-apiserver as a repository path), which its stand-in
+// `talosctl images default` prints as the real one does. Every image is signed with cosign's legacy tag scheme
+// (sha256-<digest>.sig in its repository) by a fixed lab key, public and worthless as a secret (PublicKeyPEM,
+// `edgefactory synthetic public-key`), so that inputs are verified in tests and labs as from ghcr.io.
+//
+// Guarantee: the release is deterministic (fixed timestamps, stable compression, RFC 6979 signatures), so pushing it
+// twice, anywhere, yields the same digests, signatures included; and, built from real parts, what the Talos imager
+// makes of it boots and prints BootMarker.
 package synthetic
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +29,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 // DefaultNamespace is the registry namespace of the release's repositories, as on ghcr.io.
@@ -42,6 +52,9 @@ type Options struct {
 	// pushes in the process (as tests want). Either way, a server would otherwise carry the whole release, tens of
 	// megabytes, in its heap for life, and every garbage collection would have to scan it.
 	BlobDir string
+
+	// transport carries the push (Start marks its requests, see pushHeader); nil is go-containerregistry's default.
+	transport http.RoundTripper
 }
 
 func (o Options) complete() (Options, error) {
@@ -88,12 +101,13 @@ func parseVersion(v string) (semver.Version, error) {
 	return sv, nil
 }
 
-// Pushed is one published multi-arch image.
+// Pushed is one published multi-arch image and its cosign signature.
 type Pushed struct {
 	Repository string            `json:"repository"` // without registry, e.g. "siderolabs/imager"
 	Tag        string            `json:"tag"`
 	Digest     string            `json:"digest"`    // of the index
 	Platforms  map[string]string `json:"platforms"` // architecture → manifest digest
+	Signature  Signature         `json:"signature"` // of the index, in the same repository
 }
 
 // Ref is the image's tag reference in registry.
@@ -101,6 +115,11 @@ func (p Pushed) Ref(registry string) string { return registry + "/" + p.Reposito
 
 // Pinned is the image's digest reference in registry.
 func (p Pushed) Pinned(registry string) string { return registry + "/" + p.Repository + "@" + p.Digest }
+
+// SignatureRef is the tag reference of the image's cosign signature in registry.
+func (p Pushed) SignatureRef(registry string) string {
+	return registry + "/" + p.Repository + ":" + p.Signature.Tag
+}
 
 // VersionImages are the images of one Talos version.
 type VersionImages struct {
@@ -113,6 +132,9 @@ type VersionImages struct {
 	Overlays          []Pushed `json:"overlays"`
 	// Talosctl is the talosctl-all image (TalosctlFiles), for versions from v1.11.0 on; nil before.
 	Talosctl *Pushed `json:"talosctl,omitempty"`
+	// Cluster are the images a Talos cluster of the version pulls, in the order its `talosctl images default` lists
+	// them (ClusterImageList).
+	Cluster []ClusterImage `json:"cluster"`
 }
 
 // Manifest reports what Push published.
@@ -133,7 +155,7 @@ func (m *Manifest) Version(v string) (VersionImages, bool) {
 	return VersionImages{}, false
 }
 
-// Images lists every published image once, sorted by repository and tag.
+// Images lists every published image once, sorted by repository and tag. (Each has its signature besides.)
 func (m *Manifest) Images() []Pushed {
 	seen := map[string]Pushed{}
 
@@ -142,6 +164,10 @@ func (m *Manifest) Images() []Pushed {
 			append(slices.Clone(vi.Extensions), vi.Overlays...)...)
 		if vi.Talosctl != nil {
 			images = append(images, *vi.Talosctl)
+		}
+
+		for _, c := range vi.Cluster {
+			images = append(images, c.Image)
 		}
 
 		for _, p := range images {
@@ -162,7 +188,8 @@ func (m *Manifest) Images() []Pushed {
 }
 
 // Push builds the release (or, without BlobDir, reuses one built earlier in this process from the same parts) and
-// pushes every image to registry ("host:port"), dependencies first. One log line per image.
+// pushes every image to registry ("host:port"), dependencies first, each followed by its cosign signature. One log
+// line per image.
 func Push(ctx context.Context, registry string, opts Options) (*Manifest, error) {
 	opts, err := opts.complete()
 	if err != nil {
@@ -189,6 +216,17 @@ func Push(ctx context.Context, registry string, opts Options) (*Manifest, error)
 		nameOpts = append(nameOpts, name.Insecure)
 	}
 
+	// One pusher for the whole release: it talks to each repository through one writer, set up once.
+	var pushOpts []remote.Option
+	if opts.transport != nil {
+		pushOpts = append(pushOpts, remote.WithTransport(opts.transport))
+	}
+
+	pusher, err := remote.NewPusher(pushOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("push to %s: %w", registry, err)
+	}
+
 	for _, it := range rel.items {
 		ref, err := name.NewTag(it.pushed.Ref(registry), nameOpts...)
 		if err != nil {
@@ -197,8 +235,12 @@ func Push(ctx context.Context, registry string, opts Options) (*Manifest, error)
 
 		t := time.Now()
 
-		if err := remote.WriteIndex(ref, it.index, remote.WithContext(ctx)); err != nil {
+		if err := pusher.Push(ctx, ref, it.index); err != nil {
 			return nil, fmt.Errorf("push %s: %w", ref, err)
+		}
+
+		if err := pushSignature(ctx, pusher, ref.Context(), it.sig); err != nil {
+			return nil, fmt.Errorf("push the signature of %s: %w", ref, err)
 		}
 
 		opts.Logger.Info("pushed", "image", ref.String(), "digest", it.pushed.Digest, "elapsed", time.Since(t))
@@ -216,6 +258,7 @@ type release struct {
 type item struct {
 	pushed Pushed
 	index  v1.ImageIndex
+	sig    signing.CosignParts
 }
 
 // releases caches built releases for the life of the process: tests start many registries from the same parts.
@@ -256,7 +299,13 @@ func newItem(repo, tag string, idx v1.ImageIndex) (item, error) {
 		}
 	}
 
-	return item{pushed: Pushed{Repository: repo, Tag: tag, Digest: d.String(), Platforms: platforms}, index: idx}, nil
+	sig, err := sign(repo, d.String())
+	if err != nil {
+		return item{}, err
+	}
+
+	return item{pushed: Pushed{Repository: repo, Tag: tag, Digest: d.String(), Platforms: platforms,
+		Signature: Signature{Tag: sig.Tag, Digest: sig.Manifest.Digest}}, index: idx, sig: sig}, nil
 }
 
 // itemSet collects images in push order, once per repository:tag.

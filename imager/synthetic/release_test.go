@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,12 +164,20 @@ func TestReleaseLayout(t *testing.T) {
 
 	require.Len(t, m.Versions, len(synthetic.DefaultVersions))
 	// per version: imager, installer-base, 2 catalogs, talosctl-all, hello-world-service, i915; shared: amd-ucode,
-	// the overlay
-	require.Len(t, m.Images(), 5*2+2*2+2)
+	// the overlay; cluster images: 9 for v1.12.0 and 10 for v1.13.0 (kube-network-policies), none shared (every
+	// component has another tag in each)
+	require.Len(t, m.Images(), 5*2+2*2+2+9+10)
 
+	// each image's tag and its signature's
 	tags, err := crane.ListTags(srv.Addr + "/siderolabs/imager")
 	require.NoError(t, err)
-	require.ElementsMatch(t, synthetic.DefaultVersions, tags)
+
+	want := slices.Clone(synthetic.DefaultVersions)
+	for _, vi := range m.Versions {
+		want = append(want, vi.Imager.Signature.Tag)
+	}
+
+	require.ElementsMatch(t, want, tags)
 
 	for _, vi := range m.Versions {
 		t.Run(vi.Version, func(t *testing.T) {
@@ -210,6 +219,7 @@ func TestReleaseLayout(t *testing.T) {
 			checkExtensionsCatalog(t, srv.Addr, vi)
 			checkOverlaysCatalog(t, srv.Addr, vi)
 			checkTalosctl(t, srv.Addr, vi)
+			checkCluster(t, srv.Addr, m.Namespace, vi)
 		})
 	}
 }
@@ -249,9 +259,13 @@ func TestReleaseTalosctlSince(t *testing.T) {
 	require.True(t, ok)
 	require.Nil(t, old.Talosctl)
 
+	current, ok := srv.Manifest.Version("v1.11.0")
+	require.True(t, ok)
+	require.NotNil(t, current.Talosctl)
+
 	tags, err := crane.ListTags(srv.Addr + "/siderolabs/talosctl-all")
 	require.NoError(t, err)
-	require.Equal(t, []string{"v1.11.0"}, tags)
+	require.ElementsMatch(t, []string{"v1.11.0", current.Talosctl.Signature.Tag}, tags, "the image and its signature")
 }
 
 // checkExtension: root holds exactly manifest.yaml and rootfs/, and the manifest accepts the version.
@@ -422,6 +436,11 @@ func TestOptions(t *testing.T) {
 	files := catalogFiles(t, srv.Addr, vi.ExtensionsCatalog)
 	require.Contains(t, string(files["image-digests"].data), "ghcr.io/mirror/talos/hello-world-service:v1.11.2@sha256:")
 
+	// the namespace holds the ghcr.io cluster images (the installer too, before 1.12); the others keep their names
+	checkCluster(t, srv.Addr, "mirror/talos", vi)
+	require.Equal(t, "mirror/talos/installer", vi.Cluster[8].Image.Repository)
+	require.Equal(t, "gcr.io/etcd-development/etcd", vi.Cluster[2].Image.Repository)
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 
@@ -437,13 +456,18 @@ func TestServeUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 
-	go func() { done <- synthetic.Serve(ctx, ln, synthetic.Options{Parts: synthetic.StandInParts()}) }()
+	// Serve says when the whole release is pushed: cancelling before would fail the push, as it should.
+	var logs syncBuffer
 
-	require.Eventually(t, func() bool {
-		_, err := crane.Digest(addr + "/siderolabs/installer-base:v1.13.0")
+	go func() {
+		done <- synthetic.Serve(ctx, ln, synthetic.Options{Parts: synthetic.StandInParts(), Logger: slogTo(&logs)})
+	}()
 
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "synthetic Talos release served") },
+		30*time.Second, 50*time.Millisecond)
+
+	_, err = crane.Digest(addr + "/siderolabs/installer-base:v1.13.0")
+	require.NoError(t, err)
 
 	cancel()
 	require.NoError(t, <-done)
@@ -465,3 +489,23 @@ func TestLoadPartsMissing(t *testing.T) {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// syncBuffer is a bytes.Buffer for one writer and one reader at a time.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.String()
+}

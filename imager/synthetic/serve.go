@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Server is an in-process OCI registry (go-containerregistry's, blobs in memory or under Options.BlobDir) holding
@@ -49,10 +51,21 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 		regOpts = append(regOpts, registry.WithBlobHandler(registry.NewDiskBlobHandler(opts.BlobDir)))
 	}
 
+	var pushed atomic.Bool
+
+	reg := registry.New(regOpts...)
 	s := &Server{
 		Addr: dialAddr(ln.Addr()),
 		srv: &http.Server{
-			Handler:           registry.New(regOpts...),
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !pushed.Load() && r.Header.Get(pushHeader) == "" {
+					http.Error(w, "the synthetic release is still being pushed", http.StatusServiceUnavailable)
+
+					return
+				}
+
+				reg.ServeHTTP(w, r)
+			}),
 			ReadHeaderTimeout: 30 * time.Second,
 		},
 		done: make(chan error, 1),
@@ -61,6 +74,7 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 	go func() { s.done <- s.srv.Serve(ln) }()
 
 	opts.Insecure = true
+	opts.transport = markedTransport{next: remote.DefaultTransport}
 
 	if s.Manifest, err = Push(ctx, s.Addr, opts); err != nil {
 		s.Close() // the push error is the one to report
@@ -68,7 +82,23 @@ func Start(ctx context.Context, ln net.Listener, opts Options) (*Server, error) 
 		return nil, fmt.Errorf("push synthetic release to %s: %w", s.Addr, err)
 	}
 
+	pushed.Store(true)
+
 	return s, nil
+}
+
+// pushHeader marks the release's own push: until it is complete the registry answers everyone else 503, so that a
+// client waiting for it (`until curl -fs …/v2/`) sees the whole release or nothing.
+const pushHeader = "X-Edgefactory-Synthetic-Push"
+
+// markedTransport adds pushHeader to every request.
+type markedTransport struct{ next http.RoundTripper }
+
+func (m markedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(pushHeader, "1")
+
+	return m.next.RoundTrip(r)
 }
 
 // Close stops the registry at once, dropping open connections. (A graceful Shutdown gains nothing for a test

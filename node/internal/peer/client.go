@@ -101,6 +101,34 @@ func (c *Client) Pull(ctx context.Context, base string, p PullRequest) error {
 	return c.call(ctx, http.MethodPost, base, "/pull", body, nil, nil)
 }
 
+// Keep asks the member at base to copy a blob into its store from the members listed, and returns once it is stored
+// and verified there (no overall timeout: a blob may be large; ctx bounds it).
+func (c *Client) Keep(ctx context.Context, base string, p PullRequest) error {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+
+	req, err := c.request(ctx, http.MethodPost, base, "/pull?wait=1", body)
+	if err != nil {
+		return err
+	}
+
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return &Error{Peer: req.URL.Host, Msg: err.Error(), kind: ErrUnreachable, cause: err}
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+
+		return failure(req.URL.Host, resp.StatusCode, string(bytes.TrimSpace(msg)), nil)
+	}
+
+	return nil
+}
+
 // Verify asks the member at base to re-hash its copy of a digest (it sent bytes that did not match).
 func (c *Client) Verify(ctx context.Context, base, digest string) error {
 	return c.call(ctx, http.MethodPost, base, "/verify/"+digest, nil, nil, nil)

@@ -48,6 +48,8 @@ type Assets interface {
 	ForPeer(ctx context.Context, req AssetRequest) (frontends.Asset, raftstore.AssetRecord, error)
 	// Prefetch copies rec's bytes here in the background unless they are here, from the members listed first.
 	Prefetch(rec raftstore.AssetRecord, from []string)
+	// Keep is Prefetch waiting until the bytes are stored and verified.
+	Keep(ctx context.Context, rec raftstore.AssetRecord, from []string) error
 }
 
 // ServerConfig is what a server is built on.
@@ -304,7 +306,19 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s.cfg.Assets.Prefetch(req.Record, req.From)
+	if r.URL.Query().Get("wait") == "" {
+		s.cfg.Assets.Prefetch(req.Record, req.From)
+		w.WriteHeader(http.StatusOK)
+
+		return
+	}
+
+	if err := s.cfg.Assets.Keep(r.Context(), req.Record, req.From); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+
+		return
+	}
+
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/node/internal/assets"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -44,6 +45,7 @@ type Assets interface {
 	Ingest(rec raftstore.AssetRecord, origin string, body io.ReadCloser) *assets.Arrival
 	Lost(digest string) bool
 	Found(digest string)
+	Drop(digest string) error
 }
 
 // Leader is the way to the Raft leader: writes from any member, and asset records this member may lack.
@@ -61,6 +63,9 @@ type Signer interface {
 type Upstream struct {
 	Registry, Namespace string
 	Insecure            bool // plain HTTP
+	// Cluster: the cluster is its own upstream (--upstream-registry cluster): source images are the images an
+	// air-gap bundle brought (ghcr.io/siderolabs/<name>), and nothing is read from outside the cluster.
+	Cluster bool
 }
 
 // Config is what the registry is built on.
@@ -72,6 +77,11 @@ type Config struct {
 	Planner  Planner
 	Cosign   Signer
 	Upstream Upstream
+	// Members, Peers and Replicas place imported blobs on their holders; Trust checks imported images.
+	Members  Members
+	Peers    *peer.Client
+	Replicas int
+	Trust    Trust
 	// Background is the member's lifetime: records written in the background end with it.
 	Background context.Context //nolint:containedctx // a lifetime, not a request
 	Logger     *slog.Logger
@@ -86,8 +96,13 @@ type Registry struct {
 	planner  Planner
 	cosign   Signer
 	upstream Upstream
+	members  Members
+	peers    *peer.Client
+	replicas int
+	trust    Trust
 	bg       context.Context //nolint:containedctx // the member's lifetime
 	log      *slog.Logger
+	imports  importer
 
 	flight singleflight.Group // per image or signature key: one assembly at a time on this member
 }
@@ -95,7 +110,9 @@ type Registry struct {
 // New makes the registry.
 func New(cfg Config) *Registry {
 	return &Registry{self: cfg.Self, store: cfg.Store, leader: cfg.Leader, assets: cfg.Assets, planner: cfg.Planner,
-		cosign: cfg.Cosign, upstream: cfg.Upstream, bg: cfg.Background, log: cfg.Logger}
+		cosign: cfg.Cosign, upstream: cfg.Upstream, members: cfg.Members, peers: cfg.Peers, replicas: cfg.Replicas,
+		trust: cfg.Trust, bg: cfg.Background, log: cfg.Logger,
+		imports: importer{sessions: map[string]*importSession{}}}
 }
 
 // objectKey is the asset key of a registry object: the sha256, in hex, of a line naming its kind and format

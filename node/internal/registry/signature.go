@@ -3,16 +3,13 @@ package registry
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/oci"
+	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -25,12 +22,9 @@ import (
 // with the same digest. It is replaced by a new generation: another write-once record, under the next generation's
 // key, so concurrent replacements still agree on one (the first committed). The newest recorded generation is the
 // index's signature; the older ones' manifests keep their meaning by digest. Every member that serves a signature
-// keeps a copy of its (small) blobs, so one member's loss rarely costs a replacement.
-const (
-	mediaTypeSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json"
-	annotationSignature    = "dev.cosignproject.cosign/signature"
-	artifactTypeCosignSig  = "application/vnd.dev.cosign.artifact.sig.v1+json"
-)
+// keeps a copy of its (small) blobs, so one member's loss rarely costs a replacement. The bytes are made by
+// signing.CosignSignature.
+const artifactTypeCosignSig = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 // maxSignatureGenerations bounds how often one index's signature is replaced.
 const maxSignatureGenerations = 1000
@@ -151,72 +145,24 @@ func (reg *Registry) signatureIntact(ctx context.Context, rec raftstore.AssetRec
 }
 
 func (reg *Registry) sign(ctx context.Context, key, indexDigest, repo string, signer *ecdsa.PrivateKey) (raftstore.AssetRecord, error) {
-	payload, err := json.Marshal(map[string]any{
-		"critical": map[string]any{
-			"identity": map[string]string{"docker-reference": repo},
-			"image":    map[string]string{"docker-manifest-digest": indexDigest},
-			"type":     "cosign container image signature",
-		},
-		"optional": nil,
-	})
+	parts, err := signing.CosignSignature(indexDigest, repo, signer)
 	if err != nil {
 		return raftstore.AssetRecord{}, err
 	}
 
-	sum := sha256.Sum256(payload)
-
-	sig, err := ecdsa.SignASN1(rand.Reader, signer, sum[:])
-	if err != nil {
-		return raftstore.AssetRecord{}, fmt.Errorf("sign %s: %w", indexDigest, err)
-	}
-
-	payloadDigest, err := reg.assets.Put(payload)
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	config, err := json.Marshal(map[string]any{
-		"architecture": "", "os": "", "config": map[string]any{},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{payloadDigest}},
-	})
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	configDigest, err := reg.assets.Put(config)
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	manifest, err := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     oci.MediaTypeOCIManifest,
-		"config": map[string]any{
-			"mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": len(config),
-		},
-		"layers": []map[string]any{{
-			"mediaType":   mediaTypeSimpleSigning,
-			"digest":      payloadDigest,
-			"size":        len(payload),
-			"annotations": map[string]string{annotationSignature: base64.StdEncoding.EncodeToString(sig)},
-		}},
-	})
-	if err != nil {
-		return raftstore.AssetRecord{}, err
-	}
-
-	manifestDigest, err := reg.assets.Put(manifest)
-	if err != nil {
-		return raftstore.AssetRecord{}, err
+	for _, b := range []signing.CosignBlob{parts.Payload, parts.Config, parts.Manifest} {
+		if _, err := reg.assets.Put(b.Data); err != nil {
+			return raftstore.AssetRecord{}, err
+		}
 	}
 
 	rec, err := raftstore.PutAsset(ctx, reg.leader, raftstore.AssetRecord{
-		Key: key, Digest: manifestDigest, Size: int64(len(manifest)), MediaType: oci.MediaTypeOCIManifest,
-		Filename: "sha256-" + indexDigest[len("sha256:"):] + ".sig", Builder: reg.self,
+		Key: key, Digest: parts.Manifest.Digest, Size: int64(len(parts.Manifest.Data)), MediaType: parts.Manifest.MediaType,
+		Filename: parts.Tag, Builder: reg.self,
 		Created: time.Now().UTC(),
 		Blobs: []raftstore.Blob{
-			{Digest: payloadDigest, Size: int64(len(payload)), MediaType: mediaTypeSimpleSigning},
-			{Digest: configDigest, Size: int64(len(config)), MediaType: "application/vnd.oci.image.config.v1+json"},
+			{Digest: parts.Payload.Digest, Size: int64(len(parts.Payload.Data)), MediaType: parts.Payload.MediaType},
+			{Digest: parts.Config.Digest, Size: int64(len(parts.Config.Data)), MediaType: parts.Config.MediaType},
 		},
 	})
 	if err != nil {

@@ -40,20 +40,45 @@ type sourceTag struct {
 	Size      int64  `json:"size"`
 }
 
-// upstreamRepo maps siderolabs/<name> to its repository in the upstream registry, or fails with NAME_UNKNOWN.
-func (reg *Registry) upstreamRepo(repo string) (name.Repository, error) {
-	rest := strings.TrimPrefix(repo, "siderolabs/")
+// releaseOrigin is the registry Talos releases are published in: a source image siderolabs/<name> is
+// ghcr.io/siderolabs/<name>, the name an air-gap bundle keeps it under.
+const releaseOrigin = "ghcr.io"
 
-	path := ""
+// sourcePath is where siderolabs/<name> lives in the upstream registry (under the configured namespace for the
+// release's components), or NAME_UNKNOWN.
+func (reg *Registry) sourcePath(repo string) (string, error) {
+	rest := strings.TrimPrefix(repo, "siderolabs/")
 
 	switch {
 	case slices.Contains(sourceComponents, rest):
-		path = reg.upstream.Namespace + "/" + rest
+		return reg.upstream.Namespace + "/" + rest, nil
 	case reg.planner.Image(repo):
-		path = repo
+		return repo, nil
 	default:
-		return name.Repository{}, &oci.Error{Code: oci.CodeNameUnknown, Status: http.StatusNotFound,
+		return "", &oci.Error{Code: oci.CodeNameUnknown, Status: http.StatusNotFound,
 			Message: fmt.Sprintf("%s is not a source image of this factory", repo)}
+	}
+}
+
+// imported is the imported image a source repository reads from when the cluster is its own upstream
+// (Upstream.Cluster): ok is false otherwise.
+func (reg *Registry) imported(repo string) (string, bool, error) {
+	if !reg.upstream.Cluster {
+		return "", false, nil
+	}
+
+	if _, err := reg.sourcePath(repo); err != nil {
+		return "", false, err
+	}
+
+	return releaseOrigin + "/" + repo, true, nil
+}
+
+// upstreamRepo maps siderolabs/<name> to its repository in the upstream registry, or fails with NAME_UNKNOWN.
+func (reg *Registry) upstreamRepo(repo string) (name.Repository, error) {
+	path, err := reg.sourcePath(repo)
+	if err != nil {
+		return name.Repository{}, err
 	}
 
 	var opts []name.Option
@@ -70,6 +95,14 @@ func (reg *Registry) upstreamOptions(ctx context.Context) []remote.Option {
 
 // SourceManifest resolves a tag or digest of a source image (oci.Registry).
 func (reg *Registry) SourceManifest(ctx context.Context, repo, reference string) (oci.Manifest, error) {
+	if name, ok, err := reg.imported(repo); ok || err != nil {
+		if err != nil {
+			return oci.Manifest{}, err
+		}
+
+		return reg.ImageManifest(ctx, name, reference)
+	}
+
 	upstream, err := reg.upstreamRepo(repo)
 	if err != nil {
 		return oci.Manifest{}, err
@@ -201,6 +234,14 @@ func (reg *Registry) recordSource(ctx context.Context, b raftstore.Blob) {
 // SourceBlob serves a blob of a source image: from here, from the upstream registry (streamed to the client while
 // a verified copy is kept), or from members when the upstream is unreachable (oci.Registry).
 func (reg *Registry) SourceBlob(ctx context.Context, repo, digest string) (frontends.Asset, error) {
+	if name, ok, err := reg.imported(repo); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+
+		return reg.ImageBlob(ctx, name, digest)
+	}
+
 	upstream, err := reg.upstreamRepo(repo)
 	if err != nil {
 		return nil, err
@@ -248,6 +289,14 @@ func (reg *Registry) SourceBlob(ctx context.Context, repo, digest string) (front
 
 // SourceTags lists a source image's tags from the upstream registry (oci.Registry).
 func (reg *Registry) SourceTags(ctx context.Context, repo string) ([]string, error) {
+	if name, ok, err := reg.imported(repo); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+
+		return reg.ImageTags(ctx, name)
+	}
+
 	upstream, err := reg.upstreamRepo(repo)
 	if err != nil {
 		return nil, err

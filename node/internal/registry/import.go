@@ -1,0 +1,471 @@
+package registry
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/frontends/imports"
+	"github.com/edgefactory/edgefactory/frontends/oci"
+	"github.com/edgefactory/edgefactory/imager/signing"
+	"github.com/edgefactory/edgefactory/internal/digest"
+	"github.com/edgefactory/edgefactory/node/internal/peer"
+	"github.com/edgefactory/edgefactory/raftstore"
+)
+
+// Importing a bundle (frontends/imports says the protocol): the blobs the cluster lacks arrive on this member and
+// are checked against their digests; at commit every image is checked whole, then the blobs go to their holders on
+// the ring (R copies, each verified on arrival) and the images are recorded. A refused commit drops what the session
+// brought: the cluster keeps nothing of a bundle it refuses.
+
+// sessionTTL forgets an import session nobody committed.
+const sessionTTL = time.Hour
+
+// Members places blobs on the ring and reaches the members holding them.
+type Members interface {
+	Self() string
+	Holders(key string, n int) []string
+	URL(name string) (string, bool)
+}
+
+// Trust is how imported images are checked: the public keys their cosign signatures must verify with, unless Off.
+type Trust struct {
+	Keys []crypto.PublicKey
+	Off  bool // --input-verify=off: labs only
+}
+
+// importSession is what one import brought to this member.
+type importSession struct {
+	started time.Time
+	blobs   map[string]int64 // digest → size, every blob stored by this session
+}
+
+// importer holds the sessions open on this member.
+type importer struct {
+	mu       sync.Mutex
+	sessions map[string]*importSession
+}
+
+// errImport marks a refusal of the bundle's content: the client's problem (400), named.
+type errImport struct{ msg string }
+
+func (e *errImport) Error() string { return e.msg }
+func (e *errImport) Invalid() bool { return true }
+
+func refuse(format string, args ...any) error { return &errImport{msg: fmt.Sprintf(format, args...)} }
+
+// Plan opens a session and answers which of the bundle's blobs the cluster lacks (imports.Importer).
+func (reg *Registry) Plan(_ context.Context, req imports.PlanRequest) (imports.PlanResponse, error) {
+	var missing []string
+
+	for _, b := range req.Blobs {
+		if err := digest.Check(b.Digest); err != nil {
+			return imports.PlanResponse{}, refuse("bundle blob: %v", err)
+		}
+
+		if !reg.known(b.Digest) {
+			missing = append(missing, b.Digest)
+		}
+	}
+
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return imports.PlanResponse{}, err
+	}
+
+	session := hex.EncodeToString(id)
+
+	reg.imports.mu.Lock()
+	defer reg.imports.mu.Unlock()
+
+	for k, s := range reg.imports.sessions { // forget the abandoned, and what they brought
+		if time.Since(s.started) > sessionTTL {
+			delete(reg.imports.sessions, k)
+			go reg.drop(s)
+		}
+	}
+
+	reg.imports.sessions[session] = &importSession{started: time.Now(), blobs: map[string]int64{}}
+
+	return imports.PlanResponse{Session: session, Missing: missing}, nil
+}
+
+// known reports whether the cluster has a blob: stored here, or recorded as held by a member.
+func (reg *Registry) known(d string) bool {
+	if reg.assets.Has(d) {
+		return true
+	}
+
+	_, ok, _ := reg.store.AssetByDigest(d)
+
+	return ok
+}
+
+// PutBlob stores one blob of a session, verified against its digest (imports.Importer).
+func (reg *Registry) PutBlob(ctx context.Context, session, d string, size int64, body io.Reader) error {
+	s, err := reg.session(session)
+	if err != nil {
+		return err
+	}
+
+	if err := digest.Check(d); err != nil {
+		return refuse("bundle blob: %v", err)
+	}
+
+	rec := raftstore.AssetRecord{Key: sourceBlobKey(d), Digest: d, Size: size, MediaType: "application/octet-stream"}
+	if err := reg.assets.Ingest(rec, "import", io.NopCloser(body)).Stored(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+
+		// A blob that does not match its digest condemns the bundle: the session and what it brought go.
+		reg.endSession(session)
+		reg.drop(s)
+		reg.log.Warn("import refused: a blob does not match its digest; what it brought is dropped", "blob", d,
+			"error", err)
+
+		return refuse("bundle blob %s: %v (the bundle is damaged: nothing of it is kept)", d, err)
+	}
+
+	reg.imports.mu.Lock()
+	s.blobs[d] = size
+	reg.imports.mu.Unlock()
+
+	return nil
+}
+
+// endSession forgets a session.
+func (reg *Registry) endSession(id string) {
+	reg.imports.mu.Lock()
+	delete(reg.imports.sessions, id)
+	reg.imports.mu.Unlock()
+}
+
+// drop deletes what a session brought that nothing records.
+func (reg *Registry) drop(s *importSession) {
+	reg.imports.mu.Lock()
+	brought := slices.Collect(maps.Keys(s.blobs))
+	reg.imports.mu.Unlock()
+
+	for _, d := range brought {
+		if _, recorded, _ := reg.store.AssetByDigest(d); !recorded {
+			reg.assets.Drop(d) //nolint:errcheck // best effort: what stays is unrecorded, and evicted in time
+		}
+	}
+}
+
+func (reg *Registry) session(id string) (*importSession, error) {
+	reg.imports.mu.Lock()
+	defer reg.imports.mu.Unlock()
+
+	s, ok := reg.imports.sessions[id]
+	if !ok {
+		return nil, frontends.NewError(frontends.ClassNotFound,
+			fmt.Sprintf("import session %q is unknown (it expired, or this member restarted): import again", id), nil)
+	}
+
+	return s, nil
+}
+
+// Commit checks every image of a session whole, spreads its blobs to their holders and records the images; a refusal
+// drops what the session brought (imports.Importer).
+func (reg *Registry) Commit(ctx context.Context, session string, req imports.CommitRequest) (imports.CommitResponse,
+	error,
+) {
+	s, err := reg.session(session)
+	if err != nil {
+		return imports.CommitResponse{}, err
+	}
+
+	reg.endSession(session) // one commit per session, whatever its outcome
+
+	res, err := reg.commit(ctx, s, req)
+	if err != nil {
+		reg.drop(s)
+		reg.log.Warn("import refused; what it brought is dropped", "error", err, "blobs", len(s.blobs))
+
+		return imports.CommitResponse{}, err
+	}
+
+	reg.log.Info("bundle imported", "images", res.Images, "blobs", res.Blobs, "bytes", res.Bytes, "moved", res.Moved)
+
+	return res, nil
+}
+
+func (reg *Registry) commit(ctx context.Context, s *importSession, req imports.CommitRequest) (imports.CommitResponse,
+	error,
+) {
+	blobs := map[string]raftstore.Blob{} // every blob of every image, manifests included
+
+	for _, img := range req.Images {
+		if err := reg.checkImage(ctx, img, blobs); err != nil {
+			return imports.CommitResponse{}, refuse("image %s: %v", imageRef(img), err)
+		}
+	}
+
+	var res imports.CommitResponse
+
+	for _, b := range slices.SortedFunc(maps.Values(blobs), func(a, b raftstore.Blob) int {
+		return strings.Compare(a.Digest, b.Digest)
+	}) {
+		if err := reg.spread(ctx, b); err != nil {
+			return imports.CommitResponse{}, fmt.Errorf("spread blob %s to its holders: %w", b.Digest, err)
+		}
+
+		res.Blobs++
+		res.Bytes += b.Size
+
+		if _, brought := s.blobs[b.Digest]; brought {
+			res.Moved++
+		}
+	}
+
+	for _, img := range req.Images {
+		if err := reg.recordImage(ctx, img); err != nil {
+			return imports.CommitResponse{}, fmt.Errorf("record image %s: %w", imageRef(img), err)
+		}
+
+		res.Images++
+	}
+
+	return res, nil
+}
+
+// checkImage checks an image whole: its manifest or index, every manifest under it, every config and layer, all
+// present in the cluster and matching their digests, and its signature good with a trusted key. It adds every blob to
+// blobs.
+func (reg *Registry) checkImage(ctx context.Context, img imports.Image, blobs map[string]raftstore.Blob) error {
+	if !isRegistryName(img.Name) {
+		return errors.New("the name must start with its registry host (registry.k8s.io/pause)")
+	}
+
+	if err := reg.walk(ctx, raftstore.Blob{Digest: img.Digest, Size: img.Size, MediaType: img.MediaType}, blobs); err != nil {
+		return err
+	}
+
+	for _, sig := range img.Signatures {
+		if err := reg.walk(ctx, raftstore.Blob{Digest: sig.Digest, Size: sig.Size, MediaType: sig.MediaType},
+			blobs); err != nil {
+			return fmt.Errorf("signature %s: %w", sig.Tag, err)
+		}
+	}
+
+	if reg.trust.Off {
+		return nil
+	}
+
+	return reg.verifySignatures(ctx, img)
+}
+
+// maxManifestBlobs bounds the manifests and blobs one image may name (the real images name a few dozen).
+const maxManifestBlobs = 10_000
+
+// walk reads a manifest or index from the cluster (as the bundle brought it), checks every blob it names is present
+// and adds them all to blobs.
+func (reg *Registry) walk(ctx context.Context, m raftstore.Blob, blobs map[string]raftstore.Blob) error {
+	if len(blobs) > maxManifestBlobs {
+		return fmt.Errorf("more than %d blobs", maxManifestBlobs)
+	}
+
+	body, _, err := reg.readBlob(ctx, m.Digest, maxManifestSize)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", m.Digest, err)
+	}
+
+	var doc struct {
+		MediaType string           `json:"mediaType"`
+		Manifests []oci.Descriptor `json:"manifests"`
+		Config    *oci.Descriptor  `json:"config"`
+		Layers    []oci.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fmt.Errorf("manifest %s does not parse: %w", m.Digest, err)
+	}
+
+	if m.MediaType == "" {
+		m.MediaType = doc.MediaType
+	}
+
+	m.Size = int64(len(body))
+	blobs[m.Digest] = m
+
+	for _, child := range doc.Manifests {
+		if err := reg.walk(ctx, raftstore.Blob{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType},
+			blobs); err != nil {
+			return err
+		}
+	}
+
+	parts := doc.Layers
+	if doc.Config != nil {
+		parts = append(parts, *doc.Config)
+	}
+
+	for _, p := range parts {
+		if err := digest.Check(p.Digest); err != nil {
+			return fmt.Errorf("manifest %s names %w", m.Digest, err)
+		}
+
+		if !reg.known(p.Digest) {
+			return fmt.Errorf("blob %s (%s) is missing from the bundle", p.Digest, p.MediaType)
+		}
+
+		blobs[p.Digest] = raftstore.Blob{Digest: p.Digest, Size: p.Size, MediaType: p.MediaType}
+	}
+
+	return nil
+}
+
+// verifySignatures checks that one of img's cosign signatures verifies with a trusted key.
+func (reg *Registry) verifySignatures(ctx context.Context, img imports.Image) error {
+	if len(img.Signatures) == 0 {
+		return errors.New("it has no cosign signature (a bundle from `edgefactory mirror` carries them; " +
+			"--input-verify=off accepts unsigned images in a lab)")
+	}
+
+	var problems []string
+
+	for _, sig := range img.Signatures {
+		err := reg.verifySignature(ctx, img.Digest, sig)
+		if err == nil {
+			return nil
+		}
+
+		problems = append(problems, fmt.Sprintf("%s: %v", sig.Tag, err))
+	}
+
+	return fmt.Errorf("no signature verifies with a trusted key: %s", strings.Join(problems, "; "))
+}
+
+// verifySignature checks one signature manifest: one of its simple-signing layers names the image's digest and is
+// signed by a trusted key.
+func (reg *Registry) verifySignature(ctx context.Context, imageDigest string, sig imports.Signature) error {
+	body, _, err := reg.readBlob(ctx, sig.Digest, maxManifestSize)
+	if err != nil {
+		return err
+	}
+
+	var m struct {
+		Layers []oci.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return fmt.Errorf("signature manifest does not parse: %w", err)
+	}
+
+	if len(reg.trust.Keys) == 0 {
+		return errors.New("no trusted public key is configured (--input-public-key)")
+	}
+
+	last := errors.New("no signature layer")
+
+	for _, l := range m.Layers {
+		sigB64 := l.Annotations[signing.AnnotationCosignSignature]
+		if sigB64 == "" {
+			continue
+		}
+
+		payload, _, err := reg.readBlob(ctx, l.Digest, maxManifestSize)
+		if err != nil {
+			return err
+		}
+
+		for _, key := range reg.trust.Keys {
+			if last = signing.VerifyCosignPayload(payload, sigB64, key, imageDigest); last == nil {
+				return nil
+			}
+		}
+	}
+
+	return last
+}
+
+// spread puts a blob on its holders on the ring, each copying it from a member that has it and verifying it, and
+// records which member holds it.
+func (reg *Registry) spread(ctx context.Context, b raftstore.Blob) error {
+	if _, recorded, _ := reg.store.AssetByDigest(b.Digest); recorded {
+		return nil // in the cluster already
+	}
+
+	key := sourceBlobKey(b.Digest)
+	rec := raftstore.AssetRecord{Key: key, Digest: b.Digest, Size: b.Size, MediaType: b.MediaType,
+		Filename: strings.TrimPrefix(b.Digest, digest.Prefix)}
+	holders := reg.members.Holders(key, reg.replicas)
+
+	for _, h := range holders {
+		if h == reg.members.Self() {
+			continue
+		}
+
+		base, ok := reg.members.URL(h)
+		if !ok {
+			continue
+		}
+
+		if err := reg.peers.Keep(ctx, base, peer.PullRequest{Record: rec, From: []string{reg.members.Self()}}); err != nil {
+			return fmt.Errorf("holder %s: %w", h, err)
+		}
+	}
+
+	holder := reg.members.Self()
+	if len(holders) > 0 && !slices.Contains(holders, holder) {
+		holder = holders[0]
+	}
+
+	return reg.RecordBlob(ctx, b, holder)
+}
+
+// recordImage records an image's tag (when it has one), its signature tags and its referrers.
+func (reg *Registry) recordImage(ctx context.Context, img imports.Image) error {
+	if img.Tag != "" {
+		if err := reg.RecordTag(ctx, img.Name, img.Tag, ImageTag{Digest: img.Digest, MediaType: img.MediaType,
+			Size: img.Size, Role: img.Role, Versions: img.Versions}); err != nil {
+			return err
+		}
+	}
+
+	for _, sig := range img.Signatures {
+		if err := reg.RecordTag(ctx, img.Name, sig.Tag, ImageTag{Digest: sig.Digest, MediaType: sig.MediaType,
+			Size: sig.Size}); err != nil {
+			return err
+		}
+	}
+
+	if len(img.Referrers) == 0 {
+		return nil
+	}
+
+	refs := make([]oci.Descriptor, 0, len(img.Referrers))
+	for _, r := range img.Referrers {
+		refs = append(refs, oci.Descriptor{MediaType: r.MediaType, Digest: r.Digest, Size: r.Size,
+			ArtifactType: r.ArtifactType, Annotations: r.Annotations})
+	}
+
+	return reg.RecordReferrers(ctx, img.Digest, refs)
+}
+
+// imageRef is how an image is named in messages.
+func imageRef(img imports.Image) string {
+	if img.Tag != "" {
+		return img.Name + ":" + img.Tag
+	}
+
+	return img.Name + "@" + img.Digest
+}
+
+// isRegistryName reports whether a repository name starts with a registry host.
+func isRegistryName(name string) bool {
+	host, rest, ok := strings.Cut(name, "/")
+
+	return ok && rest != "" && (strings.ContainsAny(host, ".:") || host == "localhost")
+}
