@@ -55,6 +55,26 @@ func TestDocumentsNamedExist(t *testing.T) {
 	})
 }
 
+// TestDocumentedPathsExist: every repository file a document names in backquotes (`node/internal/peer/server.go`)
+// exists, so the documents follow the code when it moves.
+func TestDocumentedPathsExist(t *testing.T) {
+	root := RepoRoot(t)
+	path := regexp.MustCompile("`((?:[a-z0-9_.-]+/)+[A-Za-z0-9_.-]+\\.(?:go|md|sh|yml|yaml|service))`")
+
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+
+	for _, doc := range append(docs, filepath.Join(root, "README.md")) {
+		raw, err := os.ReadFile(doc)
+		require.NoError(t, err)
+
+		for _, m := range path.FindAllStringSubmatch(string(raw), -1) {
+			_, err := os.Stat(filepath.Join(root, m[1]))
+			assert.NoError(t, err, "%s names %s", rel(root, doc), m[1])
+		}
+	}
+}
+
 // TestLayoutDocumented: the README's Layout table and docs/architecture.md name every top-level directory with code
 // and every package under node/internal, so the two documents agree with the tree.
 func TestLayoutDocumented(t *testing.T) {
