@@ -29,6 +29,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 // testRegistry is go-containerregistry's in-process registry behind a handler that counts requests (blob GETs per
@@ -255,11 +257,11 @@ func (r *testRegistry) signImage(t testing.TB, k testKey, repo string, d v1.Hash
 	t.Helper()
 
 	payload := payloadFor(t, r.Addr+"/"+repo, d.String())
-	l := static.NewLayer(payload, mediaTypeSimpleSigning)
+	l := static.NewLayer(payload, signing.MediaTypeCosignSimpleSigning)
 
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
 		Layer:       l,
-		Annotations: map[string]string{annotationSignature: k.sign(t, payload)},
+		Annotations: map[string]string{signing.AnnotationCosignSignature: k.sign(t, payload)},
 	})
 	require.NoError(t, err)
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 // DefaultJobs is how many blobs, or images, are copied at once unless Options.Jobs says otherwise.
@@ -109,7 +111,7 @@ type mirror struct {
 	from     string // REGISTRY/NAMESPACE
 	versions versionSpec
 	smap     sourceMap
-	keys     []verifyKey
+	keys     []signing.PublicKey
 	store    *store
 	client   *client
 	prog     *progress
@@ -196,7 +198,7 @@ func prepare(opts Options) (*mirror, error) {
 		}
 	}
 
-	if m.keys, err = parsePublicKeys(m.opts.PublicKeys); err != nil {
+	if m.keys, err = signing.ParsePublicKeys(m.opts.PublicKeys...); err != nil {
 		return nil, err
 	}
 

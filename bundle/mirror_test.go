@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 // Two images sharing a layer, one of them a multi-arch index: every blob is stored once, the layout reads back
@@ -152,7 +154,7 @@ func testSignaturesAndReferrers(t *testing.T, referrersAPI bool) {
 		res, err := mirrorT(t, opts)
 		require.NoError(t, err)
 
-		keys, err := parsePublicKeys(opts.PublicKeys)
+		keys, err := signing.ParsePublicKeys(opts.PublicKeys...)
 		require.NoError(t, err)
 
 		img, ok := res.Manifest.Image(origin + "/rel/signed:v1")
@@ -163,7 +165,7 @@ func testSignaturesAndReferrers(t *testing.T, referrersAPI bool) {
 		require.Len(t, img.Referrers, 1)
 		assert.Equal(t, sbom.String(), img.Referrers[0].Digest)
 		assert.Equal(t, "application/vnd.example.sbom.v1+json", img.Referrers[0].ArtifactType)
-		assert.Equal(t, []PublicKey{keys[0].PublicKey}, res.Manifest.PublicKeys)
+		assert.Equal(t, []PublicKey{{Fingerprint: keys[0].Fingerprint, PEM: keys[0].PEM}}, res.Manifest.PublicKeys)
 
 		plain, ok := res.Manifest.Image(origin + "/rel/plain:v1")
 		require.True(t, ok)

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/edgefactory/edgefactory/imager/signing"
 )
 
 // maxManifest bounds a manifest read into memory (go-containerregistry's limit).
@@ -353,34 +355,15 @@ func (m *mirror) signature(ctx context.Context, im *image) error {
 		return nil
 	}
 
-	mf, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return fmt.Errorf("signature %s: %w", tag, err)
+	read := func(d string, size int64) ([]byte, error) {
+		if _, err := m.store.ensure(ctx, d, size, m.client.blob(im.src, d, size), nil); err != nil {
+			return nil, err
+		}
+
+		return m.store.read(d, signing.MaxCosignPayload)
 	}
 
-	var payloads []signedPayload
-
-	for _, l := range mf.Layers {
-		sig, ok := l.Annotations[annotationSignature]
-		if !ok || l.Size > maxPayload {
-			continue
-		}
-
-		d := l.Digest.String()
-
-		if _, err := m.store.ensure(ctx, d, l.Size, m.client.blob(im.src, d, l.Size), nil); err != nil {
-			return fmt.Errorf("signature %s: payload: %w", tag, err)
-		}
-
-		payload, err := m.store.read(d, maxPayload)
-		if err != nil {
-			return fmt.Errorf("signature %s: payload: %w", tag, err)
-		}
-
-		payloads = append(payloads, signedPayload{payload: payload, signature: sig})
-	}
-
-	if sc.verifiedWith, err = verifySignature(payloads, m.keys, im.top.Digest.String()); err != nil {
+	if sc.verifiedWith, err = signing.VerifyCosignManifest(raw, read, m.keys, im.top.Digest.String()); err != nil {
 		return fmt.Errorf("signature %s does not verify: %w", tag, err)
 	}
 

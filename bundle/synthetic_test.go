@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
@@ -306,7 +307,7 @@ func TestMirrorSyntheticRelease(t *testing.T) {
 	res, err := mirrorT(t, opts)
 	require.NoError(t, err)
 
-	keys, err := parsePublicKeys(opts.PublicKeys)
+	keys, err := signing.ParsePublicKeys(opts.PublicKeys...)
 	require.NoError(t, err)
 
 	type signed struct{ digest, signature string }
@@ -328,7 +329,7 @@ func TestMirrorSyntheticRelease(t *testing.T) {
 	}
 
 	assert.Equal(t, want, got, "every image of the release under its original name, with its signature")
-	assert.Equal(t, []PublicKey{keys[0].PublicKey}, res.Manifest.PublicKeys)
+	assert.Equal(t, []PublicKey{{Fingerprint: keys[0].Fingerprint, PEM: keys[0].PEM}}, res.Manifest.PublicKeys)
 
 	for _, v := range []string{"v1.12.0", "v1.13.0"} {
 		for _, c := range []string{"imager", "installer-base", "extensions", "overlays", "talosctl-all"} {

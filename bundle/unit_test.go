@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"bytes"
-	"crypto/ecdsa"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,35 +100,6 @@ func TestSourceMap(t *testing.T) {
 		_, err := parseSourceMap(DefaultFrom, bad)
 		assert.Error(t, err, bad)
 	}
-}
-
-func TestVerifySignature(t *testing.T) {
-	key, other := newKey(t), newKey(t)
-	keys, err := parsePublicKeys([][]byte{append(bytes.Clone(other.pem), key.pem...)})
-	require.NoError(t, err)
-	require.Len(t, keys, 2, "both keys of one file")
-
-	d := "sha256:" + strings.Repeat("c", 64)
-	payload := payloadFor(t, "ghcr.io/x/y", d)
-
-	by, err := verifySignature([]signedPayload{{payload, key.sign(t, payload)}}, keys, d)
-	require.NoError(t, err)
-	assert.Equal(t, []string{keys[1].Fingerprint}, by)
-
-	_, err = verifySignature([]signedPayload{{payload, key.sign(t, payload)}}, keys, "sha256:"+strings.Repeat("d", 64))
-	assert.ErrorContains(t, err, "no payload verifies")
-
-	_, err = verifySignature([]signedPayload{{payload, key.sign(t, []byte("other"))}}, keys[1:], d)
-	assert.ErrorContains(t, err, "no payload verifies")
-
-	_, err = verifySignature(nil, keys, d)
-	assert.ErrorContains(t, err, "no signed simple-signing payload")
-
-	_, err = parsePublicKeys([][]byte{[]byte("not a key")})
-	assert.Error(t, err)
-
-	_, ok := keys[0].key.(*ecdsa.PublicKey)
-	assert.True(t, ok)
 }
 
 // A bundle directory archived by tar(1) opens in place, and Verify finds damage and missing blobs.

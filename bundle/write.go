@@ -31,7 +31,7 @@ type contents struct {
 func (m *mirror) collect(p plan, images []*image) (contents, int) {
 	keys := make([]PublicKey, 0, len(m.keys))
 	for _, k := range m.keys {
-		keys = append(keys, k.PublicKey)
+		keys = append(keys, PublicKey{Fingerprint: k.Fingerprint, PEM: k.PEM})
 	}
 
 	mf := &Manifest{

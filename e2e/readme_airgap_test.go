@@ -21,7 +21,7 @@ func TestReadmeAirGap(t *testing.T) {
 		t.Skip("runs the binary, a mirror and an import; skipped with -short")
 	}
 
-	blocks := readmeBlocks(t, "### An air-gapped site")
+	blocks := ReadmeBlocks(t, "### An air-gapped site", "sh")
 	require.Len(t, blocks, 1, "the section has one block of commands")
 
 	dir := readmeDir(t)

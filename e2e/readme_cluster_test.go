@@ -18,7 +18,7 @@ func TestReadmeCluster(t *testing.T) {
 		t.Skip("runs four processes of the binary; skipped with -short")
 	}
 
-	blocks := readmeBlocks(t, "### A cluster")
+	blocks := ReadmeBlocks(t, "### A cluster", "sh")
 	require.Len(t, blocks, 1, "the cluster section has one block of commands")
 
 	dir := readmeDir(t)

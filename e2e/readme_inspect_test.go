@@ -16,7 +16,7 @@ func TestReadmeInspect(t *testing.T) {
 		t.Skip("builds and runs the binary and an ISO; skipped with -short")
 	}
 
-	blocks := readmeBlocks(t, "## Checking a download")
+	blocks := ReadmeBlocks(t, "## Checking a download", "sh")
 	require.Len(t, blocks, 1, "the section has one block of commands")
 
 	dev := StartDev(t)

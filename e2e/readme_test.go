@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,7 +18,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 
 	dev := StartDev(t)
-	blocks := readmeBlocks(t, "## A walkthrough with curl")
+	blocks := ReadmeBlocks(t, "## A walkthrough with curl", "sh")
 	require.Len(t, blocks, 2, "the walkthrough has a block of commands and a block of mistakes")
 
 	t.Run("commands", func(t *testing.T) {
@@ -55,64 +52,4 @@ func TestReadmeWalkthrough(t *testing.T) {
 			assert.True(t, strings.HasPrefix(body, want[2]), "%s\nanswered %q, README says %q", cmd, body, want[2])
 		}
 	})
-}
-
-// readmeBlocks returns the ```sh blocks of one README section (heading as written, "## …" or "### …"), up to the
-// next heading of the same or a higher level.
-func readmeBlocks(t *testing.T, heading string) []string {
-	t.Helper()
-
-	f, err := os.Open(filepath.Join(RepoRoot(t), "README.md"))
-	require.NoError(t, err)
-
-	defer f.Close()
-
-	var (
-		blocks    []string
-		inSection bool
-		fenced    bool // inside any fenced block
-		inBlock   bool // inside a sh block of the section
-		current   strings.Builder
-	)
-
-	level := headingLevel(heading)
-
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-
-		switch {
-		case strings.HasPrefix(line, "```") && !fenced:
-			fenced, inBlock = true, inSection && line == "```sh"
-
-			current.Reset()
-		case strings.HasPrefix(line, "```"):
-			if inBlock {
-				blocks = append(blocks, current.String())
-			}
-
-			fenced, inBlock = false, false
-		case inBlock:
-			current.WriteString(line + "\n")
-		case fenced:
-		case line == heading:
-			inSection = true
-		case headingLevel(line) > 0 && headingLevel(line) <= level:
-			inSection = false
-		}
-	}
-
-	require.NoError(t, sc.Err())
-
-	return blocks
-}
-
-// headingLevel is the level of a Markdown heading line ("## x" is 2), or 0 for any other line.
-func headingLevel(line string) int {
-	hashes := len(line) - len(strings.TrimLeft(line, "#"))
-	if hashes == 0 || !strings.HasPrefix(line[hashes:], " ") {
-		return 0
-	}
-
-	return hashes
 }

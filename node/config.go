@@ -1,9 +1,6 @@
 package node
 
 import (
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +13,10 @@ import (
 	"github.com/blang/semver/v4"
 	"github.com/hashicorp/memberlist"
 
+	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/node/internal/keys"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
-	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"github.com/edgefactory/edgefactory/ring"
 )
 
@@ -216,6 +214,9 @@ func Defaults() Config {
 	}
 }
 
+// Validate reports the configuration mistakes an operator must fix, as New would refuse them.
+func (c Config) Validate() error { return c.validate() }
+
 // validate fills derived defaults and reports configuration mistakes an operator must fix.
 func (c *Config) validate() error {
 	var errs []error
@@ -276,10 +277,14 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("secure-boot key, certificate and PCR key files must be given together"))
 	}
 
-	for i, raw := range c.InputPublicKeys {
-		if _, err := parsePublicKey(raw); err != nil {
-			errs = append(errs, fmt.Errorf("input public key %d: %w", i+1, err))
-		}
+	if _, err := signing.ParsePublicKeys(c.InputPublicKeys...); err != nil {
+		errs = append(errs, fmt.Errorf("--input-public-key: %w", err))
+	}
+
+	if len(c.InputPublicKeys) == 0 && !c.InputVerifyOff {
+		errs = append(errs, errors.New("release inputs are checked against their cosign signatures: give the "+
+			"public key the release is signed with (--input-public-key FILE, repeatable; `edgefactory synthetic "+
+			"public-key` prints the synthetic release's), or --input-verify=off in a lab"))
 	}
 
 	if c.BuildConcurrency < 1 {
@@ -331,26 +336,9 @@ func (c Config) peerSilence() time.Duration {
 	return peer.SilenceTimeout
 }
 
-// parsePublicKey reads a PEM (PKIX) public key, the form `cosign generate-key-pair` and `edgefactory synthetic
-// public-key` write.
-func parsePublicKey(raw []byte) (crypto.PublicKey, error) {
-	block, _ := pem.Decode(raw)
-	if block == nil || block.Type != "PUBLIC KEY" {
-		return nil, errors.New("not a PEM public key (-----BEGIN PUBLIC KEY-----)")
-	}
+// trust is how release inputs and imported images are checked, as configured (validate checked the keys parse).
+func (c Config) trust() *release.Trust {
+	keys, _ := signing.ParsePublicKeys(c.InputPublicKeys...)
 
-	return x509.ParsePKIXPublicKey(block.Bytes)
-}
-
-// trust is how imported images are checked, as configured (validate checked the keys parse).
-func (c Config) trust() registry.Trust {
-	t := registry.Trust{Off: c.InputVerifyOff}
-
-	for _, raw := range c.InputPublicKeys {
-		if key, err := parsePublicKey(raw); err == nil {
-			t.Keys = append(t.Keys, key)
-		}
-	}
-
-	return t
+	return &release.Trust{Keys: keys, Off: c.InputVerifyOff}
 }

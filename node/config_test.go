@@ -78,3 +78,22 @@ func TestConfigURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigInputKeys: a node must be told whose signatures its release inputs carry: with no key and verification
+// on it does not start, saying how to give one; a key file that is not a PEM public key is named.
+func TestConfigInputKeys(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), "registry.invalid")
+	cfg.InputPublicKeys = nil
+
+	_, err := node.New(cfg)
+	require.ErrorContains(t, err, "--input-public-key FILE")
+	require.ErrorContains(t, err, "--input-verify=off")
+
+	cfg.InputPublicKeys = [][]byte{[]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")}
+	_, err = node.New(cfg)
+	require.ErrorContains(t, err, "--input-public-key: public key 1: no PEM public key")
+
+	cfg.InputPublicKeys = nil
+	cfg.InputVerifyOff = true
+	require.NoError(t, cfg.Validate(), "verification off needs no key")
+}

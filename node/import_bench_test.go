@@ -136,7 +136,6 @@ func copyFile(b *testing.B, src, dst string) time.Duration {
 	return took
 }
 
-
 // BenchmarkWarmedFirstDownload measures a machine's first download of an ISO that `edgefactory warm` prepared (read
 // once through every member, which keeps a verified copy each) against a download of a cached one, through a member
 // other than the ISO's owner. The target: warmed first ≥ 0.95 × cached.

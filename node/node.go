@@ -107,8 +107,8 @@ func New(cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	if cfg.InputVerifyOff {
-		n.log.Warn("input verification is off (--input-verify=off): imported images are accepted unsigned; for labs " +
-			"only")
+		n.log.Warn("input verification is off (--input-verify=off): release inputs and imported images are used " +
+			"without checking their signatures; for labs only")
 	}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
@@ -210,6 +210,7 @@ func (n *Node) open() error {
 		Insecure:   cfg.Upstream.Insecure,
 		MinVersion: cfg.Upstream.MinVersion,
 		Broken:     cfg.Upstream.Broken,
+		Trust:      cfg.trust(),
 	}
 
 	if cfg.Upstream.Cluster() {
@@ -269,7 +270,7 @@ func (n *Node) open() error {
 		Self: cfg.NodeName, Store: store, Leader: n.cluster, Assets: n.assets, Planner: n.catalog, Cosign: n.cosign,
 		Upstream: registry.Upstream{Registry: src.Registry, Namespace: src.Namespace, Insecure: src.Insecure,
 			Cluster: cfg.Upstream.Cluster()},
-		Members: n.cluster, Peers: n.peers, Replicas: cfg.Replicas, Trust: cfg.trust(),
+		Members: n.cluster, Peers: n.peers, Replicas: cfg.Replicas, Trust: *cfg.trust(),
 		Background: n.ctx, Logger: n.log.With("component", "registry"),
 	})
 
@@ -485,7 +486,8 @@ func (n *Node) Close() error {
 }
 
 // Ready reports whether the node can serve: Raft has a leader, this node has applied the log as far as the leader
-// had committed when it started, and the catalog has been read at least once.
+// had committed when it started, and the catalog has been read at least once (with a version in it, unless the
+// upstream offers none).
 func (n *Node) Ready(ctx context.Context) error {
 	if err := n.cluster.Ready(); err != nil {
 		return err
@@ -497,6 +499,14 @@ func (n *Node) Ready(ctx context.Context) error {
 		}
 
 		return fmt.Errorf("release catalog not read yet from %s", n.cfg.Upstream.Registry)
+	}
+
+	// A catalog with no version in it because every read failed (a release whose signatures do not verify, a
+	// mirror missing images) serves nothing: say why rather than take machines in.
+	if versions, err := n.store.Versions(); err == nil && len(versions) == 0 {
+		if last := n.catalog.LastSyncError(); last != nil {
+			return fmt.Errorf("no Talos version could be read from %s: %w", n.cfg.Upstream.Registry, last)
+		}
 	}
 
 	return nil

@@ -45,6 +45,7 @@ func testConfig(t testing.TB, dataDir, registry string) node.Config {
 	cfg.Upstream.Insecure = true
 	cfg.Logger = testLogger(t)
 	cfg.SecureBootKeyBits = 2048
+	cfg.InputPublicKeys = [][]byte{synthetic.PublicKeyPEM()} // the synthetic release's signatures verify
 
 	return cfg
 }

@@ -77,19 +77,22 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"on: refuse release inputs whose signatures do not verify; off: accept them (labs only, warned)")
 }
 
-// pemFiles is a repeatable flag reading a PEM file per value.
+// pemFiles is a repeatable flag reading a PEM file per value (comma-separated paths count as several, as a YAML
+// list in the config file arrives).
 type pemFiles [][]byte
 
 func (p *pemFiles) String() string { return fmt.Sprintf("%d keys", len(*p)) }
 func (p *pemFiles) Type() string   { return "file" }
 
-func (p *pemFiles) Set(path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
+func (p *pemFiles) Set(paths string) error {
+	for path := range strings.SplitSeq(paths, ",") {
+		raw, err := os.ReadFile(strings.TrimSpace(path))
+		if err != nil {
+			return err
+		}
 
-	*p = append(*p, raw)
+		*p = append(*p, raw)
+	}
 
 	return nil
 }

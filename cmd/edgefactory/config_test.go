@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/edgefactory/edgefactory/e2e"
+	"github.com/edgefactory/edgefactory/imager/synthetic"
 	"github.com/edgefactory/edgefactory/node"
 )
 
@@ -64,6 +66,41 @@ func TestConfigFileErrors(t *testing.T) {
 	}
 }
 
+// TestReadmeRealNode: the README's "Running a real node" command and config file are accepted by serve as written
+// (the key file they name aside, which is put in a directory of the test's own), and make a complete
+// configuration.
+func TestReadmeRealNode(t *testing.T) {
+	sh := e2e.ReadmeBlocks(t, "## Running a real node", "sh") // the first is the section's own (then its subsections')
+	require.NotEmpty(t, sh)
+
+	args := strings.Fields(strings.ReplaceAll(withKeyFiles(t, sh[0]), "\\\n", " "))
+	require.Equal(t, []string{"bin/edgefactory", "serve"}, args[:2])
+
+	cfg := parse(t, "", args[2:]...)
+	assert.Equal(t, "http://factory.site.example:8080", cfg.ExternalURL)
+	require.NoError(t, cfg.Validate())
+
+	yml := e2e.ReadmeBlocks(t, "## Running a real node", "yaml")
+	require.NotEmpty(t, yml)
+
+	file := filepath.Join(t.TempDir(), "edgefactory.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(withKeyFiles(t, yml[0])), 0o600))
+
+	cfg = parse(t, file)
+	assert.Equal(t, []string{"v1.9.2"}, cfg.Upstream.Broken)
+	require.NoError(t, cfg.Validate())
+}
+
+// withKeyFiles points the /etc/edgefactory/release.pub of an example at a copy of the synthetic release's key.
+func withKeyFiles(t *testing.T, text string) string {
+	t.Helper()
+
+	key := filepath.Join(t.TempDir(), "release.pub")
+	require.NoError(t, os.WriteFile(key, synthetic.PublicKeyPEM(), 0o600))
+
+	return strings.ReplaceAll(text, "/etc/edgefactory/release.pub", key)
+}
+
 func newTestCmd() (*cobra.Command, *node.Config) {
 	cfg := node.Defaults()
 	cmd := &cobra.Command{Use: "serve"}
@@ -86,9 +123,17 @@ func parse(t *testing.T, file string, args ...string) *node.Config {
 // TestDeployExamples: the example config file an operator copies to /etc/edgefactory.yaml is accepted by serve as
 // written (every key a flag, every value valid), and the systemd unit starts serve with flags that exist.
 func TestDeployExamples(t *testing.T) {
-	cfg := parse(t, filepath.Join("..", "..", "deploy", "edgefactory.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "edgefactory.yaml"))
+	require.NoError(t, err)
+
+	file := filepath.Join(t.TempDir(), "edgefactory.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(withKeyFiles(t, string(raw))), 0o600))
+
+	cfg := parse(t, file)
 	assert.Equal(t, "factory-1", cfg.NodeName)
-	assert.Equal(t, "mirror.site.example:5000", cfg.Upstream.Registry)
+	assert.Equal(t, "cluster", cfg.Upstream.Registry)
+	assert.Len(t, cfg.InputPublicKeys, 1)
+	require.NoError(t, cfg.Validate(), "the example is a complete configuration")
 
 	unit, err := os.ReadFile(filepath.Join("..", "..", "deploy", "systemd", "edgefactory.service"))
 	require.NoError(t, err)

@@ -93,7 +93,7 @@ func TestMirrorCommandErrors(t *testing.T) {
 		{"bad extra image", []string{"--extra-image", "ghcr.io/x/y", "--to", dir}, "want a tag or a digest"},
 		{"bad from", []string{"--versions", "v1.13.0", "--to", dir, "--from", "ghcr.io/UPPER"}, "--from"},
 		{"missing key", []string{"--versions", "v1.13.0", "--to", dir, "--public-key", filepath.Join(dir, "none.pub")}, "--public-key"},
-		{"not a key", []string{"--versions", "v1.13.0", "--to", dir, "--public-key", notDir}, "no PUBLIC KEY PEM block"},
+		{"not a key", []string{"--versions", "v1.13.0", "--to", dir, "--public-key", notDir}, "no PEM public key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runMirror(t, tc.args...)

@@ -53,9 +53,6 @@ func TestNetnsAirGap(t *testing.T) {
 	reg := synthetictest.StartRegistry(t, synthetic.Options{Parts: parts})
 	dir := t.TempDir()
 	tarball := filepath.Join(dir, "release.tar")
-	keyFile := filepath.Join(dir, "release.pub")
-	require.NoError(t, os.WriteFile(keyFile, synthetic.PublicKeyPEM(), 0o644))
-
 	_, err = bundle.Mirror(t.Context(), bundle.Options{
 		From: reg, SourceMap: []string{"registry.k8s.io=" + reg + "/registry.k8s.io"}, Versions: "v1.13.0",
 		Extensions: []string{"all"}, Overlays: []string{"all"}, Talosctl: true, ClusterImages: true,
@@ -63,8 +60,7 @@ func TestNetnsAirGap(t *testing.T) {
 	})
 	require.NoError(t, err, "mirror the synthetic release")
 
-	c := startNodes(t, lab, "--upstream-registry", "cluster", "--input-public-key", keyFile,
-		"--catalog-refresh", "1s")
+	c := startNodes(t, lab, "--upstream-registry", "cluster", "--catalog-refresh", "1s")
 
 	b, err := bundle.Open(tarball)
 	require.NoError(t, err)

@@ -115,7 +115,7 @@ func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) 
 }
 
 // startNodes runs one node per node namespace, with args added to each node's flags, and waits until every node
-// answers /healthz.
+// answers /healthz. Every node trusts the synthetic release's signing key.
 func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 	t.Helper()
 
@@ -125,6 +125,9 @@ func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 	}
 
 	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}}
+
+	keyFile := filepath.Join(t.TempDir(), "release.pub")
+	require.NoError(t, os.WriteFile(keyFile, synthetic.PublicKeyPEM(), 0o644))
 
 	for i := 1; i <= lab.n; i++ {
 		var seeds []string
@@ -146,6 +149,7 @@ func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 			"--cluster-secret", clusterSecret,
 			"--data", t.TempDir(),
 			"--dead-member-grace", deadMemberGrace,
+			"--input-public-key", keyFile,
 			"--log-level", "info"}
 		c.procs[i] = startIn(t, lab, i, NodeNS(i), append(flags, args...)...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)

@@ -377,6 +377,12 @@ func (s *Store) pull(ctx context.Context, e entry, final string) error {
 		return fmt.Errorf("%s: %w", e.what, err)
 	}
 
+	if err := s.verify(ctx, e); err != nil {
+		s.log.Warn("input refused", "input", e.what, "ref", ref.String(), "err", err)
+
+		return fmt.Errorf("%s: %w", e.what, err)
+	}
+
 	tmp, err := os.MkdirTemp(s.tmpDir(), "pull-*")
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.what, err)
@@ -411,6 +417,18 @@ func (s *Store) pull(ctx context.Context, e entry, final string) error {
 		"elapsed", time.Since(start).Round(time.Millisecond), "path", final)
 
 	return nil
+}
+
+// verify checks the signature of an extension or overlay image before a byte of it is stored (the source's Trust
+// says with which keys). The imager and installer base are pinned by the digest of one platform's image, which has
+// no signature of its own: the catalog read verified the signed index that digest was taken from.
+func (s *Store) verify(ctx context.Context, e entry) error {
+	switch e.role {
+	case roleExtension, roleOverlay, roleOverlayInstaller:
+		return s.src.Verify(ctx, e.img.Repository, e.img.Digest)
+	default:
+		return nil
+	}
 }
 
 func platformList(ps []v1.Platform) string {

@@ -10,12 +10,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/siderolabs/talos/pkg/imager/profile"
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
@@ -297,4 +299,50 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 
 	s = openStore(t, dir, release.Source{})
 	requireNoTemp(t, s)
+}
+
+// TestFetchVerifies: with a Trust, an extension or overlay image is stored only once its signature verifies with a
+// trusted key; one without a good signature is refused, named, and nothing of it is kept.
+func TestFetchVerifies(t *testing.T) {
+	reg := startRegistry(t)
+	vi, _ := reg.manifest.Version(testVersion)
+
+	lab, err := signing.ParsePublicKeys(synthetic.PublicKeyPEM())
+	require.NoError(t, err)
+
+	src := reg.source()
+	src.Trust = &release.Trust{Keys: lab}
+
+	_, err = openStore(t, t.TempDir(), src).Fetch(t.Context(), reg.inputs(t), "amd64")
+	require.NoError(t, err, "every input of the synthetic release is signed with the lab key")
+
+	other, err := signing.GenerateECDSA()
+	require.NoError(t, err)
+
+	otherKeys, err := signing.ParsePublicKeys(other.PublicPEM)
+	require.NoError(t, err)
+
+	unsigned := vi.Extensions[1]
+	require.NoError(t, crane.Delete(unsigned.SignatureRef(reg.addr)))
+
+	for name, trust := range map[string]*release.Trust{
+		"signature gone": {Keys: lab},
+		"another key":    {Keys: otherKeys},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := reg.source()
+			src.Trust = trust
+			s := openStore(t, t.TempDir(), src)
+
+			_, err := s.Fetch(t.Context(), reg.inputs(t), "amd64")
+			require.ErrorIs(t, err, release.ErrUnsigned)
+			require.ErrorContains(t, err, "extension "+unsigned.Repository)
+			require.NoDirExists(t, filepath.Join(s.Dir(), "sha256", strings.TrimPrefix(unsigned.Digest, "sha256:")))
+			requireNoTemp(t, s)
+		})
+	}
+
+	src.Trust = &release.Trust{Off: true}
+	_, err = openStore(t, t.TempDir(), src).Fetch(t.Context(), reg.inputs(t), "amd64")
+	require.NoError(t, err, "verification off: unsigned inputs are used")
 }

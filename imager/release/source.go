@@ -30,6 +30,8 @@ type Source struct {
 	Timeout time.Duration
 	// Transport is the HTTP transport; nil means go-containerregistry's default (30 s dial, keep-alives).
 	Transport http.RoundTripper
+	// Trust checks the signature of every image read (Verify); nil checks none.
+	Trust *Trust
 }
 
 func (s Source) namespace() string {
@@ -226,6 +228,10 @@ func (s Source) readImage(ctx context.Context, component, tag string) (Image, er
 		return Image{}, fmt.Errorf("read %s index: %w", what, err)
 	}
 
+	if err := s.Verify(ctx, repoPath, desc.Digest.String()); err != nil {
+		return Image{}, fmt.Errorf("read %s: %w", what, err)
+	}
+
 	img := Image{Repository: repoPath, Index: desc.Digest.String(), Arch: map[string]string{}}
 
 	for _, m := range im.Manifests {
@@ -272,6 +278,10 @@ func (s Source) readCatalogFiles(ctx context.Context, repoPath, tag string, want
 	}
 
 	digest := desc.Digest.String()
+
+	if err := s.Verify(ctx, repoPath, digest); err != nil {
+		return nil, err
+	}
 
 	img, err := s.amd64Image(ctx, repoPath, digest)
 	if err != nil {

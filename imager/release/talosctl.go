@@ -120,6 +120,10 @@ func (s Source) ReadTalosctl(ctx context.Context, version string, known *Talosct
 		return known, nil
 	}
 
+	if err := s.Verify(ctx, repoPath, desc.Digest.String()); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+
 	out, err := s.readTalosctlFiles(ctx, repoPath, desc.Digest.String())
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)

@@ -84,6 +84,11 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 
+	// Before talosctl: the node reports ready from here, and its metrics should agree with what it serves.
+	if now, err := s.store.Versions(); err == nil {
+		s.metrics.catalogVersions.Set(float64(len(now)))
+	}
+
 	// Last, as talosctl-all images are large: the catalog above is served (and the node ready) meanwhile.
 	errs = append(errs, s.readTalosctls(ctx, due)...)
 
@@ -93,10 +98,6 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 	}
 
 	s.metrics.catalogSyncs.WithLabelValues(result).Inc()
-
-	if now, err := s.store.Versions(); err == nil {
-		s.metrics.catalogVersions.Set(float64(len(now)))
-	}
 
 	s.log.Info("catalog synchronised with upstream", "versions", len(versions), "failed", len(errs),
 		"duration", time.Since(start).Round(time.Millisecond))

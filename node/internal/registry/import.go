@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -37,12 +36,6 @@ type Members interface {
 	Self() string
 	Holders(key string, n int) []string
 	URL(name string) (string, bool)
-}
-
-// Trust is how imported images are checked: the public keys their cosign signatures must verify with, unless Off.
-type Trust struct {
-	Keys []crypto.PublicKey
-	Off  bool // --input-verify=off: labs only
 }
 
 // importSession is what one import brought to this member.
@@ -356,38 +349,19 @@ func (reg *Registry) verifySignature(ctx context.Context, imageDigest string, si
 		return err
 	}
 
-	var m struct {
-		Layers []oci.Descriptor `json:"layers"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fmt.Errorf("signature manifest does not parse: %w", err)
+	read := func(d string, _ int64) ([]byte, error) {
+		data, _, err := reg.readBlob(ctx, d, signing.MaxCosignPayload)
+
+		return data, err
 	}
 
 	if len(reg.trust.Keys) == 0 {
 		return errors.New("no trusted public key is configured (--input-public-key)")
 	}
 
-	last := errors.New("no signature layer")
+	_, err = signing.VerifyCosignManifest(body, read, reg.trust.Keys, imageDigest)
 
-	for _, l := range m.Layers {
-		sigB64 := l.Annotations[signing.AnnotationCosignSignature]
-		if sigB64 == "" {
-			continue
-		}
-
-		payload, _, err := reg.readBlob(ctx, l.Digest, maxManifestSize)
-		if err != nil {
-			return err
-		}
-
-		for _, key := range reg.trust.Keys {
-			if last = signing.VerifyCosignPayload(payload, sigB64, key, imageDigest); last == nil {
-				return nil
-			}
-		}
-	}
-
-	return last
+	return err
 }
 
 // spread puts a blob on its holders on the ring, each copying it from a member that has it and verifying it, and

@@ -22,6 +22,7 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/recipe"
+	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/node/internal/assets"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
@@ -81,7 +82,7 @@ type Config struct {
 	Members  Members
 	Peers    *peer.Client
 	Replicas int
-	Trust    Trust
+	Trust    release.Trust
 	// Background is the member's lifetime: records written in the background end with it.
 	Background context.Context //nolint:containedctx // a lifetime, not a request
 	Logger     *slog.Logger
@@ -99,7 +100,7 @@ type Registry struct {
 	members  Members
 	peers    *peer.Client
 	replicas int
-	trust    Trust
+	trust    release.Trust
 	bg       context.Context //nolint:containedctx // the member's lifetime
 	log      *slog.Logger
 	imports  importer
