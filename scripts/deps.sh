@@ -12,6 +12,8 @@
 #      $BUILD/parts/<arch>/systemd-stub.efi  trixie systemd-boot-efi UKI stub
 #      $BUILD/parts/VERSIONS                 "<suite> <arch> <binary package> <version> <source package>" per package
 #      $BUILD/hosttools/squashfs-tools/      trixie squashfs-tools 4.6 package root (usr/bin/mksquashfs)
+#      $BUILD/parts/ipxe/                    trixie ipxe (all architectures in one package): undionly.kpxe (BIOS),
+#                                            ipxe.efi (x86-64 UEFI), ipxe-arm64.efi: what network boot hands out
 # 3. Go tools built from the Go module proxy with `go install` (outside the repository's go.mod; several minutes the
 #    first time) into $BUILD/tools: the cosign CLI for the signature tests ($COSIGN_VERSION) and golangci-lint for
 #    `make lint` ($GOLANGCI_LINT_VERSION). Skipped, with a warning, when Go is not installed.
@@ -37,8 +39,8 @@ HOST_PACKAGES=(
 	zstd pigz qemu-utils kmod busybox-static
 	# reproducible disk images: the mkfs.xfs adapter runs xfsprogs 6.1 with its clock stopped at SOURCE_DATE_EPOCH
 	libfaketime
-	# boot tests
-	qemu-system-x86 ovmf ipxe-qemu
+	# boot tests; dnsmasq-base is a site's plain DHCP server in the network-boot tests (the binary only, no service)
+	qemu-system-x86 ovmf ipxe-qemu dnsmasq-base
 	# registry tooling for tests; the benchmarks' baseline web server and load generator
 	skopeo nginx-light wrk
 	# the netns suite: namespaces, and counting every connection that leaves an air-gapped cluster
@@ -161,7 +163,9 @@ fetch() {
 	shift 4
 	mkdir -p "$dir"
 	log "download $suite $pkg:$arch"
-	(cd "$dir" && apt_private "$suite" apt-get download -q "$pkg:$arch" >/dev/null) || die "download $pkg:$arch from $suite"
+	local spec=$pkg:$arch
+	[ "$arch" = all ] && spec=$pkg
+	(cd "$dir" && apt_private "$suite" apt-get download -q "$spec" >/dev/null) || die "download $spec from $suite"
 	deb=$(ls -t "$dir/${pkg}_"*"_$arch.deb" | head -1)
 	rm -rf "$dest"
 	mkdir -p "$dest"
@@ -172,7 +176,7 @@ fetch() {
 	fi
 	local src
 	src=$(dpkg-deb -f "$deb" Source | awk '{print $1}')
-	echo "$suite $arch $pkg $(dpkg-deb -f "$deb" Version) ${src:-$pkg}" >>"$WORK/VERSIONS.new"
+	echo "$suite $arch $pkg $(dpkg-deb -f "$deb" Version) ${src:-$pkg}" >>"${VERSIONS_FILE:-$WORK/VERSIONS.new}"
 }
 
 # one FILE...: the single path among FILE... that exists.
@@ -188,6 +192,35 @@ one() {
 }
 
 magic_is() { [ "$(head -c "${#2}" "$1")" = "$2" ]; }
+
+# fetch_ipxe: the iPXE binaries network boot hands out, from trixie's ipxe package (bookworm's has no arm64 build),
+# into $PARTS/ipxe under the names the proxyDHCP answers with. Separate from the other parts, so a machine that has
+# those already fetches only this.
+IPXE_FILES=(undionly.kpxe ipxe.efi ipxe-arm64.efi)
+fetch_ipxe() {
+	local x=$WORK/x/ipxe out=$WORK/out/ipxe
+	rm -rf "$x" "$out"
+	mkdir -p "$out"
+	: >"$WORK/VERSIONS.ipxe"
+	[ -d "$WORK/apt/trixie" ] || prepare_suite trixie
+	VERSIONS_FILE=$WORK/VERSIONS.ipxe fetch trixie ipxe all "$x"
+	cp "$x/usr/lib/ipxe/undionly.kpxe" "$out/undionly.kpxe"
+	cp "$x/usr/lib/ipxe/ipxe-amd64.efi" "$out/ipxe.efi"
+	cp "$x/usr/lib/ipxe/ipxe-arm64.efi" "$out/ipxe-arm64.efi"
+	magic_is "$out/ipxe.efi" MZ || die "ipxe.efi is not a PE file"
+	magic_is "$out/ipxe-arm64.efi" MZ || die "ipxe-arm64.efi is not a PE file"
+	mv "$WORK/VERSIONS.ipxe" "$out/VERSION"
+	rm -rf "$PARTS/ipxe"
+	mkdir -p "$PARTS"
+	mv "$out" "$PARTS/ipxe"
+}
+
+ipxe_complete() {
+	local f
+	for f in "${IPXE_FILES[@]}" VERSION; do
+		[ -s "$PARTS/ipxe/$f" ] || return 1
+	done
+}
 
 fetch_parts() {
 	local arch kpkg x efi sfx vmlinuz
@@ -292,4 +325,12 @@ else
 	log "parts ready in $PARTS:"
 	sed 's/^/deps:   /' "$PARTS/VERSIONS"
 	du -sh "$PARTS" "$HOSTTOOLS/squashfs-tools" | sed 's/^/deps:   /'
+fi
+if [ "${EDGEFACTORY_DEPS_REFRESH:-0}" != 1 ] && ipxe_complete; then
+	log "iPXE binaries present in $PARTS/ipxe"
+else
+	mkdir -p "$WORK"
+	fetch_ipxe
+	rm -rf "$WORK"
+	log "iPXE binaries ready in $PARTS/ipxe: $(cat "$PARTS/ipxe/VERSION")"
 fi
