@@ -28,6 +28,7 @@ import (
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
 	"github.com/edgefactory/edgefactory/frontends/imports"
+	machinesapi "github.com/edgefactory/edgefactory/frontends/machines"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
 	"github.com/edgefactory/edgefactory/imager"
@@ -40,6 +41,7 @@ import (
 	"github.com/edgefactory/edgefactory/node/internal/catalog"
 	"github.com/edgefactory/edgefactory/node/internal/cluster"
 	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/machines"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"github.com/edgefactory/edgefactory/raftstore"
@@ -61,6 +63,7 @@ type Node struct {
 	registry *registry.Registry
 	cluster  *cluster.Cluster
 	peers    *peer.Client
+	machines *machines.Table
 
 	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
 	ctx    context.Context //nolint:containedctx // the node's lifetime
@@ -274,6 +277,8 @@ func (n *Node) open() error {
 		Background: n.ctx, Logger: n.log.With("component", "registry"),
 	})
 
+	n.machines = n.newMachines()
+
 	return nil
 }
 
@@ -359,7 +364,8 @@ func advertisable(addr string) string {
 func (n *Node) router() http.Handler {
 	a := &api.API{Schematics: n, Catalog: n.catalog, Assets: n, Talosctl: n, Health: n, Mirrors: n, Logger: n.log,
 		ExternalURL: n.cfg.ExternalURL}
-	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
+	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Fixed: n.cfg.PXEURL != "", Machines: n.machines, Logger: n.log}
+	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
 	peers := peer.NewServer(peer.ServerConfig{
 		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
 		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
@@ -371,7 +377,7 @@ func (n *Node) router() http.Handler {
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
+	}, a.Mount, p.Mount, machineAPI.Mount, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})
