@@ -162,4 +162,3 @@ func (n *Node) netbootRespond(segment string, mac net.HardwareAddr, asking time.
 
 	return asking >= time.Duration(pos)*netbootBackupDelay
 }
-

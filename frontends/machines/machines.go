@@ -173,7 +173,9 @@ func isJSON(contentType string, body []byte) bool {
 	}
 }
 
-func invalid(msg string, cause error) error { return frontends.NewError(frontends.ClassInvalid, msg, cause) }
+func invalid(msg string, cause error) error {
+	return frontends.NewError(frontends.ClassInvalid, msg, cause)
+}
 
 // write answers v as YAML when the client asks for it (Accept or ?format=yaml), else as JSON.
 func write(w http.ResponseWriter, r *http.Request, status int, v any) {

@@ -310,4 +310,3 @@ func (s *seenLog) list() []api.Boot {
 
 	return out
 }
-
