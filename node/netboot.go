@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 
 	api "github.com/edgefactory/edgefactory/frontends/machines"
+	"github.com/edgefactory/edgefactory/frontends/netboot"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/node/internal/machines"
 )
@@ -161,4 +164,38 @@ func (n *Node) netbootRespond(segment string, mac net.HardwareAddr, asking time.
 	}
 
 	return asking >= time.Duration(pos)*netbootBackupDelay
+}
+
+// newNetboot makes the network-boot server for the configured interfaces (nil when there are none).
+func (n *Node) newNetboot() (*netboot.Server, error) {
+	if len(n.cfg.NetbootInterfaces) == 0 {
+		return nil, nil //nolint:nilnil // no network boot is not an error
+	}
+
+	_, portText, err := net.SplitHostPort(n.ln.Addr().String())
+	if err != nil {
+		return nil, fmt.Errorf("network boot: HTTP port of %s: %w", n.ln.Addr(), err)
+	}
+
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("network boot: HTTP port of %s: %w", n.ln.Addr(), err)
+	}
+
+	return netboot.New(netboot.Config{
+		Interfaces: n.cfg.NetbootInterfaces,
+		HTTPPort:   port,
+		Binaries:   os.DirFS(n.cfg.IPXEDir),
+		Respond: func(c netboot.Client, asking time.Duration) bool {
+			return n.netbootRespond(n.netbootSegments[c.Interface], c.MAC, asking)
+		},
+		Observe:    n.netbootAnswered,
+		Logger:     n.log.With("component", "netboot", "member", n.cfg.NodeName),
+		Registerer: n.reg,
+	})
+}
+
+// netbootAnswered records a proxyDHCP answer in the boots table (the netboot package logs it).
+func (n *Node) netbootAnswered(c netboot.Client, a netboot.Answer) {
+	n.machines.Answered(api.Boot{MAC: c.MAC.String(), Served: a.BootFile, Arch: c.Arch.String(), UUID: c.UUID})
 }
