@@ -21,7 +21,7 @@ import (
 	"github.com/edgefactory/edgefactory/frontends/machines"
 )
 
-// edgefactory profiles: the network-boot machine table over a member's API (docs/api.md §10).
+// edgefactory profiles: the network-boot machine table over a member's API (docs/api.md §11).
 func newProfilesCmd() *cobra.Command {
 	var nodeURL string
 

@@ -1,4 +1,4 @@
-// Package machines serves the network-boot machine table (docs/api.md §10): the profiles that say which Talos a
+// Package machines serves the network-boot machine table (docs/api.md §11): the profiles that say which Talos a
 // machine boots, at /machines/profiles[/{name}], and the last boots the members saw, at /machines/seen. Profiles are
 // read and written as JSON or YAML; the node validates and replicates them, this package only speaks the wire.
 package machines

@@ -13,7 +13,7 @@ import (
 	"github.com/edgefactory/edgefactory/frontends"
 )
 
-// The network-boot entry point, GET /pxe/boot.ipxe (docs/api.md §10.3). The proxyDHCP hands iPXE this URL; iPXE
+// The network-boot entry point, GET /pxe/boot.ipxe (docs/api.md §11.3). The proxyDHCP hands iPXE this URL; iPXE
 // cannot put its own variables into a DHCP file name, so the first answer is a script that chains the same URL again
 // with the machine's MAC, UUID, serial, hostname and architecture filled in by iPXE. The second answer boots the
 // profile that matches, or tells the console that none does and tries again a minute later: never a silent hang.
