@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns bench bench-serving bench-netns lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns test-fuzz bench bench-serving bench-netns lint clean
 
 all: build
 
@@ -25,7 +25,7 @@ deps:
 run: deps build
 	./bin/edgefactory dev
 
-test: test-unit test-boot test-netns
+test: test-unit test-boot test-netns test-fuzz
 
 test-unit:
 	$(GO) test -timeout $(TIMEOUT) ./...
@@ -35,6 +35,13 @@ test-boot:
 
 test-netns:
 	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
+
+# Fuzzing for a bounded time (the seed corpora in testdata/fuzz also run as plain tests in test-unit): hostile DHCP
+# packets against the proxyDHCP's decision.
+FUZZTIME ?= 20s
+
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./frontends/netboot/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
