@@ -38,7 +38,8 @@ func TestNetnsReadmeNetbootServe(t *testing.T) {
 	require.Contains(t, block, "--netboot-interface eth0")
 
 	member, client := fmt.Sprintf("efrd-m-%d", os.Getpid()), fmt.Sprintf("efrd-c-%d", os.Getpid())
-	twoNamespaces(t, member, client)
+	netnstest.Pair(t, netnstest.End{Netns: member, Interface: "eth0", Addr: "10.81.0.11/24"},
+		netnstest.End{Netns: client, Interface: "veth1", Addr: "10.81.0.50/24"})
 
 	dir := t.TempDir()
 	for _, d := range []string{"bin", "data"} {
@@ -134,31 +135,4 @@ func TestNetnsReadmeNetbootServe(t *testing.T) {
 	}
 
 	assert.Contains(t, logs.String(), "netboot: answered")
-}
-
-// twoNamespaces makes namespaces a and b joined by a veth pair: eth0 (10.81.0.11/24) in a, veth1 (10.81.0.50/24)
-// in b; both are removed when the test ends.
-func twoNamespaces(t *testing.T, a, b string) {
-	t.Helper()
-
-	for _, ns := range []string{a, b} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("netns suite skipped: ip netns add: %v: %s", err, out)
-		}
-
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() }) //nolint:errcheck // best effort
-	}
-
-	for _, args := range [][]string{
-		{"-n", a, "link", "add", "eth0", "type", "veth", "peer", "name", "veth1", "netns", b},
-		{"-n", a, "addr", "add", "10.81.0.11/24", "dev", "eth0"},
-		{"-n", b, "addr", "add", "10.81.0.50/24", "dev", "veth1"},
-		{"-n", a, "link", "set", "eth0", "up"},
-		{"-n", b, "link", "set", "veth1", "up"},
-		{"-n", a, "link", "set", "lo", "up"},
-		{"-n", b, "link", "set", "lo", "up"},
-	} {
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
-	}
 }

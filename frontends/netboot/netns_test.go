@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,40 +35,9 @@ func TestNetnsPXEBoot(t *testing.T) {
 		return
 	}
 
-	if os.Geteuid() != 0 {
-		t.Skip("creates network namespaces: needs root")
-	}
-
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("`ip` (iproute2) not found: apt-get install iproute2")
-	}
-
 	server, client := fmt.Sprintf("efnb-s-%d", os.Getpid()), fmt.Sprintf("efnb-c-%d", os.Getpid())
-
-	for _, ns := range []string{server, client} {
-		if out, err := exec.CommandContext(t.Context(), "ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("network namespaces unavailable: ip netns add: %v: %s", err, out)
-		}
-
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-
-	for _, args := range [][]string{
-		{"-n", server, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", client},
-		{"-n", server, "addr", "add", "10.77.0.1/24", "dev", "veth0"},
-		{"-n", client, "addr", "add", "10.77.0.2/24", "dev", "veth1"},
-		{"-n", server, "link", "set", "veth0", "up"},
-		{"-n", client, "link", "set", "veth1", "up"},
-		{"-n", server, "link", "set", "lo", "up"},
-		{"-n", client, "link", "set", "lo", "up"},
-	} {
-		out, err := exec.CommandContext(t.Context(), "ip", args...).CombinedOutput()
-		require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
-	}
+	netnstest.Pair(t, netnstest.End{Netns: server, Interface: "veth0", Addr: "10.77.0.1/24"},
+		netnstest.End{Netns: client, Interface: "veth1", Addr: "10.77.0.2/24"})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
