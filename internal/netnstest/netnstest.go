@@ -2,6 +2,7 @@
 package netnstest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,12 +58,12 @@ func Pair(t testing.TB, a, b End) {
 	}
 
 	for _, ns := range []string{a.Netns, b.Netns} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(context.Background(), "ip", "netns", "add", ns).CombinedOutput(); err != nil {
 			t.Skipf("network namespaces unavailable: ip netns add: %v: %s", err, out)
 		}
 
 		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			if out, err := exec.CommandContext(context.Background(), "ip", "netns", "del", ns).CombinedOutput(); err != nil {
 				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
 			}
 		})
@@ -77,7 +78,7 @@ func Pair(t testing.TB, a, b End) {
 		{"-n", a.Netns, "link", "set", "lo", "up"},
 		{"-n", b.Netns, "link", "set", "lo", "up"},
 	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(context.Background(), "ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
