@@ -167,8 +167,7 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	if cfg.ipxeFromCluster() && !n.ipxePresent() {
-		n.netbootWaits = true // Run waits for them
-		n.log.Warn(ipxeWaitMessage, "dir", cfg.ipxeDir())
+		n.netbootWaits = true // Run waits for them, and says so at once
 	} else if n.netboot, err = n.newNetboot(); err != nil {
 		ln.Close() // already failing
 		n.closeState()
