@@ -65,9 +65,36 @@ type Manifest struct {
 	Blobs      int         `json:"blobs"` // blobs in the bundle (manifests, configs, layers), each once
 	Bytes      int64       `json:"bytes"` // their total size
 	Images     []Image     `json:"images"`
+	// IPXE is the iPXE binaries the bundle carries for network boot (edgefactory mirror --ipxe-dir); nil when it
+	// carries none. Their blobs are in blobs/ but not in index.json, nor counted in Blobs and Bytes.
+	IPXE *IPXE `json:"ipxe,omitempty"`
 	// Incomplete lists what a run could not copy; only an incomplete directory bundle (or a tar's work directory)
 	// has any. A tar bundle is never written incomplete.
 	Incomplete []Failure `json:"incomplete,omitempty"`
+}
+
+// IPXE is the iPXE binaries a bundle carries: loose files, not images, stored as blobs like every other.
+type IPXE struct {
+	// Source is the text of the iPXE directory's VERSION file ("trixie all ipxe 1.21.1+git…"), when it had one.
+	Source string     `json:"source,omitempty"`
+	Files  []IPXEFile `json:"files"`
+}
+
+// IPXEFile is one iPXE binary: its name (undionly.kpxe, ipxe.efi, ipxe-arm64.efi) and its blob.
+type IPXEFile struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// Bytes is the total size of the binaries.
+func (x *IPXE) Bytes() int64 {
+	var n int64
+	for _, f := range x.Files {
+		n += f.Size
+	}
+
+	return n
 }
 
 // Image is one image of a bundle, under its original reference.

@@ -63,7 +63,8 @@ func Import(ctx context.Context, b *Bundle, client *imports.Client, opts ImportO
 
 	prog.end()
 
-	res, err := client.Commit(ctx, opened.Session, imports.CommitRequest{Images: importImages(b.Images())})
+	res, err := client.Commit(ctx, opened.Session, imports.CommitRequest{Images: importImages(b.Images()),
+		IPXE: importIPXE(b.Manifest().IPXE)})
 	if err != nil {
 		return imports.CommitResponse{}, fmt.Errorf("commit the import: %w", err)
 	}
@@ -97,6 +98,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.prog.add(int64(n))
 
 	return n, err
+}
+
+// importIPXE is the commit's iPXE binaries, from bundle.json (nil for a bundle without them).
+func importIPXE(x *IPXE) *imports.IPXE {
+	if x == nil {
+		return nil
+	}
+
+	out := &imports.IPXE{Source: x.Source, Files: make([]imports.IPXEFile, 0, len(x.Files))}
+	for _, f := range x.Files {
+		out.Files = append(out.Files, imports.IPXEFile{Name: f.Name, Digest: f.Digest, Size: f.Size})
+	}
+
+	return out
 }
 
 // importImages is the commit's list of images, from bundle.json.

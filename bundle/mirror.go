@@ -50,6 +50,10 @@ type Options struct {
 	PublicKeys [][]byte
 	// RequireSignatures refuses images without a signature (a verified one when PublicKeys are given).
 	RequireSignatures bool
+	// IPXEDir, when set, is a directory holding the iPXE binaries (undionly.kpxe, ipxe.efi, ipxe-arm64.efi, all
+	// three; VERSION, when present, says where they come from): the bundle carries them for network boot. A
+	// registry target refuses it.
+	IPXEDir string
 
 	Jobs int // blobs or images copied at once; 0 means DefaultJobs
 
@@ -70,6 +74,7 @@ type Result struct {
 	Manifest *Manifest // bundle.json as written (for a registry target, what was pushed)
 	Images   int       // images copied
 	Fetched  int64     // bytes read from registries
+	Copied   int64     // bytes copied from local files (the iPXE binaries)
 	Reused   int64     // bytes already there (the bundle's directory, an earlier bundle, the target registry)
 	Elapsed  time.Duration
 }
@@ -116,6 +121,7 @@ type mirror struct {
 	client   *client
 	prog     *progress
 	start    time.Time
+	ipxe     *IPXE // the iPXE binaries stored, when Options.IPXEDir
 }
 
 // Mirror copies what opts say into opts.To. Images that cannot be copied do not stop the others: the error is
@@ -188,8 +194,9 @@ func prepare(opts Options) (*mirror, error) {
 		return nil, err
 	}
 
-	if m.versions.list == nil && m.versions.rng == nil && len(m.opts.ExtraImages) == 0 {
-		return nil, errors.New("nothing to mirror: give --versions (v1.12.0,v1.13.0 or '>=v1.12.0') or --extra-image")
+	if m.versions.list == nil && m.versions.rng == nil && len(m.opts.ExtraImages) == 0 && m.opts.IPXEDir == "" {
+		return nil, errors.New("nothing to mirror: give --versions (v1.12.0,v1.13.0 or '>=v1.12.0'), " +
+			"--extra-image or --ipxe-dir")
 	}
 
 	for _, e := range m.opts.ExtraImages {
@@ -204,6 +211,17 @@ func prepare(opts Options) (*mirror, error) {
 
 	if err := m.parseTarget(); err != nil {
 		return nil, err
+	}
+
+	if m.opts.IPXEDir != "" {
+		if m.kind == targetRegistry {
+			return nil, fmt.Errorf("--ipxe-dir with --to %s: a registry has no place for loose files; carry the "+
+				"iPXE binaries in a bundle (--to DIR or FILE.tar)", m.opts.To)
+		}
+
+		if err := checkIPXEDir(m.opts.IPXEDir); err != nil {
+			return nil, err
+		}
 	}
 
 	m.prog = newProgress("mirror", "images", m.opts.Progress, m.opts.ProgressBar, m.opts.ProgressInterval)
@@ -314,7 +332,27 @@ func (m *mirror) run(ctx context.Context) (*Result, error) {
 
 	m.log.Info("blobs copied", "elapsed", time.Since(t0))
 
-	return m.finish(p, images, reused)
+	var copied int64
+
+	if m.opts.IPXEDir != "" {
+		x, n, there, err := m.copyIPXE(ctx)
+
+		switch {
+		case ctx.Err() != nil:
+			return nil, m.interrupted(ctx.Err())
+		case err != nil:
+			p.failures = append(p.failures, Failure{What: "iPXE binaries of " + m.opts.IPXEDir, Error: err.Error()})
+		default:
+			m.ipxe, copied, reused = x, n, reused+there
+		}
+	}
+
+	res, err := m.finish(p, images, reused)
+	if res != nil {
+		res.Copied = copied
+	}
+
+	return res, err
 }
 
 // interrupted explains an interruption: what is kept, and that a rerun resumes.
@@ -332,8 +370,19 @@ func (m *mirror) interrupted(err error) error {
 func (r *Result) Summary() string {
 	mf := r.Manifest
 
-	return fmt.Sprintf("%d images (%d blobs, %s) in %s: %s fetched, %s already there, %s", r.Images, mf.Blobs,
-		humanize.IBytes(uint64(mf.Bytes)), r.Target, humanize.IBytes(uint64(r.Fetched)),
+	ipxe := ""
+	if x := mf.IPXE; x != nil {
+		ipxe = fmt.Sprintf(" and the iPXE binaries (%d files, %s, %s)", len(x.Files), humanize.IBytes(uint64(x.Bytes())),
+			orUnknown(x.Source))
+	}
+
+	copied := ""
+	if r.Copied > 0 {
+		copied = ", " + humanize.IBytes(uint64(r.Copied)) + " copied from files"
+	}
+
+	return fmt.Sprintf("%d images (%d blobs, %s)%s in %s: %s fetched%s, %s already there, %s", r.Images, mf.Blobs,
+		humanize.IBytes(uint64(mf.Bytes)), ipxe, r.Target, humanize.IBytes(uint64(r.Fetched)), copied,
 		humanize.IBytes(uint64(r.Reused)), r.Elapsed.Round(time.Millisecond))
 }
 

@@ -536,6 +536,15 @@ func (b *Bundle) verifyManifest(reached map[string]int64) []string {
 		}
 	}
 
+	if x := b.manifest.IPXE; x != nil {
+		for _, f := range x.Files {
+			if n, ok := b.Has(f.Digest); !ok || n != f.Size {
+				problems = append(problems, fmt.Sprintf("iPXE binary %s: blob %s (%d bytes) is not in the bundle",
+					f.Name, f.Digest, f.Size))
+			}
+		}
+	}
+
 	var total int64
 	for _, n := range reached {
 		total += n

@@ -101,6 +101,16 @@ func (m *mirror) collect(p plan, images []*image) (contents, int) {
 		mf.Bytes += n
 	}
 
+	// The iPXE binaries are blobs of the bundle too (kept by a prune, written into a tar) but not images: not in
+	// index.json, not counted in Blobs and Bytes, so that a reader that does not know them still verifies.
+	if m.ipxe != nil {
+		mf.IPXE = m.ipxe
+
+		for _, f := range m.ipxe.Files {
+			c.blobs[f.Digest] = f.Size
+		}
+	}
+
 	c.index = indexOf(mf)
 
 	return c, copied

@@ -32,6 +32,8 @@ func TestReadmeAirGap(t *testing.T) {
 
 	assert.Contains(t, text, "mirrored ")
 	assert.Regexp(t, `imported \d+ images: \d+ blobs`, text)
+	assert.Contains(t, text, "and the iPXE binaries (3 files", "the bundle carries them")
+	assert.Contains(t, text, "imported the iPXE binaries (3 files, trixie all ipxe", "the import says so")
 	assert.Regexp(t, `warm: v1\.13\.0 metal-amd64\.iso \([^)]+\) built or found by http://127\.0\.0\.1:8090`, text)
 	assert.Regexp(t, `warm: v1\.13\.0 installer \([^)]+\) built or found by`, text)
 	assert.Contains(t, text, "kind: RegistryMirrorConfig")

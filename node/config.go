@@ -92,7 +92,8 @@ type Config struct {
 
 	// NetbootInterfaces are the interfaces this member answers network boot on (proxyDHCP, TFTP): none by default.
 	NetbootInterfaces []string
-	// IPXEDir holds the iPXE binaries network boot hands out (undionly.kpxe, ipxe.efi, ipxe-arm64.efi).
+	// IPXEDir holds the iPXE binaries network boot hands out (undionly.kpxe, ipxe.efi, ipxe-arm64.efi). Without
+	// it, network boot uses <DataDir>/ipxe, filled from the cluster once a bundle carrying them was imported.
 	IPXEDir string
 
 	// Version is this build's version string.
@@ -115,6 +116,11 @@ type tuning struct {
 	drain time.Duration
 	// raftBackoff sends to unreachable Raft followers with raft's own back-off (see raftstore.Config.RaftBackoff).
 	raftBackoff bool
+	// ipxePoll replaces ipxePoll: how often a member waiting for the iPXE binaries reads the cluster setting.
+	ipxePoll time.Duration
+	// noNetbootServer: Run starts no proxyDHCP and TFTP listeners, nor the wait for the iPXE binaries (tests, which
+	// must not bind port 67, call that wait themselves).
+	noNetbootServer bool
 }
 
 // ClusterUpstream as the upstream registry makes the cluster its own upstream: release inputs come from the images
@@ -290,11 +296,6 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("release inputs are checked against their cosign signatures: give the "+
 			"public key the release is signed with (--input-public-key FILE, repeatable; `edgefactory synthetic "+
 			"public-key` prints the synthetic release's), or --input-verify=off in a lab"))
-	}
-
-	if len(c.NetbootInterfaces) > 0 && c.IPXEDir == "" {
-		errs = append(errs, errors.New("--netboot-interface needs the iPXE binaries: --ipxe-dir DIR (make deps puts "+
-			"them in build/parts/ipxe; Debian's ipxe package in /usr/lib/ipxe)"))
 	}
 
 	if c.BuildConcurrency < 1 {

@@ -137,3 +137,42 @@ func (n *Node) BlobPath(digest string) string {
 
 // DropBlob deletes digest from this node's CAS (a benchmark's next first download).
 func (n *Node) DropBlob(digest string) error { return n.cas.Delete(digest) }
+
+// WithoutNetbootServer keeps Run from starting the proxyDHCP and TFTP listeners (port 67 on a real interface) and
+// the wait for the iPXE binaries: the test calls AwaitIPXE or FetchIPXE itself.
+func WithoutNetbootServer(cfg Config) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.noNetbootServer = true
+
+	return cfg
+}
+
+// WithIPXEPoll shortens how often a member waiting for the iPXE binaries reads the cluster setting.
+func WithIPXEPoll(cfg Config, d time.Duration) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.ipxePoll = d
+
+	return cfg
+}
+
+// AwaitIPXE waits until the cluster names iPXE binaries and this member has them in its iPXE directory.
+func (n *Node) AwaitIPXE(ctx context.Context) error { return n.awaitIPXE(ctx) }
+
+// FetchIPXE tries once to bring the cluster's iPXE binaries into this member's iPXE directory.
+func (n *Node) FetchIPXE(ctx context.Context) error { return n.fetchIPXE(ctx) }
+
+// IPXEDir is the directory this member's network boot serves the iPXE binaries from.
+func (n *Node) IPXEDir() string { return n.cfg.ipxeDir() }
+
+// IPXESetting is the cluster setting naming the iPXE binaries, as this member's state holds it.
+func (n *Node) IPXESetting() (string, bool) {
+	raw, ok, err := n.store.Setting("netboot/ipxe")
+
+	return string(raw), ok && err == nil
+}

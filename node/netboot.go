@@ -185,7 +185,7 @@ func (n *Node) newNetboot() (*netboot.Server, error) {
 	return netboot.New(netboot.Config{
 		Interfaces: n.cfg.NetbootInterfaces,
 		HTTPPort:   port,
-		Binaries:   os.DirFS(n.cfg.IPXEDir),
+		Binaries:   os.DirFS(n.cfg.ipxeDir()),
 		Respond: func(c netboot.Client, asking time.Duration) bool {
 			return n.netbootRespond(n.netbootSegments[c.Interface], c.MAC, asking)
 		},

@@ -68,6 +68,9 @@ type Node struct {
 	peers    *peer.Client
 	machines *machines.Table
 	netboot  *netboot.Server
+	// netbootWaits: network boot is on but the iPXE binaries are not in <data>/ipxe yet; Run starts it once they
+	// came from the cluster.
+	netbootWaits bool
 	// netbootSegments maps each network-boot interface to its prefix, as gossiped.
 	netbootSegments map[string]string
 
@@ -163,7 +166,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	if n.netboot, err = n.newNetboot(); err != nil {
+	if cfg.ipxeFromCluster() && !n.ipxePresent() {
+		n.netbootWaits = true // Run waits for them, and says so at once
+	} else if n.netboot, err = n.newNetboot(); err != nil {
 		ln.Close() // already failing
 		n.closeState()
 
@@ -388,8 +393,12 @@ func (n *Node) router() http.Handler {
 	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
 	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount}
 
-	if n.cfg.IPXEDir != "" {
-		mounts = append(mounts, netboot.MountBinaries(os.DirFS(n.cfg.IPXEDir)))
+	switch {
+	case n.cfg.ipxeFromCluster():
+		mounts = append(mounts, netboot.MountBinaries(os.DirFS(n.cfg.ipxeDir()), "iPXE binaries not imported yet: "+
+			"import a bundle made with `edgefactory mirror --ipxe-dir`"))
+	case n.cfg.IPXEDir != "":
+		mounts = append(mounts, netboot.MountBinaries(os.DirFS(n.cfg.IPXEDir), ""))
 	}
 	peers := peer.NewServer(peer.ServerConfig{
 		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
@@ -444,8 +453,12 @@ func (n *Node) Run(ctx context.Context) error {
 
 	netbootErr := make(chan error, 1)
 
-	if n.netboot != nil {
+	switch {
+	case n.cfg.tune != nil && n.cfg.tune.noNetbootServer:
+	case n.netboot != nil:
 		go func() { netbootErr <- n.netboot.Run(ctx) }()
+	case n.netbootWaits:
+		go n.runNetbootWhenReady(ctx, netbootErr)
 	}
 
 	syncDone := make(chan struct{})

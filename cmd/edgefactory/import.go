@@ -54,6 +54,12 @@ cluster keeps nothing of it. Running it again moves no blob; a newer bundle adds
 			fmt.Fprintf(out, "imported %d images: %d blobs, %s in the cluster (%d sent now)\n", res.Images, res.Blobs,
 				humanize.IBytes(uint64(max(res.Bytes, 0))), res.Moved)
 
+			if x := b.Manifest().IPXE; x != nil && res.IPXE > 0 {
+				fmt.Fprintf(out, "imported the iPXE binaries (%d files, %s): members with --netboot-interface and no "+
+					"--ipxe-dir serve them; checked by digest only, they carry no signature\n", res.IPXE,
+					ipxeSource(x.Source))
+			}
+
 			return nil
 		},
 	}
@@ -65,4 +71,13 @@ cluster keeps nothing of it. Running it again moves no blob; a newer bundle adds
 		"how often a progress line is written when the output is not a terminal")
 
 	return cmd
+}
+
+// ipxeSource names where a bundle's iPXE binaries come from.
+func ipxeSource(s string) string {
+	if s == "" {
+		return "source not recorded"
+	}
+
+	return s
 }

@@ -39,9 +39,13 @@ or does not match its digest; a tar is built in FILE.tar.partial/ and appears on
 Images named in another registry (registry.k8s.io/..., gcr.io/...) are read from there, or from where --source-map
 says (a pull-through cache, or the synthetic release's registry). With --public-key every signature found must
 verify with one of the keys (cosign's legacy tag scheme, offline). An image that cannot be copied does not stop the
-others: the command exits non-zero naming each one and why.`,
+others: the command exits non-zero naming each one and why.
+
+With --ipxe-dir the bundle also carries the iPXE binaries network boot hands out (all three, and the directory's
+VERSION text): imported, they let the site's members answer network boot without --ipxe-dir. A registry target
+cannot carry them.`,
 		Example: `  edgefactory mirror --versions v1.12.0,v1.13.0 --extensions all --overlays all --talosctl \
-      --cluster-images --to talos.tar
+      --cluster-images --ipxe-dir build/parts/ipxe --to talos.tar
   edgefactory mirror --versions '>=v1.12.0' --extensions siderolabs/iscsi-tools --to /srv/bundle
   edgefactory mirror --from 127.0.0.1:5000 --source-map registry.k8s.io=127.0.0.1:5000/registry.k8s.io \
       --versions v1.13.0 --cluster-images --public-key lab.pub --to docker://mirror.local:5000`,
@@ -88,6 +92,7 @@ others: the command exits non-zero naming each one and why.`,
 	f.StringArrayVar(&opts.SourceMap, "source-map", nil, "read images of `ORIGIN` from REGISTRY[/PREFIX] instead: ORIGIN=REGISTRY[/PREFIX] (repeatable)")
 	f.BoolVar(&opts.Insecure, "insecure", false, "use plain HTTP with every registry (loopback registries always do)")
 	f.StringArrayVar(&keyFiles, "public-key", nil, "PEM public key `FILE` every signature must verify with (repeatable)")
+	f.StringVar(&opts.IPXEDir, "ipxe-dir", "", "carry the iPXE binaries of `DIR` (undionly.kpxe, ipxe.efi, ipxe-arm64.efi; make deps puts Debian's in build/parts/ipxe) for network boot at the site (not with docker://)")
 	f.BoolVar(&opts.RequireSignatures, "require-signatures", false, "refuse images without a (verified, with --public-key) signature")
 	f.IntVar(&opts.Jobs, "jobs", bundle.DefaultJobs, "blobs copied at once")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log each step, not only warnings")

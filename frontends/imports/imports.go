@@ -7,9 +7,10 @@
 //     cluster lacks;
 //  2. PUT /import/{session}/blobs/{digest} for each of those, streamed; the member checks every byte against the
 //     digest on arrival;
-//  3. POST /import/{session}/commit with the bundle's images: the member checks each image whole (every manifest,
-//     config and layer present and matching, its signature good with the cluster's trusted keys), then spreads the
-//     blobs to their holders and records the images in Raft. A refused commit names the image and the reason, and
+//  3. POST /import/{session}/commit with the bundle's images (and its iPXE binaries, when it carries them): the
+//     member checks each image whole (every manifest, config and layer present and matching, its signature good with
+//     the cluster's trusted keys) and each iPXE binary by digest, then spreads the blobs to their holders and records
+//     the images and the binaries in Raft. A refused commit names the image and the reason, and
 //     the member drops every blob the session brought.
 //
 // Writes need the cluster secret as a bearer token when the member has one.
@@ -75,9 +76,25 @@ type Descriptor struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 }
 
-// CommitRequest lists the images to record.
+// IPXE is the iPXE binaries a bundle carries, for network boot: blobs of the bundle like any other, checked by
+// digest only (Debian signs its archive, not the files).
+type IPXE struct {
+	// Source says where they come from (the VERSION text the bundle recorded).
+	Source string     `json:"source,omitempty"`
+	Files  []IPXEFile `json:"files"`
+}
+
+// IPXEFile is one iPXE binary: undionly.kpxe, ipxe.efi or ipxe-arm64.efi, and its blob.
+type IPXEFile struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// CommitRequest lists the images to record, and the iPXE binaries when the bundle carries them.
 type CommitRequest struct {
 	Images []Image `json:"images"`
+	IPXE   *IPXE   `json:"ipxe,omitempty"`
 }
 
 // CommitResponse says what the cluster holds now of the bundle.
@@ -87,6 +104,8 @@ type CommitResponse struct {
 	Bytes  int64 `json:"bytes"`
 	// Moved counts the blobs this import brought (0 when the cluster had them all).
 	Moved int `json:"moved"`
+	// IPXE counts the iPXE binaries recorded for network boot (0 when the bundle carried none).
+	IPXE int `json:"ipxe,omitempty"`
 }
 
 // Importer is what a member does with an import. Its errors are classified as frontends describes: an Invalid one

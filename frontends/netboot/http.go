@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -13,16 +14,20 @@ import (
 )
 
 // MountBinaries serves the iPXE binaries at GET /ipxe/{name}, for UEFI HTTP Boot and for operators: only the three
-// names, 404 for anything else.
-func MountBinaries(bin fs.FS) frontends.Mount {
+// names, 404 for anything else. absent, when set, is the answer for one of the three not in bin (yet): 503 with
+// that text and Retry-After, rather than 404 (a member filling bin from elsewhere will have it).
+func MountBinaries(bin fs.FS, absent string) frontends.Mount {
 	return func(r chi.Router) {
 		r.Get("/ipxe/{name}", func(w http.ResponseWriter, req *http.Request) {
-			serveBinary(w, req, bin, chi.URLParam(req, "name"))
+			serveBinary(w, req, bin, chi.URLParam(req, "name"), absent)
 		})
 	}
 }
 
-func serveBinary(w http.ResponseWriter, r *http.Request, bin fs.FS, name string) {
+// absentRetry is the Retry-After of a binary not there yet, in seconds.
+const absentRetry = "60"
+
+func serveBinary(w http.ResponseWriter, r *http.Request, bin fs.FS, name, absent string) {
 	if !slices.Contains(binaries, name) {
 		http.NotFound(w, r)
 
@@ -30,7 +35,14 @@ func serveBinary(w http.ResponseWriter, r *http.Request, bin fs.FS, name string)
 	}
 
 	f, err := bin.Open(name)
-	if err != nil {
+
+	switch {
+	case err != nil && absent != "" && errors.Is(err, fs.ErrNotExist):
+		w.Header().Set("Retry-After", absentRetry)
+		http.Error(w, absent, http.StatusServiceUnavailable)
+
+		return
+	case err != nil:
 		http.NotFound(w, r)
 
 		return

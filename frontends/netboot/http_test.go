@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,7 +17,7 @@ func TestMountBinaries(t *testing.T) {
 	t.Parallel()
 
 	bin := testBinaries()
-	srv := httptest.NewServer(frontends.NewRouter(frontends.RouterOptions{}, MountBinaries(bin)))
+	srv := httptest.NewServer(frontends.NewRouter(frontends.RouterOptions{}, MountBinaries(bin, "")))
 	t.Cleanup(srv.Close)
 
 	for _, name := range []string{BIOSBinary, UEFIx64Binary, UEFIarm64Binary} {
@@ -49,5 +50,40 @@ func TestMountBinaries(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+	}
+}
+
+// TestMountBinariesAbsent: a member whose binaries are still to come answers 503 with the reason and Retry-After
+// for the three names, and 404 for anything else; without a reason, a missing binary is a 404.
+func TestMountBinariesAbsent(t *testing.T) {
+	t.Parallel()
+
+	empty := fstest.MapFS{}
+	waiting := httptest.NewServer(frontends.NewRouter(frontends.RouterOptions{}, MountBinaries(empty, "not imported yet")))
+	t.Cleanup(waiting.Close)
+
+	plain := httptest.NewServer(frontends.NewRouter(frontends.RouterOptions{}, MountBinaries(empty, "")))
+	t.Cleanup(plain.Close)
+
+	for _, c := range []struct {
+		base, path string
+		status     int
+		body       string
+	}{
+		{waiting.URL, "/ipxe/" + UEFIx64Binary, http.StatusServiceUnavailable, "not imported yet"},
+		{waiting.URL, "/ipxe/boot.ipxe", http.StatusNotFound, ""},
+		{plain.URL, "/ipxe/" + UEFIx64Binary, http.StatusNotFound, ""},
+	} {
+		resp, err := http.Get(c.base + c.path)
+		require.NoError(t, err)
+
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, c.status, resp.StatusCode, c.path)
+		assert.Contains(t, string(body), c.body, c.path)
+
+		if c.status == http.StatusServiceUnavailable {
+			assert.Equal(t, "60", resp.Header.Get("Retry-After"))
+		}
 	}
 }

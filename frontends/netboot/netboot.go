@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ const (
 )
 
 var binaries = []string{BIOSBinary, UEFIx64Binary, UEFIarm64Binary}
+
+// BinaryNames are the names of the three iPXE binaries, each of which network boot needs.
+func BinaryNames() []string { return slices.Clone(binaries) }
 
 // Config is what a Server needs.
 type Config struct {

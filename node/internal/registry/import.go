@@ -207,6 +207,12 @@ func (reg *Registry) commit(ctx context.Context, s *importSession, req imports.C
 		}
 	}
 
+	if req.IPXE != nil {
+		if err := reg.checkIPXE(ctx, req.IPXE, blobs); err != nil {
+			return imports.CommitResponse{}, refuse("%v", err)
+		}
+	}
+
 	var res imports.CommitResponse
 
 	for _, b := range slices.SortedFunc(maps.Values(blobs), func(a, b raftstore.Blob) int {
@@ -230,6 +236,16 @@ func (reg *Registry) commit(ctx context.Context, s *importSession, req imports.C
 		}
 
 		res.Images++
+	}
+
+	if req.IPXE != nil { // a bundle without them leaves the binaries the cluster has alone
+		if err := reg.recordIPXE(ctx, req.IPXE); err != nil {
+			return imports.CommitResponse{}, fmt.Errorf("record the iPXE binaries: %w", err)
+		}
+
+		res.IPXE = len(req.IPXE.Files)
+		reg.log.Info("iPXE binaries imported for network boot, checked by digest only: they carry no signature "+
+			"(Debian signs its archive, not the files)", "source", req.IPXE.Source, "files", res.IPXE)
 	}
 
 	return res, nil
