@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns bench bench-serving bench-netns lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns test-netboot bench bench-serving bench-netns lint clean
 
 all: build
 
@@ -35,6 +35,11 @@ test-boot:
 
 test-netns:
 	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
+
+# The network-boot lab alone (part of test-netns): QEMU guests PXE- and HTTP-boot on the lab's bridge from a site's
+# own dnsmasq + TFTP + nginx and from Edge Factory members (root, qemu, dnsmasq, OVMF, ipxe-qemu, make deps).
+test-netboot:
+	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetnsNetboot' -v ./e2e/netns/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
