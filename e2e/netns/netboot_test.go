@@ -38,9 +38,9 @@ const labSchematic = "customization:\n  extraKernelArgs:\n    - console=ttyS0\n 
 
 // The lab's machines: fixed MACs, one tap each.
 var (
-	biosMachine  = Machine{Name: "bios", MAC: "52:54:00:12:34:50", Tap: tapPrefix + "bios", Firmware: BIOS}
-	uefiMachine  = Machine{Name: "uefi", MAC: "52:54:00:12:34:51", Tap: tapPrefix + "uefi", Firmware: UEFI}
-	httpMachine  = Machine{Name: "http", MAC: "52:54:00:12:34:53", Tap: tapPrefix + "http", Firmware: HTTPBoot}
+	biosMachine = Machine{Name: "bios", MAC: "52:54:00:12:34:50", Tap: tapPrefix + "bios", Firmware: BIOS}
+	uefiMachine = Machine{Name: "uefi", MAC: "52:54:00:12:34:51", Tap: tapPrefix + "uefi", Firmware: UEFI}
+	httpMachine = Machine{Name: "http", MAC: "52:54:00:12:34:53", Tap: tapPrefix + "http", Firmware: HTTPBoot}
 )
 
 // TestNetnsNetbootBaseline: a site's own network boot, with no Edge Factory on the LAN. dnsmasq hands out
@@ -219,7 +219,7 @@ func (b netboot) requireBooted(t testing.TB, args ...string) {
 	t.Helper()
 
 	require.NoError(t, b.err, "%s (%s, %s) did not boot; console:\n%s", b.machine.Name, b.machine.Firmware,
-		b.machine.MAC, qemu.Readable(b.res.Console, 24<<10))
+		b.machine.MAC, readableTail(b.res.Console))
 
 	report, _ := b.res.Report()
 	took, err := b.toKernel()
@@ -241,3 +241,6 @@ func (b netboot) requireBooted(t testing.TB, args ...string) {
 		assert.Contains(t, booted, want, "booted command line %q", report.Cmdline)
 	}
 }
+
+// readableTail is the end of a console transcript, readable, for a failure message.
+func readableTail(console string) string { return qemu.Readable(console, 24<<10) }
