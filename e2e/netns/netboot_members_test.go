@@ -91,6 +91,13 @@ func TestNetnsNetbootMembers(t *testing.T) {
 
 	assert.InDelta(t, float64(total), answered, 0, "answered DHCP requests: the members' logs against their metric")
 
+	silent := 0.0
+	for i := 1; i <= lab.n; i++ {
+		silent += c.metricWith(t, i, "edgefactory_netboot_dhcp_requests_total", `result="not_responder"`)
+	}
+
+	assert.Positive(t, silent, "no member counted a request it left to the other: did both hear the guests?")
+
 	t.Run("failover", func(t *testing.T) {
 		responder := only(answers[strings.ToLower(biosMachine.MAC)])
 		require.NotZero(t, responder, "no single member answered the BIOS guest")
@@ -182,7 +189,11 @@ func (c *cluster) putProfile(t testing.TB, i int, name, mac, schematic string, a
 	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, r.status, "PUT /machines/profiles/%s: %s", name, r)
 }
 
-// netbootAnswers counts the "netboot answer" lines in each member's log: MAC (lower case) → member index → lines.
+// answerMessages are the log messages of a member's answered DHCP exchange: the contract's, and what the first
+// implementation (frontends/netboot) writes.
+var answerMessages = []string{"netboot answer", "netboot: answered"}
+
+// netbootAnswers counts the answer lines in each member's log: MAC (lower case) → member index → lines.
 func (c *cluster) netbootAnswers(t testing.TB) map[string]map[int]int {
 	t.Helper()
 
@@ -190,7 +201,7 @@ func (c *cluster) netbootAnswers(t testing.TB) map[string]map[int]int {
 
 	for i, logs := range c.logs {
 		for _, line := range strings.Split(logs.String(), "\n") {
-			if !strings.Contains(line, `"netboot answer"`) {
+			if !strings.Contains(line, "netboot") {
 				continue
 			}
 
@@ -199,7 +210,7 @@ func (c *cluster) netbootAnswers(t testing.TB) map[string]map[int]int {
 				MAC string `json:"mac"`
 			}
 
-			if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "netboot answer" {
+			if json.Unmarshal([]byte(line), &rec) != nil || !slices.Contains(answerMessages, rec.Msg) {
 				continue
 			}
 
