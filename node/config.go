@@ -90,6 +90,11 @@ type Config struct {
 	InputPublicKeys [][]byte
 	InputVerifyOff  bool
 
+	// NetbootInterfaces are the interfaces this member answers network boot on (proxyDHCP, TFTP): none by default.
+	NetbootInterfaces []string
+	// IPXEDir holds the iPXE binaries network boot hands out (undionly.kpxe, ipxe.efi, ipxe-arm64.efi).
+	IPXEDir string
+
 	// Version is this build's version string.
 	Version string
 	// Logger receives everything the node logs.
@@ -285,6 +290,11 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("release inputs are checked against their cosign signatures: give the "+
 			"public key the release is signed with (--input-public-key FILE, repeatable; `edgefactory synthetic "+
 			"public-key` prints the synthetic release's), or --input-verify=off in a lab"))
+	}
+
+	if len(c.NetbootInterfaces) > 0 && c.IPXEDir == "" {
+		errs = append(errs, errors.New("--netboot-interface needs the iPXE binaries: --ipxe-dir DIR (make deps puts "+
+			"them in build/parts/ipxe; Debian's ipxe package in /usr/lib/ipxe)"))
 	}
 
 	if c.BuildConcurrency < 1 {

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,8 @@ import (
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
 	"github.com/edgefactory/edgefactory/frontends/imports"
+	machinesapi "github.com/edgefactory/edgefactory/frontends/machines"
+	"github.com/edgefactory/edgefactory/frontends/netboot"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
 	"github.com/edgefactory/edgefactory/imager"
@@ -40,6 +44,7 @@ import (
 	"github.com/edgefactory/edgefactory/node/internal/catalog"
 	"github.com/edgefactory/edgefactory/node/internal/cluster"
 	"github.com/edgefactory/edgefactory/node/internal/keys"
+	"github.com/edgefactory/edgefactory/node/internal/machines"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/node/internal/registry"
 	"github.com/edgefactory/edgefactory/raftstore"
@@ -61,6 +66,10 @@ type Node struct {
 	registry *registry.Registry
 	cluster  *cluster.Cluster
 	peers    *peer.Client
+	machines *machines.Table
+	netboot  *netboot.Server
+	// netbootSegments maps each network-boot interface to its prefix, as gossiped.
+	netbootSegments map[string]string
 
 	// ctx ends when the node closes: background work (transfers to and from peers) stops with it.
 	ctx    context.Context //nolint:containedctx // the node's lifetime
@@ -133,6 +142,13 @@ func New(cfg Config) (*Node, error) {
 
 	n.cfg.ExternalURL = strings.TrimSuffix(n.cfg.ExternalURL, "/")
 
+	if n.netbootSegments, err = netbootSegments(cfg.NetbootInterfaces); err != nil {
+		ln.Close() // already failing
+		n.closeState()
+
+		return nil, err
+	}
+
 	if n.cluster, err = cluster.New(n.clusterConfig(), n.store, n.peers); err != nil {
 		ln.Close() // already failing
 		n.closeState()
@@ -141,6 +157,13 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	if err := n.open(); err != nil {
+		ln.Close() // already failing
+		n.closeState()
+
+		return nil, err
+	}
+
+	if n.netboot, err = n.newNetboot(); err != nil {
 		ln.Close() // already failing
 		n.closeState()
 
@@ -188,7 +211,7 @@ func (n *Node) clusterConfig() cluster.Config {
 		NodeName: cfg.NodeName, URL: cfg.ExternalURL, Zone: cfg.Zone, Version: cfg.Version,
 		GossipListen: cfg.GossipListen, GossipAdvertise: cfg.GossipAdvertise, Join: cfg.Join, GossipKey: cfg.GossipKey,
 		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
-		Logger: n.log,
+		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log,
 	}
 	if cfg.tune != nil {
 		cc.Tune = &cluster.Tune{Gossip: cfg.tune.gossip, Rejoin: cfg.tune.rejoin, Settle: cfg.tune.settle}
@@ -273,6 +296,8 @@ func (n *Node) open() error {
 		Members: n.cluster, Peers: n.peers, Replicas: cfg.Replicas, Trust: *cfg.trust(),
 		Background: n.ctx, Logger: n.log.With("component", "registry"),
 	})
+
+	n.machines = n.newMachines()
 
 	return nil
 }
@@ -359,7 +384,13 @@ func advertisable(addr string) string {
 func (n *Node) router() http.Handler {
 	a := &api.API{Schematics: n, Catalog: n.catalog, Assets: n, Talosctl: n, Health: n, Mirrors: n, Logger: n.log,
 		ExternalURL: n.cfg.ExternalURL}
-	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Logger: n.log}
+	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Fixed: n.cfg.PXEURL != "", Machines: n.machines, Logger: n.log}
+	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
+	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount}
+
+	if n.cfg.IPXEDir != "" {
+		mounts = append(mounts, netboot.MountBinaries(os.DirFS(n.cfg.IPXEDir)))
+	}
 	peers := peer.NewServer(peer.ServerConfig{
 		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
 		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
@@ -371,10 +402,10 @@ func (n *Node) router() http.Handler {
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
-	}, a.Mount, p.Mount, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
+	}, append(mounts, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
-	})
+	})...)
 }
 
 // pxeURL is where PXE scripts point: --pxe-url, else this node's advertised URL.
@@ -407,6 +438,12 @@ func (n *Node) Run(ctx context.Context) error {
 
 	go func() { serveErr <- n.server.Serve(n.ln) }()
 
+	netbootErr := make(chan error, 1)
+
+	if n.netboot != nil {
+		go func() { netbootErr <- n.netboot.Run(ctx) }()
+	}
+
 	syncDone := make(chan struct{})
 
 	go func() {
@@ -425,6 +462,8 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-serveErr:
 		err = fmt.Errorf("http server: %w", err)
+	case err = <-netbootErr:
+		err = fmt.Errorf("network boot: %w", err)
 	}
 
 	n.log.Info("edge factory node stopping", "node", n.cfg.NodeName)

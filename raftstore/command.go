@@ -33,6 +33,7 @@ const (
 	OpPutAsset       Op = "PutAsset"       // first committed record for a key wins
 	OpPutSetting     Op = "PutSetting"     // set (overwrite) a cluster setting
 	OpInitSetting    Op = "InitSetting"    // set a cluster setting only if absent; first committed value wins
+	OpDeleteSetting  Op = "DeleteSetting"  // remove a cluster setting; removing an absent one is a no-op
 )
 
 var (
@@ -60,7 +61,7 @@ type Command struct {
 	Meta  *CatalogMeta `json:"meta,omitempty"`  // PutCatalogMeta
 	Asset *AssetRecord `json:"asset,omitempty"` // PutAsset
 
-	Key   string `json:"key,omitempty"`   // PutSetting, InitSetting
+	Key   string `json:"key,omitempty"`   // PutSetting, InitSetting, DeleteSetting
 	Value []byte `json:"value,omitempty"` // PutSetting, InitSetting
 }
 
@@ -191,7 +192,7 @@ func (c Command) validate() error {
 			return errors.New("missing asset record")
 		}
 		return c.Asset.validate()
-	case OpPutSetting, OpInitSetting:
+	case OpPutSetting, OpInitSetting, OpDeleteSetting:
 		if c.Key == "" || len(c.Key) > 1024 {
 			return fmt.Errorf("setting key length %d out of range 1..1024", len(c.Key))
 		}

@@ -269,6 +269,12 @@ func applyCommand(tx *bbolt.Tx, data []byte) (Result, error) {
 			return Result{Conflict: !bytes.Equal(old, c.Value), Value: bytes.Clone(old)}, nil
 		}
 		return Result{Changed: true, Value: c.Value}, b.Put([]byte(c.Key), nonNil(c.Value))
+	case OpDeleteSetting:
+		b := tx.Bucket(bucketSettings)
+		if b.Get([]byte(c.Key)) == nil {
+			return Result{}, nil
+		}
+		return Result{Changed: true}, b.Delete([]byte(c.Key))
 	}
 	return Result{Error: fmt.Sprintf("op %q validated but not applied", c.Op)}, nil
 }

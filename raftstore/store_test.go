@@ -130,6 +130,15 @@ func TestSingleNodeWritesAndReads(t *testing.T) {
 	_, found, err = s.Setting("absent")
 	require.NoError(t, err)
 	require.False(t, found)
+	existed, err := DeleteSetting(ctx, s, "empty")
+	require.NoError(t, err)
+	require.True(t, existed)
+	_, found, err = s.Setting("empty")
+	require.NoError(t, err)
+	require.False(t, found, "a deleted setting is gone")
+	existed, err = DeleteSetting(ctx, s, "empty")
+	require.NoError(t, err)
+	require.False(t, existed, "deleting an absent setting changes nothing")
 
 	// Status.
 	servers, err := s.Servers()

@@ -122,6 +122,15 @@ func PutSetting(ctx context.Context, a Applier, key string, value []byte) error 
 	return nil
 }
 
+// DeleteSetting removes a cluster setting and reports whether it existed.
+func DeleteSetting(ctx context.Context, a Applier, key string) (bool, error) {
+	res, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpDeleteSetting, Key: key})
+	if err != nil {
+		return false, fmt.Errorf("delete setting %s: %w", key, err)
+	}
+	return res.Changed, nil
+}
+
 // InitSetting sets a cluster setting only if it is absent and returns the value stored: the first committed value
 // wins, so two nodes generating e.g. a signing key at once end up agreeing on one.
 func InitSetting(ctx context.Context, a Applier, key string, value []byte) ([]byte, error) {

@@ -73,6 +73,11 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"ECDSA private key (PEM) installer images are signed with (default: generated once per cluster)")
 	fs.Var((*pemFiles)(&cfg.InputPublicKeys), "input-public-key",
 		"PEM public key the cosign signatures of release inputs must verify with (repeatable)")
+	fs.StringSliceVar(&cfg.NetbootInterfaces, "netboot-interface", cfg.NetbootInterfaces,
+		"answer network boot (proxyDHCP beside the site's DHCP server, TFTP) on this interface (repeatable; needs "+
+			"CAP_NET_BIND_SERVICE and CAP_NET_RAW)")
+	fs.StringVar(&cfg.IPXEDir, "ipxe-dir", cfg.IPXEDir,
+		"directory of the iPXE binaries network boot hands out: undionly.kpxe, ipxe.efi, ipxe-arm64.efi")
 	fs.Var((*onOff)(&cfg.InputVerifyOff), "input-verify",
 		"on: refuse release inputs whose signatures do not verify; off: accept them (labs only, warned)")
 }

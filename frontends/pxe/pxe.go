@@ -20,6 +20,11 @@ type PXE struct {
 	// BaseURL is this node's advertised URL (or the --pxe-url override) that scripts point at.
 	BaseURL *url.URL
 	Logger  *slog.Logger
+	// Fixed makes /pxe/boot.ipxe scripts point at BaseURL too (--pxe-url given) rather than at the address the
+	// machine reached this member on.
+	Fixed bool
+	// Machines chooses a machine's profile for /pxe/boot.ipxe; nil leaves that route out.
+	Machines Machines
 
 	// scripts remembers rendered scripts: a rack booting asks for the same few thousand times a minute.
 	scripts *memo.Memo[rendering, []byte]
@@ -38,6 +43,10 @@ func (p *PXE) Mount(r chi.Router) {
 	}
 
 	p.scripts = memo.New[rendering, []byte](10_000)
+
+	if p.Machines != nil {
+		r.Get("/pxe/boot.ipxe", p.machine)
+	}
 
 	r.Get("/pxe/{schematic}/{version}/{path}", p.script)
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -44,7 +45,10 @@ type Config struct {
 	BootstrapExpect               int
 	DeadMemberGrace               time.Duration
 	RingPartitions                int
-	Logger                        *slog.Logger
+	// NetbootSegments are the prefixes of the interfaces this member answers network boot on, gossiped so the
+	// members of a segment agree which of them answers a machine.
+	NetbootSegments []string
+	Logger          *slog.Logger
 	// Tune shortens timers for clusters on loopback (tests).
 	Tune *Tune
 }
@@ -75,10 +79,11 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.GossipListen,
 		AdvertiseAddr: cfg.GossipAdvertise,
-		Meta:          memberMeta{URL: cfg.URL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version},
-		Seeds:         cfg.Join,
-		EncryptKey:    cfg.GossipKey,
-		Logger:        cfg.Logger,
+		Meta: memberMeta{URL: cfg.URL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version,
+			Netboot: cfg.NetbootSegments},
+		Seeds:      cfg.Join,
+		EncryptKey: cfg.GossipKey,
+		Logger:     cfg.Logger,
 	}
 	if cfg.Tune != nil {
 		mc.tune, mc.RejoinInterval = cfg.Tune.Gossip, cfg.Tune.Rejoin
@@ -217,6 +222,20 @@ func (c *Cluster) MemberStates() []Member {
 	for _, m := range c.members.Members() {
 		out = append(out, Member{Name: m.Name, URL: m.Meta.URL, Zone: m.Meta.Zone, Version: m.Meta.Version,
 			State: m.State})
+	}
+
+	return out
+}
+
+// NetbootMembers lists the alive members that answer network boot on segment (a prefix as gossiped), this one
+// included when it does, sorted by name.
+func (c *Cluster) NetbootMembers(segment string) []string {
+	var out []string
+
+	for _, m := range c.members.Alive() {
+		if slices.Contains(m.Netboot, segment) {
+			out = append(out, m.Name)
+		}
 	}
 
 	return out

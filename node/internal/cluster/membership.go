@@ -29,6 +29,8 @@ type memberMeta struct {
 	// holds, which only the log brings, lists it at the Raft address it advertises. The leader promotes no
 	// non-voter without it.
 	Replicating bool `json:"replicating,omitempty"`
+	// Netboot lists the segments (interface prefixes, like "10.80.0.0/24") the member answers network boot on.
+	Netboot []string `json:"netboot,omitempty"`
 }
 
 // wireMeta is memberMeta plus the leaving flag, which only the membership itself sets.
