@@ -143,7 +143,7 @@ func requireNetbootFlag(t testing.TB) {
 func startNetbootMembers(t testing.TB, lab *Lab, parts string) (*cluster, bootFiles) {
 	t.Helper()
 
-	c := startCluster(t, lab, parts, "--netboot-interface", "eth0", "--log-format", "json")
+	c := startCluster(t, lab, parts, "--netboot-interface", "eth0", "--ipxe-dir", ipxeDir(), "--log-format", "json")
 
 	require.Eventually(t, func() bool { ok, _ := c.converged(); return ok }, 60*time.Second, 200*time.Millisecond,
 		"the members never converged")
