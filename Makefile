@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns test-netboot bench bench-serving bench-netns bench-netboot lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns test-netboot test-fuzz bench bench-serving bench-netns bench-netboot lint clean
 
 all: build
 
@@ -25,7 +25,7 @@ deps:
 run: deps build
 	./bin/edgefactory dev
 
-test: test-unit test-boot test-netns
+test: test-unit test-boot test-netns test-fuzz
 
 test-unit:
 	$(GO) test -timeout $(TIMEOUT) ./...
@@ -40,6 +40,13 @@ test-netns:
 # own dnsmasq + TFTP + nginx and from Edge Factory members (root, qemu, dnsmasq, OVMF, ipxe-qemu, make deps).
 test-netboot:
 	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetnsNetboot' -v ./e2e/netns/
+
+# Fuzzing for a bounded time (the seed corpora in testdata/fuzz also run as plain tests in test-unit): hostile DHCP
+# packets against the proxyDHCP's decision.
+FUZZTIME ?= 20s
+
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./frontends/netboot/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

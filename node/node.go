@@ -434,6 +434,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("edge factory node starting", "node", n.cfg.NodeName, "listen", n.Addr(), "url", n.cfg.ExternalURL,
 		"data", n.cfg.DataDir, "upstream", n.cfg.Upstream.Registry+"/"+n.cfg.Upstream.Namespace)
 
+	// A listener failing ends the run as SIGTERM would: the background work below must stop with it.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+
 	serveErr := make(chan error, 1)
 
 	go func() { serveErr <- n.server.Serve(n.ln) }()
@@ -466,7 +470,13 @@ func (n *Node) Run(ctx context.Context) error {
 		err = fmt.Errorf("network boot: %w", err)
 	}
 
-	n.log.Info("edge factory node stopping", "node", n.cfg.NodeName)
+	stop()
+
+	if err != nil {
+		n.log.Error("edge factory node stopping", "node", n.cfg.NodeName, "error", err)
+	} else {
+		n.log.Info("edge factory node stopping", "node", n.cfg.NodeName)
+	}
 
 	// Leave first, while still serving: others stop routing here as soon as the leave is announced, and requests
 	// already here finish during the HTTP shutdown below.

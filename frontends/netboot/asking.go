@@ -4,13 +4,17 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
-// asking remembers when each MAC began its current attempt to boot, so Respond can let a second member answer a
-// machine the first has left unanswered. Memory is bounded: past max MACs, silent ones go first, then any.
+// asking remembers when each exchange (a MAC and the transaction ID its retransmissions keep) began, so Respond can
+// let a second member answer a machine the first has left unanswered, while the next exchange of a machine that was
+// answered (iPXE's own DHCP after the firmware's) starts again at zero. Memory is bounded: past max exchanges,
+// silent ones go first, then any.
 type asking struct {
 	mu        sync.Mutex
-	attempts  map[[6]byte]attempt
+	attempts  map[dhcpExchange]attempt
 	max       int
 	quiet     time.Duration // silence that ends an attempt
 	lastSweep time.Time
@@ -18,14 +22,21 @@ type asking struct {
 
 type attempt struct{ first, last time.Time }
 
-func newAsking(maxMACs int, quiet time.Duration) *asking {
-	return &asking{attempts: make(map[[6]byte]attempt), max: maxMACs, quiet: quiet}
+// dhcpExchange is one DHCP conversation of one machine.
+type dhcpExchange struct {
+	mac [6]byte
+	xid dhcpv4.TransactionID
 }
 
-// observe records a packet from mac at now and says how long its attempt has lasted (0 for a new one).
-func (a *asking) observe(mac net.HardwareAddr, now time.Time) time.Duration {
-	var key [6]byte
-	copy(key[:], mac)
+func newAsking(maxMACs int, quiet time.Duration) *asking {
+	return &asking{attempts: make(map[dhcpExchange]attempt), max: maxMACs, quiet: quiet}
+}
+
+// observe records a packet of exchange xid from mac at now and says how long the exchange has lasted (0 for a new
+// one).
+func (a *asking) observe(mac net.HardwareAddr, xid dhcpv4.TransactionID, now time.Time) time.Duration {
+	key := dhcpExchange{xid: xid}
+	copy(key.mac[:], mac)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -44,8 +44,9 @@ type Config struct {
 	HTTPPort int
 	// Binaries holds the iPXE binaries named BIOSBinary, UEFIx64Binary and UEFIarm64Binary.
 	Binaries fs.FS
-	// Respond says whether this member answers this client now. asking is how long the client's MAC has been asking
-	// in its current attempt: 0 on its first packet; a MAC silent for a minute starts a new attempt. nil means always.
+	// Respond says whether this member answers this client now. asking is how long the client has been repeating
+	// this exchange (its MAC and transaction ID): 0 on its first packet; a new transaction ID, or a minute of
+	// silence, starts again at 0. nil means always.
 	Respond func(c Client, asking time.Duration) bool
 	// Observe, when set, is told of every answer sent.
 	Observe func(c Client, a Answer)

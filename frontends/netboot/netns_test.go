@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,8 @@ import (
 	"github.com/pin/tftp/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/edgefactory/edgefactory/internal/netnstest"
 )
 
 // The child process of TestNetnsPXEBoot runs in the server's namespace and finds the client's here.
@@ -94,7 +94,7 @@ func pxeBootInNetns(t *testing.T, clientNS string) {
 
 	var r clientResults
 
-	err := inNetns(clientNS, func() error { return r.boot(t.Context()) })
+	err := netnstest.Do(clientNS, func() error { return r.boot(t.Context()) })
 
 	cancel()
 	require.NoError(t, <-done)
@@ -120,34 +120,6 @@ func pxeBootInNetns(t *testing.T, clientNS string) {
 	for name, err := range r.refused {
 		assert.Error(t, err, name)
 	}
-}
-
-// inNetns runs fn on an OS thread in the named network namespace; sockets fn opens stay there.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-
-	go func() {
-		// Never unlocked: the thread ends with this goroutine instead of returning to the pool in another namespace.
-		runtime.LockOSThread()
-
-		f, err := os.Open("/var/run/netns/" + name)
-		if err != nil {
-			errc <- err
-
-			return
-		}
-		defer f.Close()
-
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", name, err)
-
-			return
-		}
-
-		errc <- fn()
-	}()
-
-	return <-errc
 }
 
 type clientResults struct {

@@ -127,7 +127,7 @@ func (s *Server) decide(req *dhcpv4.DHCPv4, iface string, port int) (*dhcpv4.DHC
 		return nil, c, a, ignored
 	}
 
-	asking := s.asking.observe(c.MAC, s.now())
+	asking := s.asking.observe(c.MAC, req.TransactionID, s.now())
 	if s.cfg.Respond != nil && !s.cfg.Respond(c, asking) {
 		return nil, c, a, notResponder
 	}

@@ -315,9 +315,9 @@ func TestReplyRespondDecides(t *testing.T) {
 	})
 	s.now = func() time.Time { return now }
 
-	discover := func() *dhcpv4.DHCPv4 {
-		return s.Reply(pxePacket(t, vendorClass("PXEClient:Arch:00000:UNDI:002001"), arch(iana.INTEL_X86PC)), "lo", 67)
-	}
+	// Retransmissions of one DISCOVER keep its transaction ID.
+	packet := pxePacket(t, vendorClass("PXEClient:Arch:00000:UNDI:002001"), arch(iana.INTEL_X86PC))
+	discover := func() *dhcpv4.DHCPv4 { return s.Reply(packet, "lo", 67) }
 
 	assert.Nil(t, discover(), "Respond false: silent")
 
@@ -332,10 +332,18 @@ func TestReplyRespondDecides(t *testing.T) {
 	now = now.Add(61 * time.Second)
 	assert.NotNil(t, discover())
 
-	assert.Equal(t, []time.Duration{0, 4 * time.Second, 8 * time.Second, 0}, asked)
+	// The machine's next exchange (iPXE's DHCP after the firmware's) is a new one, however soon it comes.
+	now = now.Add(3 * time.Second)
+	packet = pxePacket(t, vendorClass("PXEClient:Arch:00000:UNDI:002001"), arch(iana.INTEL_X86PC))
+	assert.NotNil(t, discover())
+
+	assert.Equal(t, []time.Duration{0, 4 * time.Second, 8 * time.Second, 0, 0}, asked)
 	assert.InDelta(t, 2, testutil.ToFloat64(s.metrics.requests[notResponder]), 0)
-	assert.InDelta(t, 2, testutil.ToFloat64(s.metrics.requests[answered]), 0)
+	assert.InDelta(t, 3, testutil.ToFloat64(s.metrics.requests[answered]), 0)
 }
+
+// xid1 is one exchange's transaction ID.
+var xid1 = dhcpv4.TransactionID{0, 0, 0, 1}
 
 func TestAskingIsBounded(t *testing.T) {
 	t.Parallel()
@@ -345,14 +353,14 @@ func TestAskingIsBounded(t *testing.T) {
 	mac := func(i byte) net.HardwareAddr { return net.HardwareAddr{2, 0, 0, 0, 0, i} }
 
 	for i := range byte(4) {
-		a.observe(mac(i), now)
+		a.observe(mac(i), xid1, now)
 	}
 
 	now = now.Add(10 * time.Second)
-	assert.Equal(t, 10*time.Second, a.observe(mac(0), now), "a known MAC keeps its first-seen")
+	assert.Equal(t, 10*time.Second, a.observe(mac(0), xid1, now), "a known MAC keeps its first-seen")
 
 	for i := range byte(100) {
-		a.observe(mac(10+i), now)
+		a.observe(mac(10+i), xid1, now)
 		assert.LessOrEqual(t, len(a.attempts), 4)
 	}
 
@@ -362,14 +370,14 @@ func TestAskingIsBounded(t *testing.T) {
 	start := time.Unix(1_700_000_000, 0)
 
 	for i := range byte(3) {
-		b.observe(mac(i), start)
+		b.observe(mac(i), xid1, start)
 	}
 
 	later := start.Add(2 * time.Minute)
-	b.observe(mac(9), later)
-	b.observe(mac(10), later)
-	assert.Equal(t, time.Duration(0), b.observe(mac(10), later))
-	assert.Equal(t, 30*time.Second, b.observe(mac(9), later.Add(30*time.Second)))
+	b.observe(mac(9), xid1, later)
+	b.observe(mac(10), xid1, later)
+	assert.Equal(t, time.Duration(0), b.observe(mac(10), xid1, later))
+	assert.Equal(t, 30*time.Second, b.observe(mac(9), xid1, later.Add(30*time.Second)))
 	assert.Len(t, b.attempts, 2)
 }
 
