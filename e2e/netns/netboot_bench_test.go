@@ -29,7 +29,7 @@ func BenchmarkNetnsNetboot(b *testing.B) {
 	m := biosMachine
 	lab.AddTap(m.Name)
 
-	var site, members []time.Duration
+	var site []time.Duration
 
 	dhcp := startDNSMasq(b, lab, "dnsmasq (site PXE)", pxeDHCP(b.TempDir(), files.root))
 
@@ -45,13 +45,13 @@ func BenchmarkNetnsNetboot(b *testing.B) {
 	c.putProfile(b, 1, m.Name, m.MAC, files.schematic, labArg)
 
 	b.Run("members", func(b *testing.B) {
-		members = benchBoots(b, dhcp, m, accel)
-	})
+		members := benchBoots(b, dhcp, m, accel)
 
-	if len(site) > 0 && len(members) > 0 {
+		// The comparison, as a metric of this sub-benchmark (a parent benchmark's own lines are not printed).
+		b.ReportMetric(mean(members)/mean(site), "x-site-pxe")
 		b.Logf("DHCPDISCOVER to kernel, mean: members %.1f s, site dnsmasq+TFTP+nginx %.1f s: ratio %.2f (target ≤ 1.1)",
 			mean(members), mean(site), mean(members)/mean(site))
-	}
+	})
 }
 
 // benchBoots boots m once per iteration and reports the mean, minimum and maximum time from DHCPDISCOVER to the
