@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns test-fuzz bench bench-serving bench-netns lint clean
+.PHONY: all build deps run test test-unit test-boot test-netns test-netboot test-fuzz bench bench-serving bench-netns bench-netboot lint clean
 
 all: build
 
@@ -36,6 +36,11 @@ test-boot:
 test-netns:
 	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
 
+# The network-boot lab alone (part of test-netns): QEMU guests PXE- and HTTP-boot on the lab's bridge from a site's
+# own dnsmasq + TFTP + nginx and from Edge Factory members (root, qemu, dnsmasq, OVMF, ipxe-qemu, make deps).
+test-netboot:
+	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetnsNetboot' -v ./e2e/netns/
+
 # Fuzzing for a bounded time (the seed corpora in testdata/fuzz also run as plain tests in test-unit): hostile DHCP
 # packets against the proxyDHCP's decision.
 FUZZTIME ?= 20s
@@ -55,6 +60,11 @@ bench-serving:
 # node that holds nothing against a download from the owner. EDGEFACTORY_BENCH_LINK sets the rate (default 1gbit).
 bench-netns:
 	$(GO) test -run '^$$' -tags netns -bench . -benchtime 3x -timeout 30m ./e2e/netns/
+
+# Network boot, DHCPDISCOVER to kernel, of one BIOS guest: Edge Factory members against a site's own dnsmasq + TFTP
+# + nginx serving the same files (root, QEMU under TCG: about 8 minutes at 3 boots a side).
+bench-netboot:
+	$(GO) test -run '^$$' -tags netns -bench NetnsNetboot -benchtime 3x -timeout 30m ./e2e/netns/
 
 # golangci-lint (pinned and built by `make deps` into build/tools; configuration in .golangci.yml): gofmt, goimports,
 # vet, and the linters the code's //nolint comments answer to.

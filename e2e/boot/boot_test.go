@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/edgefactory/edgefactory/e2e"
+	"github.com/edgefactory/edgefactory/e2e/qemu"
 	"github.com/edgefactory/edgefactory/imager/synthetic"
 )
 
@@ -43,7 +44,7 @@ func TestBootISOBIOS(t *testing.T) {
 	id := createSchematic(t, dev.URL, bootSchematic)
 	iso := download(t, dev.URL, id, "metal-amd64.iso", t.TempDir())
 
-	bootGuest(t, Guest{Media: []string{"-cdrom", iso, "-boot", "d"}}, "BIOS", "talos.halt_if_installed=1")
+	bootGuest(t, qemu.Guest{Media: []string{"-cdrom", iso, "-boot", "d"}}, "BIOS", "talos.halt_if_installed=1")
 }
 
 // TestBootISOUEFI boots the same ISO under OVMF (the EFI boot image: systemd-boot and the UKI).
@@ -55,7 +56,7 @@ func TestBootISOUEFI(t *testing.T) {
 	id := createSchematic(t, dev.URL, bootSchematic)
 	iso := download(t, dev.URL, id, "metal-amd64.iso", t.TempDir())
 
-	bootGuest(t, Guest{Firmware: newUEFI(t), Media: []string{"-cdrom", iso}}, "UEFI", "talos.halt_if_installed=1")
+	bootGuest(t, qemu.Guest{Firmware: newUEFI(t), Media: []string{"-cdrom", iso}}, "UEFI", "talos.halt_if_installed=1")
 }
 
 // TestBootUKI boots metal-amd64-uki.efi under OVMF as the removable-media boot loader EFI/BOOT/BOOTX64.EFI of an
@@ -73,7 +74,7 @@ func TestBootUKI(t *testing.T) {
 	require.NoError(t, os.Link(uki, filepath.Join(esp, "EFI", "BOOT", "BOOTX64.EFI")))
 
 	// QEMU's vvfat presents the directory as a FAT disk; snapshot=on keeps guest writes away from it.
-	bootGuest(t, Guest{Firmware: newUEFI(t), Media: []string{"-drive", "file=fat:" + esp + ",format=raw,snapshot=on"}}, "UEFI")
+	bootGuest(t, qemu.Guest{Firmware: newUEFI(t), Media: []string{"-drive", "file=fat:" + esp + ",format=raw,snapshot=on"}}, "UEFI")
 }
 
 // TestBootDisk boots the metal raw disk image (the default metal download, zstd) as a hard disk, under SeaBIOS
@@ -95,12 +96,12 @@ func TestBootDisk(t *testing.T) {
 	drive := []string{"-drive", "file=" + raw + ",format=raw,snapshot=on"}
 
 	t.Run("BIOS", func(t *testing.T) {
-		bootGuest(t, Guest{Media: drive}, "BIOS")
+		bootGuest(t, qemu.Guest{Media: drive}, "BIOS")
 	})
 
 	t.Run("UEFI", func(t *testing.T) {
 		requireOVMF(t)
-		bootGuest(t, Guest{Firmware: newUEFI(t), Media: drive}, "UEFI")
+		bootGuest(t, qemu.Guest{Firmware: newUEFI(t), Media: drive}, "UEFI")
 	})
 }
 
@@ -124,7 +125,7 @@ func TestBootPXE(t *testing.T) {
 	id := createSchematic(t, dev.URL, bootSchematic)
 	bootfile := guestURL + "/pxe/" + id + "/" + talosVersion + "/metal-amd64"
 
-	bootGuest(t, Guest{
+	bootGuest(t, qemu.Guest{
 		Network: []string{"-netdev", "user,id=n0,bootfile=" + bootfile, "-device", "virtio-net-pci,netdev=n0"},
 		Media:   []string{"-boot", "n"},
 	}, "BIOS")
@@ -132,7 +133,7 @@ func TestBootPXE(t *testing.T) {
 
 // bootGuest boots g with the suite's accelerator and checks the synthetic init's report: firmware, release,
 // architecture, the schematic's kernel argument and extension, wantArgs, and never a wipe argument.
-func bootGuest(t *testing.T, g Guest, firmware string, wantArgs ...string) synthetic.BootReport {
+func bootGuest(t *testing.T, g qemu.Guest, firmware string, wantArgs ...string) synthetic.BootReport {
 	t.Helper()
 
 	accel := accelFor(t)
@@ -142,8 +143,8 @@ func bootGuest(t *testing.T, g Guest, firmware string, wantArgs ...string) synth
 	g.Accel = accel.Name
 	g.Timeout = timeout
 
-	res, err := Boot(t.Context(), g)
-	require.NoError(t, err, "%s %s\nconsole:\n%s", QEMUBinary, strings.Join(g.Args(), " "), Readable(res.Console, 48<<10))
+	res, err := qemu.Boot(t.Context(), g)
+	require.NoError(t, err, "%s %s\nconsole:\n%s", qemu.QEMUBinary, strings.Join(g.Args(), " "), qemu.Readable(res.Console, 48<<10))
 	t.Logf("%s: %s boot to poweroff in %s (accel %s)", t.Name(), firmware, res.Elapsed.Round(100*time.Millisecond), accel.Name)
 
 	report, _ := res.Report()
@@ -174,8 +175,8 @@ func requireQEMU(t *testing.T) {
 		t.Skip("boots QEMU guests for minutes; skipped with -short")
 	}
 
-	if _, err := exec.LookPath(QEMUBinary); err != nil {
-		t.Skipf("%s not found: install it (apt-get install qemu-system-x86) to run the boot suite", QEMUBinary)
+	if _, err := exec.LookPath(qemu.QEMUBinary); err != nil {
+		t.Skipf("%s not found: install it (apt-get install qemu-system-x86) to run the boot suite", qemu.QEMUBinary)
 	}
 
 	parts, err := loadParts()
@@ -190,7 +191,7 @@ func requireQEMU(t *testing.T) {
 func requireOVMF(t *testing.T) {
 	t.Helper()
 
-	for _, f := range []string{OVMFCode, OVMFVars} {
+	for _, f := range []string{qemu.OVMFCode, qemu.OVMFVars} {
 		if _, err := os.Stat(f); err != nil {
 			t.Skipf("UEFI firmware %s not found: install it (apt-get install ovmf) for the UEFI boots", f)
 		}
@@ -209,10 +210,10 @@ var loadParts = sync.OnceValues(func() (*synthetic.Parts, error) {
 	return synthetic.LoadParts(synthetic.DefaultPartsDir(), nil)
 })
 
-func newUEFI(t *testing.T) *UEFI {
+func newUEFI(t *testing.T) *qemu.UEFI {
 	t.Helper()
 
-	fw, err := NewUEFI(t.TempDir())
+	fw, err := qemu.NewUEFI(t.TempDir())
 	require.NoError(t, err)
 
 	return fw
@@ -220,17 +221,17 @@ func newUEFI(t *testing.T) *UEFI {
 
 var suiteAccel struct {
 	once   sync.Once
-	accel  Accel
+	accel  qemu.Accel
 	err    error
 	logged bool // tests run one at a time
 }
 
 // accelFor chooses the accelerator once per run (see ProbeAccel) and logs the choice in the first test that boots.
-func accelFor(t *testing.T) Accel {
+func accelFor(t *testing.T) qemu.Accel {
 	t.Helper()
 
 	suiteAccel.once.Do(func() {
-		a, forced, err := AccelFromEnv()
+		a, forced, err := qemu.AccelFromEnv()
 		if err != nil || forced {
 			suiteAccel.accel, suiteAccel.err = a, err
 
@@ -244,7 +245,7 @@ func accelFor(t *testing.T) Accel {
 			return
 		}
 
-		suiteAccel.accel = ProbeAccel(context.Background(), kernel, initramfs)
+		suiteAccel.accel = qemu.ProbeAccel(context.Background(), kernel, initramfs)
 	})
 	require.NoError(t, suiteAccel.err)
 

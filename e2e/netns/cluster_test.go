@@ -49,6 +49,15 @@ func requireRealParts(t testing.TB) string {
 func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) *os.Process {
 	t.Helper()
 
+	p, _ := startLoggedIn(t, lab, i, label, args...)
+
+	return p
+}
+
+// startLoggedIn is startIn that also returns the process's logs, for the test to read.
+func startLoggedIn(t testing.TB, lab *Lab, i int, label string, args ...string) (*os.Process, *e2e.SyncBuffer) {
+	t.Helper()
+
 	logs := &e2e.SyncBuffer{}
 	cmd := lab.Command(i, e2e.Binary(t), args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -76,7 +85,7 @@ func startIn(t testing.TB, lab *Lab, i int, label string, args ...string) *os.Pr
 		}
 	})
 
-	return cmd.Process
+	return cmd.Process, logs
 }
 
 func tail(s string, n int) string {
@@ -93,6 +102,7 @@ type cluster struct {
 	lab   *Lab
 	urls  map[int]string      // node index → http://<mgmt IP>:8080
 	procs map[int]*os.Process // node index → its process
+	logs  map[int]*e2e.SyncBuffer
 }
 
 // startCluster runs the synthetic upstream in the bridge namespace and one node per node namespace (with extraArgs
@@ -124,7 +134,7 @@ func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(root, "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
 	}
 
-	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}}
+	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}, logs: map[int]*e2e.SyncBuffer{}}
 
 	keyFile := filepath.Join(t.TempDir(), "release.pub")
 	require.NoError(t, os.WriteFile(keyFile, synthetic.PublicKeyPEM(), 0o644))
@@ -151,7 +161,7 @@ func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 			"--dead-member-grace", deadMemberGrace,
 			"--input-public-key", keyFile,
 			"--log-level", "info"}
-		c.procs[i] = startIn(t, lab, i, NodeNS(i), append(flags, args...)...)
+		c.procs[i], c.logs[i] = startLoggedIn(t, lab, i, NodeNS(i), append(flags, args...)...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)
 	}
 

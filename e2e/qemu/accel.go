@@ -1,6 +1,4 @@
-//go:build boot
-
-package boot
+package qemu
 
 import (
 	"context"

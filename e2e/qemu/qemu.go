@@ -1,11 +1,7 @@
-//go:build boot
-
-// Package boot boots what Edge Factory builds in QEMU and reads the synthetic Talos init's report from the serial
-// console: the end-to-end proof that the ISO, UKI, disk image and PXE outputs really boot, with the intended kernel
-// command line and extensions. It holds a small QEMU runner, the accelerator choice and a sparse decompressor; its
-// tests (build tag boot, `make test-boot`) need qemu-system-x86_64, OVMF, ipxe-qemu and the real synthetic parts
-// from `make deps`, and skip saying which is missing.
-package boot
+// Package qemu runs a QEMU guest until the synthetic Talos init reports on the serial console, and chooses the
+// accelerator: the runner the boot suite (e2e/boot) and the network-boot lab (e2e/netns) share. It starts nothing
+// by itself; a guest that never reports is killed at its timeout.
+package qemu
 
 import (
 	"bytes"
@@ -39,6 +35,10 @@ type Guest struct {
 	Network  []string      // e.g. -netdev … -device …; nil adds -nic none
 	Media    []string      // what to boot: -cdrom …, -drive …, -kernel …
 	Timeout  time.Duration // the whole run, firmware included
+	// Launcher runs QEMU in its own place and execs it (e.g. ip netns exec <ns>), so the process is QEMU's.
+	Launcher []string
+	// StopOn are console lines, besides the built-in ones, that end the run early (Result.Stop says which).
+	StopOn []string
 }
 
 // UEFI is an OVMF firmware with its own writable copy of the variable store (OVMF writes boot entries into it, and
@@ -101,7 +101,14 @@ func (g Guest) Args() []string {
 type Result struct {
 	Console string        // everything QEMU wrote: the serial console and QEMU's own messages
 	Elapsed time.Duration // from start to the poweroff marker or QEMU's exit
+	Stop    string        // the stop line that ended the run, if one did
+	// KernelAt is when the console first showed KernelMarker (zero if it never did).
+	KernelAt time.Time
 }
+
+// KernelMarker starts the kernel's first console line: with console=ttyS0 the kernel replays its log from this
+// line when the serial console registers, so it is the first sign on the console that the kernel runs.
+const KernelMarker = "Linux version "
 
 // Report parses the synthetic init's report out of the console.
 func (r Result) Report() (synthetic.BootReport, bool) { return synthetic.ParseBootLog(r.Console) }
@@ -125,8 +132,10 @@ func Boot(ctx context.Context, g Guest) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.Timeout)
 	defer cancel()
 
-	con := newConsole()
-	cmd := exec.CommandContext(ctx, QEMUBinary, g.Args()...)
+	con := newConsole(g.StopOn...)
+	argv := append(append([]string{}, g.Launcher...), QEMUBinary)
+	argv = append(argv, g.Args()...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout = con
 	cmd.Stderr = con
 	cmd.WaitDelay = 5 * time.Second
@@ -153,7 +162,7 @@ func Boot(ctx context.Context, g Guest) (Result, error) {
 		}
 	}
 
-	res := Result{Console: con.String(), Elapsed: time.Since(start)}
+	res := Result{Console: con.String(), Elapsed: time.Since(start), Stop: con.reason(), KernelAt: con.kernelAt()}
 
 	report, found := res.Report()
 
@@ -170,16 +179,29 @@ func Boot(ctx context.Context, g Guest) (Result, error) {
 	}
 }
 
-// console collects QEMU's output and closes stopped at the first stop line.
+// console collects QEMU's output, notes when the kernel's first line appears and closes stopped at the first stop
+// line.
 type console struct {
 	mu      sync.Mutex
 	buf     bytes.Buffer
-	scanned int // bytes already searched for stop lines (minus an overlap for lines split across writes)
+	lines   []string // stop lines
+	longest int      // of lines and KernelMarker: the overlap kept for lines split across writes
+	scanned int      // bytes already searched (minus that overlap)
 	stop    string
+	kernel  time.Time
 	stopped chan struct{}
 }
 
-func newConsole() *console { return &console{stopped: make(chan struct{})} }
+func newConsole(extra ...string) *console {
+	c := &console{lines: append(append([]string{}, stopLines...), extra...), stopped: make(chan struct{})}
+
+	c.longest = len(KernelMarker)
+	for _, l := range c.lines {
+		c.longest = max(c.longest, len(l))
+	}
+
+	return c
+}
 
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -187,31 +209,28 @@ func (c *console) Write(p []byte) (int, error) {
 
 	c.buf.Write(p)
 
+	from := max(0, c.scanned-c.longest)
+	fresh := c.buf.Bytes()[from:]
+
+	if c.kernel.IsZero() && bytes.Contains(fresh, []byte(KernelMarker)) {
+		c.kernel = time.Now()
+	}
+
 	if c.stop == "" {
-		from := max(0, c.scanned-maxStopLine)
-		for _, line := range stopLines {
-			if bytes.Contains(c.buf.Bytes()[from:], []byte(line)) {
+		for _, line := range c.lines {
+			if bytes.Contains(fresh, []byte(line)) {
 				c.stop = line
 				close(c.stopped)
 
 				break
 			}
 		}
-
-		c.scanned = c.buf.Len()
 	}
+
+	c.scanned = c.buf.Len()
 
 	return len(p), nil
 }
-
-var maxStopLine = func() int {
-	n := 0
-	for _, l := range stopLines {
-		n = max(n, len(l))
-	}
-
-	return n
-}()
 
 func (c *console) String() string {
 	c.mu.Lock()
@@ -225,6 +244,13 @@ func (c *console) reason() string {
 	defer c.mu.Unlock()
 
 	return c.stop
+}
+
+func (c *console) kernelAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	return c.kernel
 }
 
 // escapes matches terminal control sequences firmware and boot loaders draw menus with.
