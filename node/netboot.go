@@ -22,9 +22,12 @@ import (
 
 // Network boot: the machine table every member serves, and which member of a segment answers a machine.
 
-// netbootBackupDelay is how long the second member in a machine's order waits for the first to answer before it
-// answers itself (the third waits twice as long): a machine whose DISCOVERs nobody answered is still asking.
-const netbootBackupDelay = 2 * time.Second
+// netbootBackupDelay is how long a machine must have been repeating one exchange before the second member in its
+// order answers it too (the third waits twice as long). Gossip takes a dead member out of the order within seconds;
+// this covers a member that gossip still sees but whose answers do not arrive. It is longer than the retransmissions
+// of a client that was answered: OVMF's HTTP Boot repeats its request ~4 s after an answer, and a PXE ROM whose
+// first DISCOVER went unanswered repeats at 4, 12, 28 and 60 s, so the second member answers its 28 s one.
+const netbootBackupDelay = 20 * time.Second
 
 // newMachines makes the machine table: profiles in Raft, boots seen by every member.
 func (n *Node) newMachines() *machines.Table {
