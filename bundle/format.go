@@ -3,6 +3,8 @@ package bundle
 import (
 	"slices"
 	"time"
+
+	"github.com/edgefactory/edgefactory/frontends/imports"
 )
 
 // FormatVersion is the version of bundle.json this package writes, and the newest it reads.
@@ -73,29 +75,12 @@ type Manifest struct {
 	Incomplete []Failure `json:"incomplete,omitempty"`
 }
 
-// IPXE is the iPXE binaries a bundle carries: loose files, not images, stored as blobs like every other.
-type IPXE struct {
-	// Source is the text of the iPXE directory's VERSION file ("trixie all ipxe 1.21.1+git…"), when it had one.
-	Source string     `json:"source,omitempty"`
-	Files  []IPXEFile `json:"files"`
-}
+// IPXE is the iPXE binaries a bundle carries: loose files, not images, stored as blobs like every other. bundle.json
+// and the import's commit request describe them alike.
+type IPXE = imports.IPXE
 
 // IPXEFile is one iPXE binary: its name (undionly.kpxe, ipxe.efi, ipxe-arm64.efi) and its blob.
-type IPXEFile struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-}
-
-// Bytes is the total size of the binaries.
-func (x *IPXE) Bytes() int64 {
-	var n int64
-	for _, f := range x.Files {
-		n += f.Size
-	}
-
-	return n
-}
+type IPXEFile = imports.IPXEFile
 
 // Image is one image of a bundle, under its original reference.
 type Image struct {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -330,8 +331,9 @@ func (c *cluster) converged() (ok bool, why string) {
 	return true, ""
 }
 
-// metric reads one counter (summed over its label sets) from node i's /metrics.
-func (c *cluster) metric(t testing.TB, i int, name string) float64 {
+// metric reads one counter from node i's /metrics, summed over its label sets (those containing each of labels,
+// e.g. `result="answered"`, when given).
+func (c *cluster) metric(t testing.TB, i int, name string, labels ...string) float64 {
 	t.Helper()
 
 	r := c.get(t, i, "/metrics")
@@ -347,6 +349,10 @@ func (c *cluster) metric(t testing.TB, i int, name string) float64 {
 		rest := strings.TrimPrefix(line, name)
 		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
 			continue // a longer name with this prefix
+		}
+
+		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(rest, l) }) {
+			continue
 		}
 
 		var v float64

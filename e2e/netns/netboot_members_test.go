@@ -4,7 +4,6 @@ package netns
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -86,14 +85,14 @@ func TestNetnsNetbootMembers(t *testing.T) {
 
 	answered := 0.0
 	for i := 1; i <= lab.n; i++ {
-		answered += c.metricWith(t, i, "edgefactory_netboot_dhcp_requests_total", `result="answered"`)
+		answered += c.metric(t, i, "edgefactory_netboot_dhcp_requests_total", `result="answered"`)
 	}
 
 	assert.InDelta(t, float64(total), answered, 0, "answered DHCP requests: the members' logs against their metric")
 
 	silent := 0.0
 	for i := 1; i <= lab.n; i++ {
-		silent += c.metricWith(t, i, "edgefactory_netboot_dhcp_requests_total", `result="not_responder"`)
+		silent += c.metric(t, i, "edgefactory_netboot_dhcp_requests_total", `result="not_responder"`)
 	}
 
 	assert.Positive(t, silent, "no member counted a request it left to the other: did both hear the guests?")
@@ -237,30 +236,4 @@ func only(by map[int]int) int {
 	}
 
 	return 0
-}
-
-// metricWith reads one counter of member i's /metrics, summed over the label sets that contain label.
-func (c *cluster) metricWith(t testing.TB, i int, name, label string) float64 {
-	t.Helper()
-
-	r := c.get(t, i, "/metrics")
-	require.Equal(t, http.StatusOK, r.status)
-
-	var sum float64
-
-	for _, line := range strings.Split(string(r.body), "\n") {
-		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, label) {
-			continue
-		}
-
-		var v float64
-
-		fields := strings.Fields(line)
-		_, err := fmt.Sscan(fields[len(fields)-1], &v)
-		require.NoError(t, err, "metric line %q", line)
-
-		sum += v
-	}
-
-	return sum
 }

@@ -91,6 +91,16 @@ type IPXEFile struct {
 	Size   int64  `json:"size"`
 }
 
+// Bytes is the total size of the binaries.
+func (x *IPXE) Bytes() int64 {
+	var n int64
+	for _, f := range x.Files {
+		n += f.Size
+	}
+
+	return n
+}
+
 // CommitRequest lists the images to record, and the iPXE binaries when the bundle carries them.
 type CommitRequest struct {
 	Images []Image `json:"images"`
