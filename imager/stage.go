@@ -69,7 +69,7 @@ func forwardProgress(r io.Reader, progress io.Writer, events io.Writer) {
 		if st, ok := stageOfStep(strings.TrimSpace(line)); ok && st != current {
 			current = st
 			data, _ := json.Marshal(workerEvent{Stage: st}) //nolint:errchkjson // a struct of one string
-			events.Write(append(data, '\n'))               //nolint:errcheck // the node may not listen
+			events.Write(append(data, '\n'))                //nolint:errcheck // the node may not listen
 		}
 	}
 
