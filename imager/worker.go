@@ -126,7 +126,7 @@ func executeImager(job workerJob) (_ string, err error) {
 		return "", fmt.Errorf("progress pipe: %w", err)
 	}
 
-	var events io.Writer = io.Discard
+	events := io.Discard
 	if job.Events {
 		syscall.CloseOnExec(workerEventsFD) // the tools the imager runs do not hold the node's pipe open
 		events = os.NewFile(workerEventsFD, "events")
