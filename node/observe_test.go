@@ -214,10 +214,15 @@ func TestClusterPageData(t *testing.T) {
 		assert.InDelta(t, 1.0, sum, 1e-6, "ring shares on %s", m.name)
 		assert.Equal(t, 1, leaders)
 		assert.Equal(t, 3, voters)
-		assert.False(t, st.CatalogSync.LastSync.IsZero(), "the catalog's last sync is recorded")
 		assert.Contains(t, st.Catalog, "v1.13.0")
 		assert.NotNil(t, st.RecentErrors)
 		assert.NotNil(t, st.Builds.InFlight)
+	}
+
+	// Recorded after the round (talosctl binaries last), so after the members were ready.
+	for _, m := range c.live() {
+		require.Eventually(t, func() bool { return !c.status(t, m).CatalogSync.LastSync.IsZero() }, 20*time.Second,
+			50*time.Millisecond, "the catalog's last sync is recorded on %s", m.name)
 	}
 
 	id := first.createSchematic(t, `customization: {extraKernelArgs: [fails]}`)
