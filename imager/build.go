@@ -182,6 +182,16 @@ type result struct {
 // Build builds r. It waits for a free slot (giving up when ctx ends), then runs the build detached from ctx: if
 // ctx ends meanwhile, Build returns at once and the build finishes on its own and removes its output.
 func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
+	return b.BuildReporting(ctx, r, nil)
+}
+
+// BuildReporting is Build telling report (when not nil) each stage the build reaches, from the goroutines that
+// run it, one after the other; it may be called after BuildReporting returned, until the detached build ends.
+func (b *Builder) BuildReporting(ctx context.Context, r recipe.Recipe, report Report) (*Output, error) {
+	if report == nil {
+		report = func(Stage) {}
+	}
+
 	log := b.log.With("recipe", r.Key, "asset", r.Asset.Path, "version", r.Version)
 	if b.cfg.RequestID != nil {
 		if id := b.cfg.RequestID(ctx); id != "" {
@@ -196,7 +206,7 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 	// Copying a talosctl binary out of its image is network and disk work only: it never waits behind image builds.
 	slot := r.Talosctl == nil
 	if slot {
-		if err := b.acquire(ctx, log); err != nil {
+		if err := b.acquire(ctx, log, report); err != nil {
 			return nil, err
 		}
 	}
@@ -216,7 +226,7 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 		defer cancel()
 		defer stopOnClose()
 
-		out, err := b.run(bctx, r, log)
+		out, err := b.run(bctx, r, log, report)
 
 		select {
 		case res <- result{out, err}:
@@ -263,7 +273,7 @@ func (b *Builder) Build(ctx context.Context, r recipe.Recipe) (*Output, error) {
 }
 
 // acquire takes a build slot, waiting (and saying so) when all are busy.
-func (b *Builder) acquire(ctx context.Context, log *slog.Logger) error {
+func (b *Builder) acquire(ctx context.Context, log *slog.Logger, report Report) error {
 	if b.ctx.Err() != nil {
 		return errors.New("builder closed")
 	}
@@ -277,6 +287,7 @@ func (b *Builder) acquire(ctx context.Context, log *slog.Logger) error {
 	}
 
 	b.count(0, 1)
+	report(StageQueued)
 	st := b.Stats()
 	log.Info("build queued: all slots busy", "running", st.Running, "queued", st.Queued)
 

@@ -17,7 +17,9 @@ import (
 )
 
 // run is one build, in its own directory under TmpDir, which it removes unless it returns an Output.
-func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (out *Output, err error) {
+func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger, report Report) (out *Output,
+	err error,
+) {
 	start := time.Now()
 
 	log.Info("build started", "kind", r.Kind(), "arch", r.Asset.Arch)
@@ -37,9 +39,10 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 	var path string
 
 	if r.Talosctl != nil {
+		report(StageFetching)
 		path, err = b.extract(ctx, r, dir)
 	} else {
-		path, err = b.image(ctx, r, dir, log)
+		path, err = b.image(ctx, r, dir, log, report)
 	}
 
 	if err != nil {
@@ -63,13 +66,19 @@ func (b *Builder) run(ctx context.Context, r recipe.Recipe, log *slog.Logger) (o
 }
 
 // image runs the Talos imager for r in dir and returns the path of its output.
-func (b *Builder) image(ctx context.Context, r recipe.Recipe, dir string, log *slog.Logger) (string, error) {
+func (b *Builder) image(ctx context.Context, r recipe.Recipe, dir string, log *slog.Logger, report Report) (string,
+	error,
+) {
+	report(StageFetching)
+
 	prof, err := b.prepare(ctx, r, dir)
 	if err != nil {
 		return "", timedOut(ctx, b.cfg.Timeout, err)
 	}
 
-	path, err := b.execute(ctx, prof, dir, log)
+	report(StageBuilding)
+
+	path, err := b.execute(ctx, prof, dir, log, report)
 	if err != nil {
 		return "", timedOut(ctx, b.cfg.Timeout, fmt.Errorf("build %s: %w", r.Asset.Kind, err))
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -39,6 +40,8 @@ type workerJob struct {
 	OutDir  string `json:"outDir"`
 	Nice    int    `json:"nice"`
 	Result  string `json:"result"` // file the worker writes its workerResult to
+	// Events says the worker's file descriptor 3 is its events pipe (stage events, see stage.go).
+	Events bool `json:"events,omitempty"`
 }
 
 type workerResult struct {
@@ -116,7 +119,34 @@ func executeImager(job workerJob) (_ string, err error) {
 		return "", err
 	}
 
-	rep, ok := newReporter(os.Stdout)
+	// The reporter's lines pass through this process on their way to stdout, so that the steps beginning a new
+	// stage are told to the node as events.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", fmt.Errorf("progress pipe: %w", err)
+	}
+
+	events := io.Discard
+	if job.Events {
+		syscall.CloseOnExec(workerEventsFD) // the tools the imager runs do not hold the node's pipe open
+		events = os.NewFile(workerEventsFD, "events")
+	}
+
+	forwarded := make(chan struct{})
+
+	go func() {
+		defer close(forwarded)
+
+		forwardProgress(pr, os.Stdout, events)
+	}()
+
+	defer func() {
+		pw.Close() // ends forwardProgress once the reporter's last line is through
+		<-forwarded
+		pr.Close()
+	}()
+
+	rep, ok := newReporter(pw)
 	if !ok { // the capture of stderr logs this line at its level
 		fmt.Fprintln(os.Stderr, `level=WARN msg="imager progress not logged: unknown reporter layout"`)
 	}
@@ -160,10 +190,12 @@ func lowerPriority(nice int) error {
 // workerKillDelay is how long a cancelled worker's process group has between SIGTERM and SIGKILL.
 const workerKillDelay = 5 * time.Second
 
-// execute runs prof in a worker process at the Builder's priority, the imager's progress going to log, and
-// returns the output's path. dir is the build's directory: the job file, the result file and the output
-// directory go there.
-func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string, log *slog.Logger) (string, error) {
+// execute runs prof in a worker process at the Builder's priority, the imager's progress going to log and its
+// stages to report, and returns the output's path. dir is the build's directory: the job file, the result file and
+// the output directory go there.
+func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string, log *slog.Logger,
+	report Report,
+) (string, error) {
 	outDir := filepath.Join(dir, "out")
 	if err := os.Mkdir(outDir, 0o755); err != nil {
 		return "", err
@@ -179,7 +211,8 @@ func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string,
 		return "", fmt.Errorf("imager worker: profile: %w", err)
 	}
 
-	job := workerJob{Profile: string(yml), OutDir: outDir, Nice: b.cfg.Nice, Result: filepath.Join(dir, "result.json")}
+	job := workerJob{Profile: string(yml), OutDir: outDir, Nice: b.cfg.Nice, Result: filepath.Join(dir, "result.json"),
+		Events: true}
 	jobFile := filepath.Join(dir, "job.json")
 
 	data, err := json.Marshal(job)
@@ -196,8 +229,24 @@ func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string,
 		return "", fmt.Errorf("imager worker: %w", err)
 	}
 
+	eventsR, eventsW, err := os.Pipe()
+	if err != nil {
+		progress.close()
+
+		return "", fmt.Errorf("imager worker: %w", err)
+	}
+
+	eventsDone := make(chan struct{})
+
+	go func() {
+		defer close(eventsDone)
+
+		readEvents(eventsR, report)
+	}()
+
 	cmd := exec.CommandContext(ctx, exe, workerGuard)
 	cmd.Env = append(os.Environ(), workerEnv+"="+jobFile)
+	cmd.ExtraFiles = []*os.File{eventsW} // the worker's workerEventsFD
 	cmd.Stdout = progress.w
 	cmd.Stderr = os.Stderr // the imager's and its tools' own output: serve and dev capture it (CaptureStderr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -210,6 +259,9 @@ func (b *Builder) execute(ctx context.Context, prof profile.Profile, dir string,
 	}
 
 	progress.close()
+	eventsW.Close() // the worker's copy is gone with it: readEvents ends
+	<-eventsDone
+	eventsR.Close()
 
 	return workerOutcome(job.Result, runErr)
 }

@@ -402,6 +402,7 @@ func (n *Node) router() http.Handler {
 	}
 	peers := peer.NewServer(peer.ServerConfig{
 		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
+		Builds:  peerBuilds{n},
 		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
 	})
 	registryAPI := &oci.OCI{Registry: n.registry, Schematics: n, Logger: n.log}
@@ -413,6 +414,7 @@ func (n *Node) router() http.Handler {
 		Registerer: n.reg,
 	}, append(mounts, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
+		r.Get("/ui/api/asset-status", n.assetStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	})...)
 }

@@ -197,6 +197,25 @@ func (r *Ring) Holders(key string, n int) []string {
 	return out
 }
 
+// Shares returns the fraction of the partitions each member owns (they sum to 1; empty for an empty ring).
+func (r *Ring) Shares() map[string]float64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := map[string]float64{}
+	if r.c == nil {
+		return out
+	}
+	for p := range r.cfg.PartitionCount {
+		if m := r.c.GetPartitionOwner(p); m != nil {
+			out[m.(member).name()]++ //nolint:forcetypeassert // the ring holds only member values (Set)
+		}
+	}
+	for name := range out {
+		out[name] /= float64(r.cfg.PartitionCount)
+	}
+	return out
+}
+
 // partition is the library's FindPartitionID without converting key to a []byte (the conversion escapes
 // through the Hasher interface and would cost an allocation per lookup). A test pins the two together.
 func (r *Ring) partition(key string) int {

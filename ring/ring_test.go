@@ -307,3 +307,32 @@ func TestMemberKeysNeverCollide(t *testing.T) {
 	require.Equal(t, want, points(memberKey))
 	require.Equal(t, memberKey("node-1"), consistent.Member(member("node-1")).String())
 }
+
+// TestShares: the shares are the fraction of partitions each member owns, summing to one, close to even.
+func TestShares(t *testing.T) {
+	r := New(Config{})
+	require.Empty(t, r.Shares())
+
+	r.Set([]string{"a"})
+	require.Equal(t, map[string]float64{"a": 1}, r.Shares())
+
+	r.Set([]string{"a", "b", "c"})
+	shares := r.Shares()
+	require.Len(t, shares, 3)
+
+	sum := 0.0
+	for name, s := range shares {
+		sum += s
+		require.InDelta(t, 1.0/3, s, 0.1, name)
+	}
+
+	require.InDelta(t, 1.0, sum, 1e-9)
+
+	owned := map[string]int{}
+	for p := range r.Config().PartitionCount {
+		m, _ := r.Owner(strconv.Itoa(p))
+		owned[m]++
+	}
+
+	require.Len(t, owned, 3, "every member owns keys")
+}

@@ -20,7 +20,7 @@ func newStatusCmd() *cobra.Command {
 
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show a node's view of the cluster: members, leader, ring, builds, cache",
+		Short: "Show a node's view of the cluster: members, leader, ring, builds in flight, cache, recent errors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := fetchStatus(cmd, nodeURL)
@@ -28,7 +28,7 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 
-			return printStatus(cmd.OutOrStdout(), st)
+			return printStatus(cmd.OutOrStdout(), st, time.Now())
 		},
 	}
 
@@ -60,7 +60,7 @@ func fetchStatus(cmd *cobra.Command, nodeURL string) (node.ClusterStatus, error)
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-func printStatus(w io.Writer, st node.ClusterStatus) error {
+func printStatus(w io.Writer, st node.ClusterStatus, now time.Time) error {
 	leader := st.Leader
 	if leader == "" {
 		leader = "NONE (no quorum: writes are refused)"
@@ -77,11 +77,13 @@ func printStatus(w io.Writer, st node.ClusterStatus) error {
 		budget = humanize.IBytes(uint64(st.Cache.BudgetBytes))
 	}
 
-	fmt.Fprintf(w, "cache: %s of %s in %d blobs\n", humanize.IBytes(uint64(st.Cache.UsedBytes)), budget, st.Cache.Blobs)
-	fmt.Fprintf(w, "catalog: %s\n\n", strings.Join(st.Catalog, " "))
+	fmt.Fprintf(w, "cache: %s of %s in %d blobs; %d of %d requests answered from it (%.0f%%)\n",
+		humanize.IBytes(uint64(st.Cache.UsedBytes)), budget, st.Cache.Blobs, st.Cache.Hits, st.Cache.Requests,
+		100*st.Cache.HitRate)
+	fmt.Fprintf(w, "catalog: %s; %s\n\n", strings.Join(st.Catalog, " "), syncLine(st.CatalogSync, now))
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tSTATE\tRAFT\tZONE\tVERSION\tURL")
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tRAFT\tRING\tHEARD\tZONE\tVERSION\tURL")
 
 	for _, m := range st.Members {
 		name := m.Name
@@ -89,11 +91,61 @@ func printStatus(w io.Writer, st node.ClusterStatus) error {
 			name += " *"
 		}
 
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, m.State, m.Raft, dash(m.Zone), dash(m.Version), m.URL)
+		heard := "-"
+		if !m.LastContact.IsZero() {
+			heard = ago(m.LastContact, now)
+		}
+
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\n", name, m.State, m.Raft, 100*m.RingShare, heard,
+			dash(m.Zone), dash(m.Version), m.URL)
 	}
 
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	if len(st.Builds.InFlight) > 0 {
+		fmt.Fprintln(w, "\nbuilds in flight:")
+
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PATH\tVERSION\tSCHEMATIC\tSTAGE\tELAPSED\tKEY")
+
+		for _, b := range st.Builds.InFlight {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.1fs\t%s\n", b.Path, b.Version, dash(short(b.Schematic)), b.Stage,
+				b.ElapsedSeconds, short(b.Key))
+		}
+
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(st.RecentErrors) > 0 {
+		fmt.Fprintf(w, "\nrecent errors (%d, newest first):\n", len(st.RecentErrors))
+
+		for _, e := range st.RecentErrors[:min(10, len(st.RecentErrors))] {
+			fmt.Fprintf(w, "  %s ago  %s: %s\n", ago(e.Time, now), e.What, e.Error)
+		}
+	}
+
+	return nil
 }
+
+func syncLine(s node.CatalogSyncStatus, now time.Time) string {
+	line := "never read whole"
+	if !s.LastSync.IsZero() {
+		line = "last read whole " + ago(s.LastSync, now) + " ago"
+	}
+
+	if s.LastError != "" {
+		line += "; last round failed: " + s.LastError
+	}
+
+	return line
+}
+
+// ago is the time from t to now, rounded to the second.
+func ago(t, now time.Time) string { return now.Sub(t).Round(time.Second).String() }
 
 func dash(s string) string {
 	if s == "" {

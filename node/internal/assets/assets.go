@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,11 @@ type Service struct {
 	bad      map[string]map[string]time.Time
 	lost     map[string]time.Time   // by digest: when a copy last failed with no member delivering verified bytes
 	failed   map[string]failedBuild // by recipe key: the imager's last failure, if less than failedBuildHold ago
+
+	building building // the builds in flight here, with their stages
+	problems problems // recent failed builds and corrupt copies
+	// requests counts Get calls; hits those answered from the local store.
+	requests, hits atomic.Uint64
 }
 
 // New makes the asset service and registers its metrics.
@@ -144,6 +150,8 @@ var errMiss = errors.New("asset not stored on this node")
 
 // Get returns the asset of r. fromPeer marks a request another node sent (the one-hop rule: build, never forward).
 func (s *Service) Get(ctx context.Context, r recipe.Recipe, fromPeer bool) (frontends.Asset, error) {
+	s.requests.Add(1)
+
 	rec, known, err := s.store.Asset(r.Key)
 	if err != nil {
 		return nil, fmt.Errorf("read asset index: %w", err)
@@ -152,6 +160,7 @@ func (s *Service) Get(ctx context.Context, r recipe.Recipe, fromPeer bool) (fron
 	if known {
 		if a, err := s.local(rec); err == nil {
 			s.metrics.cacheHits.Inc()
+			s.hits.Add(1)
 
 			return a, nil
 		} else if !errors.Is(err, errMiss) {
@@ -231,6 +240,15 @@ func (s *Service) buildHere(ctx context.Context, r recipe.Recipe, recorded bool)
 	ch := s.flight.DoChan(r.Key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 
+		stage, end := s.building.begin(r, time.Now())
+		ended := false
+
+		defer func() {
+			if !ended {
+				end()
+			}
+		}()
+
 		if !recorded {
 			rec, ok, err := s.leader.AssetFromLeader(ctx, r.Key)
 			if err != nil {
@@ -242,7 +260,9 @@ func (s *Service) buildHere(ctx context.Context, r recipe.Recipe, recorded bool)
 			}
 		}
 
-		return s.build(ctx, r)
+		ended = true // the build ends the entry, once its copies are pushed
+
+		return s.build(ctx, r, stage, end)
 	})
 
 	rec, err := await[raftstore.AssetRecord](ctx, ch)
@@ -297,8 +317,19 @@ func (s *Service) markFailed(key string, err error) {
 }
 
 // build runs the imager for r, stores the verified output in the CAS, commits its index record (the first record
-// of a key wins cluster-wide) and pushes copies to the key's other holders.
-func (s *Service) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRecord, error) {
+// of a key wins cluster-wide) and pushes copies to the key's other holders. It tells stage the step it is at and
+// calls end when the build is over: once the copies are pushed, which goes on after it returns.
+func (s *Service) build(ctx context.Context, r recipe.Recipe, stage func(string), end func()) (
+	_ raftstore.AssetRecord, err error,
+) {
+	pushing := false
+
+	defer func() {
+		if !pushing {
+			end()
+		}
+	}()
+
 	log := s.log.With("key", r.Key[:16], "asset", r.Asset.Path, "version", r.Version, "request_id", frontends.RequestID(ctx),
 		"ring", s.cluster.RingVersion())
 	if r.SchematicID != "" { // a talosctl binary has none
@@ -312,9 +343,12 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRe
 
 	log.Info("building asset")
 
-	out, err := s.builder.Build(ctx, r)
+	stage(string(imager.StageQueued))
+
+	out, err := s.builder.BuildReporting(ctx, r, imagerStages(stage))
 	if err != nil {
 		s.metrics.builds.WithLabelValues(r.Kind(), "failed").Inc()
+		s.problem("build "+r.Asset.Path+" "+r.Version+" ("+r.Key[:16]+")", err)
 		attrs := []any{"error", err, "duration", time.Since(start).Round(time.Millisecond)}
 		if output := imager.RecentStderr(); len(output) > 0 {
 			attrs = append(attrs, "imager_output", output)
@@ -329,9 +363,12 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRe
 	}
 	defer out.Cleanup()
 
+	stage(StageStoring)
+
 	digest, size, err := s.cas.Import(out.Path, "")
 	if err != nil {
 		s.metrics.builds.WithLabelValues(r.Kind(), "failed").Inc()
+		s.problem("store built "+r.Asset.Path+" ("+r.Key[:16]+")", err)
 
 		return raftstore.AssetRecord{}, fmt.Errorf("store built %s: %w", r.Asset.Path, err)
 	}
@@ -348,6 +385,8 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRe
 		Created:   time.Now().UTC(),
 	})
 	if err != nil {
+		s.problem("record built "+r.Asset.Path+" ("+r.Key[:16]+")", err)
+
 		return raftstore.AssetRecord{}, fmt.Errorf("record built %s: %w", r.Asset.Path, err)
 	}
 
@@ -363,10 +402,18 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe) (raftstore.AssetRe
 	log.Info("asset built", "digest", digest, "size", size, "duration", time.Since(start).Round(time.Millisecond))
 
 	if rec.Digest == digest {
-		s.push(r.Key, rec)
+		stage(StageCopying)
+
+		pushing = true
+		s.push(r.Key, rec, end)
 	}
 
 	return rec, nil
+}
+
+// problem remembers a failure for the status pages.
+func (s *Service) problem(what string, err error) {
+	s.problems.add(Problem{Time: time.Now().UTC(), What: what, Error: err.Error()})
 }
 
 // buildError presents a failed build to the client with its failing step; the frontend adds the request ID that

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -268,6 +270,7 @@ func (s *Service) run(t *transfer, sources []source) {
 
 		if errors.Is(err, cas.ErrDigestMismatch) || errors.Is(err, cas.ErrSizeMismatch) {
 			s.metrics.peerVerifyFailures.Inc()
+			s.problem(fmt.Sprintf("copy of %s from %s", t.rec.Digest, strings.Join(senders, ", ")), err)
 			log.Error("peers sent bytes that do not match the asset's digest: dropped, asking them to check their "+
 				"copies", "from", senders, "error", err)
 			t.fail(err)
@@ -296,7 +299,9 @@ func (s *Service) run(t *transfer, sources []source) {
 			"at", t.written(), "error", err)
 	}
 
-	t.fail(fmt.Errorf("no member delivered a verified copy: %w", errors.Join(errs...)))
+	failed := fmt.Errorf("no member delivered a verified copy: %w", errors.Join(errs...))
+	t.fail(failed)
+	s.problem("copy of "+t.rec.Digest, failed)
 	s.finishTransfer(t)
 	s.markLost(t.rec.Digest)
 }
@@ -399,9 +404,16 @@ func (s *Service) copyFrom(t *transfer, src source) error {
 	}
 }
 
+// pushTimeout bounds the wait for one holder's copy of a freshly built asset.
+const pushTimeout = 10 * time.Minute
+
 // push asks the key's other holders to copy a freshly built asset from this node, in the background, so losing this
-// node does not cost a rebuild.
-func (s *Service) push(key string, rec raftstore.AssetRecord) {
+// node does not cost a rebuild; done is called once every holder asked has its copy (or failed to get it).
+func (s *Service) push(key string, rec raftstore.AssetRecord, done func()) {
+	var wg sync.WaitGroup
+
+	defer func() { go func() { wg.Wait(); done() }() }()
+
 	for _, name := range s.cluster.Holders(key, s.replicas) {
 		if name == s.cluster.Self() {
 			continue
@@ -412,14 +424,14 @@ func (s *Service) push(key string, rec raftstore.AssetRecord) {
 			continue
 		}
 
-		go func() {
-			ctx, cancel := context.WithTimeout(s.bg, peer.Timeout)
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(s.bg, pushTimeout)
 			defer cancel()
 
-			if err := s.peers.Pull(ctx, base, peer.PullRequest{Record: rec, From: []string{s.cluster.Self()}}); err != nil {
+			if err := s.peers.Keep(ctx, base, peer.PullRequest{Record: rec, From: []string{s.cluster.Self()}}); err != nil {
 				s.log.Warn("could not ask a holder to keep a copy", "holder", name, "digest", rec.Digest, "error", err)
 			}
-		}()
+		})
 	}
 }
 

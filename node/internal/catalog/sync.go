@@ -99,6 +99,12 @@ func (s *catalogSync) syncOnce(ctx context.Context) error {
 
 	s.metrics.catalogSyncs.WithLabelValues(result).Inc()
 
+	if len(errs) == 0 {
+		if err := s.recordSuccess(ctx, time.Now()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
 	s.log.Info("catalog synchronised with upstream", "versions", len(versions), "failed", len(errs),
 		"duration", time.Since(start).Round(time.Millisecond))
 
@@ -241,12 +247,12 @@ func (s *catalogSync) readVersion(ctx context.Context, v string) error {
 
 // writeMeta records the broken-version list (and, by existing, that the catalog was read once).
 func (s *catalogSync) writeMeta(ctx context.Context) error {
-	want := raftstore.CatalogMeta{Broken: normalizeVersions(s.src.Broken)}
-
 	have, ok, err := s.store.CatalogMeta()
 	if err != nil {
 		return fmt.Errorf("read catalog meta: %w", err)
 	}
+
+	want := raftstore.CatalogMeta{Broken: normalizeVersions(s.src.Broken), LastSync: have.LastSync}
 
 	if ok && slices.Equal(have.Broken, want.Broken) {
 		return nil
@@ -254,6 +260,32 @@ func (s *catalogSync) writeMeta(ctx context.Context) error {
 
 	if err := s.store.PutCatalogMeta(ctx, want); err != nil {
 		return fmt.Errorf("write catalog meta: %w", err)
+	}
+
+	return nil
+}
+
+// lastSyncEvery is how often at most a successful round records its time in the catalog meta: each record is a
+// Raft write, and a new catalog generation (remembered plans are made again).
+const lastSyncEvery = time.Minute
+
+// recordSuccess records in the replicated catalog meta that a round read everything (what /cluster shows as the
+// last successful sync, on every member), unless one did less than lastSyncEvery ago.
+func (s *catalogSync) recordSuccess(ctx context.Context, now time.Time) error {
+	meta, _, err := s.store.CatalogMeta()
+	if err != nil {
+		return fmt.Errorf("read catalog meta: %w", err)
+	}
+
+	if now.Sub(meta.LastSync) < lastSyncEvery {
+		return nil
+	}
+
+	meta.LastSync = now.UTC()
+	meta.Broken = normalizeVersions(s.src.Broken)
+
+	if err := s.store.PutCatalogMeta(ctx, meta); err != nil {
+		return fmt.Errorf("record the catalog sync: %w", err)
 	}
 
 	return nil

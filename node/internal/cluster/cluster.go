@@ -213,6 +213,8 @@ type Member struct {
 	Name, URL, Zone, Version string
 	// State is the gossip state: alive, leaving, dead or left.
 	State string
+	// LastContact is when this member last heard from it (zero for this member itself).
+	LastContact time.Time
 }
 
 // Members lists the members as gossip sees them, departed ones included.
@@ -220,8 +222,12 @@ func (c *Cluster) MemberStates() []Member {
 	var out []Member
 
 	for _, m := range c.members.Members() {
-		out = append(out, Member{Name: m.Name, URL: m.Meta.URL, Zone: m.Meta.Zone, Version: m.Meta.Version,
-			State: m.State})
+		mb := Member{Name: m.Name, URL: m.Meta.URL, Zone: m.Meta.Zone, Version: m.Meta.Version, State: m.State}
+		if m.Name != c.Self() {
+			mb.LastContact = m.Heard
+		}
+
+		out = append(out, mb)
 	}
 
 	return out

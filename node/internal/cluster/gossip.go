@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -42,7 +43,7 @@ func (m *membership) memberlistConfig() (*memberlist.Config, error) {
 	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
 	mc.Logger = log.New(&gossipLogWriter{log: cfg.Logger.With("component", "memberlist", "node", cfg.NodeName)}, "", 0)
 	d := &gossipDelegate{m: m}
-	mc.Delegate, mc.Events, mc.Conflict = d, d, d
+	mc.Delegate, mc.Events, mc.Conflict, mc.Ping = d, d, d, d
 	if cfg.tune != nil {
 		cfg.tune(mc)
 	}
@@ -128,6 +129,13 @@ func (d *gossipDelegate) NotifyJoin(n *memberlist.Node) { d.m.record(n, false) }
 func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.m.record(n, false) }
 
 func (d *gossipDelegate) NotifyLeave(n *memberlist.Node) { d.m.record(n, true) }
+
+func (d *gossipDelegate) AckPayload() []byte { return nil }
+
+// NotifyPingComplete hears a member answer a probe: the last contact /cluster shows.
+func (d *gossipDelegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	d.m.heardFrom(other.Name, time.Now())
+}
 
 // NotifyConflict fires when two addresses claim one name. When the name is ours, the others still know an earlier
 // run of this node (restarted from a new address before being declared dead): they accept the new address once

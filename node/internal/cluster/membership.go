@@ -57,6 +57,8 @@ type member struct {
 	State string     `json:"state"`
 	Since time.Time  `json:"since"` // when this node saw the state begin
 	Meta  memberMeta `json:"meta"`
+	// Heard is when this node last heard from the member: a probe answered, or news of it through gossip.
+	Heard time.Time `json:"heard"`
 }
 
 // membershipConfig configures the gossip layer of one node.
@@ -419,6 +421,15 @@ func (m *membership) signal() {
 	}
 }
 
+// heardFrom notes that a member answered at t.
+func (m *membership) heardFrom(name string, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mb, ok := m.members[name]; ok && t.After(mb.Heard) {
+		mb.Heard = t
+	}
+}
+
 // record applies one memberlist event to the table. Called from memberlist's callbacks, under its node lock: it
 // must not call back into memberlist.
 func (m *membership) record(n *memberlist.Node, left bool) {
@@ -443,6 +454,12 @@ func (m *membership) record(n *memberlist.Node, left bool) {
 	mb := &member{Name: n.Name, Addr: n.Address(), State: state, Since: time.Now(), Meta: w.memberMeta}
 	if known && prev.State == state {
 		mb.Since = prev.Since
+	}
+	if known {
+		mb.Heard = prev.Heard
+	}
+	if !left {
+		mb.Heard = time.Now()
 	}
 	m.members[n.Name] = mb
 	if n.Name != m.cfg.NodeName && state == stateAlive && (!known || prev.State != stateAlive) {

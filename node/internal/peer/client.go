@@ -129,6 +129,18 @@ func (c *Client) Keep(ctx context.Context, base string, p PullRequest) error {
 	return nil
 }
 
+// Build asks the member at base whether it builds key now; found is false when it does not.
+func (c *Client) Build(ctx context.Context, base, key string) (_ BuildState, found bool, _ error) {
+	var b BuildState
+
+	err := c.call(ctx, http.MethodGet, base, "/builds/"+url.PathEscape(key), nil, &b, nil)
+	if errors.Is(err, ErrNotFound) {
+		return BuildState{}, false, nil
+	}
+
+	return b, err == nil, err
+}
+
 // Verify asks the member at base to re-hash its copy of a digest (it sent bytes that did not match).
 func (c *Client) Verify(ctx context.Context, base, digest string) error {
 	return c.call(ctx, http.MethodPost, base, "/verify/"+digest, nil, nil, nil)

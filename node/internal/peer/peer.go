@@ -89,3 +89,11 @@ type AssetRequest struct {
 	Key                        string
 	Index                      uint64
 }
+
+// BuildState is a build in flight on a member: what /_peer/builds/{key} answers.
+type BuildState struct {
+	Key     string    `json:"key"`
+	Member  string    `json:"member"`
+	Stage   string    `json:"stage"`
+	Started time.Time `json:"started"`
+}

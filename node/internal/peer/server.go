@@ -52,6 +52,11 @@ type Assets interface {
 	Keep(ctx context.Context, rec raftstore.AssetRecord, from []string) error
 }
 
+// Builds says which builds run on this member now.
+type Builds interface {
+	BuildOf(key string) (BuildState, bool)
+}
+
 // ServerConfig is what a server is built on.
 type ServerConfig struct {
 	Secret     string // without it every call answers 403
@@ -59,6 +64,7 @@ type ServerConfig struct {
 	Membership Membership
 	Blobs      Blobs
 	Assets     Assets
+	Builds     Builds
 	// Silence is the askers' silence limit: a member building for them says it is at it three times per limit.
 	Silence    time.Duration
 	Registerer prometheus.Registerer
@@ -98,6 +104,7 @@ func (s *Server) Mount(r chi.Router) {
 		r.Post("/pull", s.pull)
 		r.Post("/verify/{digest}", s.verify)
 		r.Post("/raft/remove/{id}", s.removeServer)
+		r.Get("/builds/{key}", s.build)
 	})
 }
 
@@ -290,6 +297,18 @@ wait:
 	w.Header().Set(recordHeader, string(rec))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	frontends.ServeAsset(w, r, res.a)
+}
+
+// build answers whether this member builds a recipe key now: its stage and start, or 404.
+func (s *Server) build(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.cfg.Builds.BuildOf(chi.URLParam(r, "key"))
+	if !ok {
+		http.Error(w, "no build of this key in flight here", http.StatusNotFound)
+
+		return
+	}
+
+	writeJSON(w, b)
 }
 
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
