@@ -6,29 +6,22 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/edgefactory/edgefactory/frontends/status"
+
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
 )
 
-// The states of an asset, as GET /ui/api/asset-status answers them.
+// The states of an asset, as GET /ui/api/asset-status answers them (frontends/status).
 const (
-	AssetCached   = "cached"    // the asset index has a record of its recipe key
-	AssetBuilding = "building"  // a member builds it now
-	AssetNotBuilt = "not-built" // neither: the first request builds it
+	AssetCached   = status.AssetCached
+	AssetBuilding = status.AssetBuilding
+	AssetNotBuilt = status.AssetNotBuilt
 )
 
-// AssetStatus is the answer of GET /ui/api/asset-status: whether an asset of a link exists, is being built, or not.
-type AssetStatus struct {
-	State string `json:"state"`
-	Key   string `json:"key"`
-	// Member is the member holding it (this one when it has the bytes, else the one that built it), the one
-	// building it, or the one that would (the key's owner on the ring).
-	Member         string    `json:"member,omitempty"`
-	Stage          string    `json:"stage,omitempty"`
-	Started        time.Time `json:"started,omitzero"`
-	ElapsedSeconds float64   `json:"elapsedSeconds,omitempty"`
-}
+// AssetStatus is the answer of GET /ui/api/asset-status.
+type AssetStatus = status.Asset
 
 // ownerAskTimeout bounds the question to the key's owner whether it builds it.
 const ownerAskTimeout = 2 * time.Second

@@ -8,103 +8,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgefactory/edgefactory/frontends/status"
+
 	"github.com/edgefactory/edgefactory/node/internal/assets"
 )
 
-// ClusterStatus is the JSON of GET /cluster: what an operator needs to see at a glance.
-type ClusterStatus struct {
-	Node         string         `json:"node"`
-	URL          string         `json:"url"`
-	Leader       string         `json:"leader"`
-	Voters       []string       `json:"voters"`
-	Members      []MemberStatus `json:"members"`
-	Ring         RingStatus     `json:"ring"`
-	Builds       BuildsStatus   `json:"builds"`
-	Cache        CacheStatus    `json:"cache"`
-	AppliedIndex uint64         `json:"appliedIndex"`
-	Catalog      []string       `json:"catalog"`
-	// CatalogSync is when the release catalog was last read whole from the upstream registry.
-	CatalogSync CatalogSyncStatus `json:"catalogSync"`
-	Transfers   int               `json:"transfersInFlight"`
-	// RecentErrors are this node's last failed builds and corrupt copies from peers, newest first.
-	RecentErrors []ErrorStatus `json:"recentErrors"`
-}
-
-// CatalogSyncStatus is the state of the release catalog's synchronisation with the upstream registry.
-type CatalogSyncStatus struct {
-	// LastSync is the last round that read everything, recorded in Raft by the leader (at most once a minute).
-	LastSync time.Time `json:"lastSync,omitzero"`
-	// LastError is the failure of the last round, on the member that ran it (the leader).
-	LastError string `json:"lastError,omitempty"`
-}
-
-// ErrorStatus is one failure on this node.
-type ErrorStatus struct {
-	Time  time.Time `json:"time"`
-	What  string    `json:"what"`
-	Error string    `json:"error"`
-}
-
-// MemberStatus is one member as this node sees it.
-type MemberStatus struct {
-	Name    string `json:"name"`
-	URL     string `json:"url,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	Version string `json:"version,omitempty"`
-	// State is the gossip state: alive, leaving, dead or left.
-	State string `json:"state"`
-	// Raft is voter, nonvoter, or none (not yet in the Raft configuration).
-	Raft   string `json:"raft"`
-	Voter  bool   `json:"voter"`
-	Leader bool   `json:"leader"`
-	// LastContact is when this node last heard from the member through gossip (absent for this node itself).
-	LastContact time.Time `json:"lastContact,omitzero"`
-	// RingShare is the fraction of the ring's partitions the member owns (0 when it is not on the ring).
-	RingShare float64 `json:"ringShare"`
-}
-
-// RingStatus identifies this node's view of the ring (equal IDs place every key the same way).
-type RingStatus struct {
-	Version    uint64   `json:"version"`
-	ID         string   `json:"id"`
-	Members    []string `json:"members"`
-	Partitions int      `json:"partitions"`
-	Replicas   int      `json:"replicas"`
-}
-
-// BuildsStatus counts this node's builds and lists those in flight.
-type BuildsStatus struct {
-	Running  int           `json:"running"`
-	Queued   int           `json:"queued"`
-	InFlight []BuildStatus `json:"inFlight"`
-}
-
-// BuildStatus is one build in flight on a node.
-type BuildStatus struct {
-	Key       string `json:"key"`
-	Schematic string `json:"schematic,omitempty"`
-	Version   string `json:"version"`
-	Path      string `json:"path"`
-	Kind      string `json:"kind"`
-	Arch      string `json:"arch,omitempty"`
-	// Stage is queued, fetching inputs, building, signing, compressing, storing, copying to holders (or checking
-	// the index, before a build: docs/api.md §9.4).
-	Stage          string    `json:"stage"`
-	Started        time.Time `json:"started"`
-	ElapsedSeconds float64   `json:"elapsedSeconds"`
-	Member         string    `json:"member"`
-}
-
-// CacheStatus is this node's asset store usage, and how often it answered from it.
-type CacheStatus struct {
-	UsedBytes   int64 `json:"usedBytes"`
-	BudgetBytes int64 `json:"budgetBytes"`
-	Blobs       int   `json:"blobs"`
-	// Hits and Requests count the asset requests since the node started, and those its store answered.
-	Hits     uint64  `json:"hits"`
-	Requests uint64  `json:"requests"`
-	HitRate  float64 `json:"hitRate"`
-}
+// The JSON of GET /cluster is frontends/status's (the web UI reads it too); these are its names in this package.
+type (
+	ClusterStatus     = status.Cluster
+	CatalogSyncStatus = status.CatalogSync
+	ErrorStatus       = status.Error
+	MemberStatus      = status.Member
+	RingStatus        = status.Ring
+	BuildsStatus      = status.Builds
+	BuildStatus       = status.Build
+	CacheStatus       = status.Cache
+)
 
 // Status reports the cluster as this node sees it.
 func (n *Node) Status() ClusterStatus {
