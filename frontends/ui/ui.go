@@ -237,7 +237,7 @@ var funcs = template.FuncMap{
 
 		return false
 	},
-	"sub": func(a, b int) int { return a - b },
+	"sub":         func(a, b int) int { return a - b },
 	"bootloaders": func() []bootloader { return bootloaderChoices },
 }
 
