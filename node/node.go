@@ -34,6 +34,7 @@ import (
 	"github.com/edgefactory/edgefactory/frontends/netboot"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
+	"github.com/edgefactory/edgefactory/frontends/ui"
 	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/inputs"
@@ -391,7 +392,9 @@ func (n *Node) router() http.Handler {
 		ExternalURL: n.cfg.ExternalURL}
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Fixed: n.cfg.PXEURL != "", Machines: n.machines, Logger: n.log}
 	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
-	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount}
+	wizard := &ui.UI{Schematics: n, Catalog: n.catalog, Talosctl: n, Logger: n.log, ExternalURL: n.cfg.ExternalURL,
+		PXEURL: n.pxeURL().String()}
+	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount}
 
 	switch {
 	case n.cfg.ipxeFromCluster():
