@@ -393,7 +393,7 @@ func (n *Node) router() http.Handler {
 	p := &pxe.PXE{Assets: n, BaseURL: n.pxeURL(), Fixed: n.cfg.PXEURL != "", Machines: n.machines, Logger: n.log}
 	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
 	wizard := &ui.UI{Schematics: n, Catalog: n.catalog, Talosctl: n, Logger: n.log, ExternalURL: n.cfg.ExternalURL,
-		PXEURL: n.pxeURL().String()}
+		PXEURL: n.pxeURL().String(), Cluster: n, Assets: n, Machines: n.machines}
 	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount}
 
 	switch {

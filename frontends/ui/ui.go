@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/frontends/machines"
 )
 
 //go:embed templates/*.html
@@ -43,6 +44,11 @@ type UI struct {
 	ExternalURL string
 	// PXEURL is the base of the PXE script links (the node's --pxe-url, else ExternalURL).
 	PXEURL string
+	// Cluster, Assets and Machines feed the cluster page, the final page's asset badges and the machines page; a
+	// nil one leaves its page out.
+	Cluster  ClusterReader
+	Assets   AssetReader
+	Machines machines.Table
 
 	tmpl *template.Template
 }
@@ -53,7 +59,7 @@ func (u *UI) Mount(r chi.Router) {
 		u.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	u.tmpl = template.Must(template.New("ui").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+	u.tmpl = template.Must(template.New("ui").Funcs(funcs).Funcs(pageFuncs).ParseFS(templateFS, "templates/*.html"))
 
 	static, _ := fs.Sub(staticFS, "static") //nolint:errcheck // "static" is embedded above
 	files := http.FileServerFS(static)
@@ -62,6 +68,9 @@ func (u *UI) Mount(r chi.Router) {
 	r.Post("/ui/wizard", u.wizard)
 	r.Post("/ui/extensions-list", u.extensionsList)
 	r.Get("/ui/version-doc", u.versionDoc)
+	r.Get("/ui/cluster", u.clusterPage)
+	r.Get("/ui/machines", u.machinesPage)
+	r.Get("/ui/asset-badge", u.assetBadge)
 	r.Get("/llms.txt", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(llmsTxt) //nolint:errcheck,gosec // the client hung up; static text
