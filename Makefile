@@ -11,7 +11,7 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
-.PHONY: all build deps run test test-unit test-boot test-netns test-netboot test-fuzz bench bench-serving bench-netns bench-netboot lint clean
+.PHONY: all build deps run test test-unit test-ui test-boot test-netns test-netboot test-fuzz bench bench-serving bench-netns bench-netboot lint clean
 
 all: build
 
@@ -25,10 +25,15 @@ deps:
 run: deps build
 	./bin/edgefactory dev
 
-test: test-unit test-boot test-netns test-fuzz
+test: test-unit test-ui test-boot test-netns test-fuzz
 
 test-unit:
 	$(GO) test -timeout $(TIMEOUT) ./...
+
+# The web wizard walked in headless Chromium (chromedp; Debian's chromium from make deps), axe-core on every page.
+# Screenshots are test artifacts (under _artifacts/); EDGEFACTORY_UPDATE_SCREENSHOTS=1 refreshes docs/ui-*.png.
+test-ui:
+	$(GO) test -count=1 -timeout $(TIMEOUT) -tags ui -artifacts -outputdir $(CURDIR)/build/ui-artifacts -v ./e2e/ui/
 
 test-boot:
 	$(GO) test -timeout $(TIMEOUT) -tags boot -run 'TestBoot' -v ./e2e/boot/

@@ -45,6 +45,8 @@ HOST_PACKAGES=(
 	skopeo nginx-light wrk
 	# the netns suite: namespaces, and counting every connection that leaves an air-gapped cluster
 	iproute2 nftables curl
+	# the web UI suite drives headless Chromium (chromedp)
+	chromium
 	# this script's own needs on a minimal system
 	debian-archive-keyring gzip
 )

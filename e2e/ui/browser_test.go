@@ -70,7 +70,7 @@ func tab(t *testing.T, browserCtx context.Context, width, height int64) context.
 	return ctx
 }
 
-// shots writes numbered screenshots of a walk into the test's artifact directory.
+// shots writes numbered screenshots of a walk into the test's output directory (t.ArtifactDir).
 type shots struct {
 	t   *testing.T
 	dir string

@@ -41,13 +41,13 @@ var walks = []walk{
 		cmdline:    "console=ttyS0 net.ifnames=0",
 		yaml: "customization:\n  extraKernelArgs: [console=ttyS0, net.ifnames=0]\n" +
 			"  systemExtensions:\n    officialExtensions: [siderolabs/amd-ucode, siderolabs/i915]\n",
-		steps: []string{"target", "version", "arch", "extensions", "customize", "final"},
+		steps: []string{"target", "version", "arch", "extensions", "cmdline", "final"},
 		width: 1200,
 	},
 	{
 		name: "raspberry-pi", target: "sbc",
 		yaml:  "overlay:\n  image: siderolabs/sbc-raspberrypi\n  name: rpi_generic\ncustomization: {}\n",
-		steps: []string{"target", "version", "board", "extensions", "customize", "final"},
+		steps: []string{"target", "version", "board", "extensions", "cmdline", "final"},
 		width: 360,
 	},
 	{
@@ -56,7 +56,7 @@ var walks = []walk{
 		cmdline:    "console=ttyS0",
 		yaml: "customization:\n  extraKernelArgs: [console=ttyS0]\n" +
 			"  systemExtensions:\n    officialExtensions: [siderolabs/amd-ucode]\n",
-		steps: []string{"target", "version", "cloud", "arch", "extensions", "customize", "final"},
+		steps: []string{"target", "version", "cloud", "arch", "extensions", "cmdline", "final"},
 		width: 1200,
 	},
 }
@@ -96,7 +96,10 @@ func TestWizard(t *testing.T) {
 				w.choose(t, ctx, nil, false)
 				_, err := chromedp.Run(ctx, chromedp.Evaluate[any](`history.back(); true`))
 				require.NoError(t, err)
-				require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`form[data-step="customize"]`))))
+				waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				require.NoError(t, chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.CSS(`form[data-step="cmdline"]`))),
+					"after Back, at %s", location(t, ctx))
 				assert.NotContains(t, location(t, ctx), "cmdline-set", "Back leaves the final step's URL")
 			})
 
@@ -171,7 +174,7 @@ func (w walk) choose(t *testing.T, ctx context.Context, shots *shots, reopened b
 			}
 		case "extensions":
 			w.extensionsStep(t, ctx, reopened)
-		case "customize":
+		case "cmdline":
 			if reopened {
 				v, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#cmdline")))
 				require.NoError(t, err)

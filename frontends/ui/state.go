@@ -36,7 +36,7 @@ const (
 	StepBoard      Step = "board"
 	StepArch       Step = "arch"
 	StepExtensions Step = "extensions"
-	StepCustomize  Step = "customize"
+	StepCustomize  Step = "cmdline"
 	StepFinal      Step = "final"
 )
 
@@ -242,7 +242,7 @@ func (s State) TalosVersion() string { return "v" + s.Version }
 
 // semver of the state's version; the zero version when it does not parse.
 func (s State) semver() semver.Version {
-	v, _ := semver.ParseTolerant(s.Version) //nolint:errcheck // a bad version compares as 0.0.0: no optional features
+	v, _ := semver.ParseTolerant(s.Version) // a bad version compares as 0.0.0: no optional features
 
 	return v
 }

@@ -289,8 +289,8 @@ func (u *UI) versions(r *http.Request, s State) (*VersionList, error) {
 	}
 
 	slices.SortStableFunc(out.Groups, func(a, b VersionGroup) int {
-		va, _ := semver.ParseTolerant(a.Versions[0]) //nolint:errcheck // parsed above
-		vb, _ := semver.ParseTolerant(b.Versions[0]) //nolint:errcheck // parsed above
+		va, _ := semver.ParseTolerant(a.Versions[0]) // parsed above
+		vb, _ := semver.ParseTolerant(b.Versions[0]) // parsed above
 
 		return semver.Version{Major: vb.Major, Minor: vb.Minor}.Compare(semver.Version{Major: va.Major, Minor: va.Minor})
 	})
