@@ -83,6 +83,21 @@ func TestWizard(t *testing.T) {
 
 			t.Run("links answer", func(t *testing.T) { headLinks(t, ctx) })
 
+			t.Run("badges", func(t *testing.T) {
+				// The links were just fetched, so every asset is built: each badge says cached.
+				require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(finalURL),
+					chromedp.WaitVisible(chromedp.CSS(".asset-status.badge"))))
+
+				badges, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+					`[...document.querySelectorAll(".asset-status")].map(e => e.textContent)`))
+				require.NoError(t, err)
+				require.NotEmpty(t, badges)
+
+				for _, b := range badges {
+					assert.True(t, b == "" || strings.HasPrefix(b, "cached"), "badge %q", b)
+				}
+			})
+
 			t.Run("final URL reopens the final page", func(t *testing.T) {
 				require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(finalURL),
 					chromedp.WaitVisible(chromedp.CSS("#schematic-id"))))

@@ -33,11 +33,11 @@ const memberAskTimeout = 2 * time.Second
 
 // ClusterPage is what /ui/cluster shows.
 type ClusterPage struct {
-	Title   string
-	Self    status.Cluster
-	Members []MemberRow
-	Builds  []status.Build
-	Errors  []ErrorRow
+	Title, Section string
+	Self           status.Cluster
+	Members        []MemberRow
+	Builds         []status.Build
+	Errors         []ErrorRow
 	// Unreachable names the members whose own report did not arrive.
 	Unreachable []string
 	Now         time.Time
@@ -65,7 +65,7 @@ func (u *UI) clusterPage(w http.ResponseWriter, r *http.Request) {
 
 	self := u.Cluster.Status()
 	reports := u.reports(r.Context(), self)
-	page := ClusterPage{Title: "Cluster", Self: self, Now: time.Now()}
+	page := ClusterPage{Title: "Cluster", Section: "cluster", Self: self, Now: time.Now()}
 
 	for _, m := range self.Members {
 		row := MemberRow{Member: m}
@@ -150,9 +150,9 @@ func fetchReport(ctx context.Context, base string) (status.Cluster, error) {
 
 // MachinesPage is what /ui/machines shows.
 type MachinesPage struct {
-	Title    string
-	Profiles []machines.Profile
-	Boots    []machines.Boot
+	Title, Section string
+	Profiles       []machines.Profile
+	Boots          []machines.Boot
 }
 
 func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +176,7 @@ func (u *UI) machinesPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	u.render(w, r, http.StatusOK, "machines-page", MachinesPage{Title: "Machines", Profiles: profiles,
+	u.render(w, r, http.StatusOK, "machines-page", MachinesPage{Title: "Machines", Section: "machines", Profiles: profiles,
 		Boots: boots[:min(len(boots), 50)]})
 }
 
@@ -285,6 +285,7 @@ func selectorsText(s machines.Selectors) string {
 
 var pageFuncs = map[string]any{
 	"ago": ago, "percent": percent, "bytes": bytesIEC, "selectors": selectorsText,
-	"seconds": func(s float64) string { return duration(time.Duration(s * float64(time.Second))) },
-	"short":   func(s string) string { return s[:min(len(s), 12)] },
+	"seconds":   func(s float64) string { return duration(time.Duration(s * float64(time.Second))) },
+	"short":     func(s string) string { return s[:min(len(s), 12)] },
+	"hasPrefix": strings.HasPrefix,
 }

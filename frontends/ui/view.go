@@ -34,6 +34,9 @@ type View struct {
 	DocsURL   string
 }
 
+// Section names the wizard in the navigation.
+func (v *View) Section() string { return "wizard" }
+
 // Crumb is one done step: what was chosen, and the URL that reopens the step.
 type Crumb struct {
 	Label, URL string
