@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,7 +63,21 @@ func startLoggedIn(t testing.TB, lab *Lab, i int, label string, args ...string) 
 
 	logs := &e2e.SyncBuffer{}
 	cmd := lab.Command(i, e2e.Binary(t), args...)
-	cmd.Stdout, cmd.Stderr = logs, logs
+	runUntilEnd(t, cmd, label, logs, 15*time.Second, 150)
+
+	return cmd.Process, logs
+}
+
+// runUntilEnd starts cmd with its output into out, and stops it (SIGTERM, then SIGKILL after grace) when the test
+// ends or the returned stop is called; when the test failed, the output's last lines are logged.
+func runUntilEnd(t testing.TB, cmd *exec.Cmd, label string, out interface {
+	io.Writer
+	String() string
+}, grace time.Duration, lines int,
+) (stop func()) {
+	t.Helper()
+
+	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start(), "start %s", label)
 
 	done := make(chan struct{})
@@ -71,22 +87,26 @@ func startLoggedIn(t testing.TB, lab *Lab, i int, label string, args ...string) 
 		close(done)
 	}()
 
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have died already
 
 		select {
 		case <-done:
-		case <-time.After(15 * time.Second):
+		case <-time.After(grace):
 			cmd.Process.Kill() //nolint:errcheck // stuck in shutdown
 			<-done
 		}
+	})
+
+	t.Cleanup(func() {
+		stop()
 
 		if t.Failed() {
-			t.Logf("---- %s logs (last 150 lines) ----\n%s", label, tail(logs.String(), 150))
+			t.Logf("---- %s output (last %d lines) ----\n%s", label, lines, tail(out.String(), lines))
 		}
 	})
 
-	return cmd.Process, logs
+	return stop
 }
 
 func tail(s string, n int) string {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -132,37 +131,7 @@ http {
 func startLogged(t testing.TB, lab *Lab, label string, out *stampedLog, name string, args ...string) (stop func()) {
 	t.Helper()
 
-	cmd := lab.Command(0, name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start(), "start %s", label)
-
-	done := make(chan struct{})
-
-	go func() {
-		cmd.Wait() //nolint:errcheck // the exit status after SIGTERM is not the point
-		close(done)
-	}()
-
-	stop = sync.OnceFunc(func() {
-		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // it may have died already
-
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill() //nolint:errcheck // stuck in shutdown
-			<-done
-		}
-	})
-
-	t.Cleanup(func() {
-		stop()
-
-		if t.Failed() {
-			t.Logf("---- %s output (last 60 lines) ----\n%s", label, tail(out.String(), 60))
-		}
-	})
-
-	return stop
+	return runUntilEnd(t, lab.Command(0, name, args...), label, out, 10*time.Second, 60)
 }
 
 // stampedLog collects a process's output line by line, each line with the time it arrived: dnsmasq's own time
