@@ -1,5 +1,6 @@
 // Package ui serves the web UI of every member: the image wizard at / (the official Image Factory's steps, query
-// parameters and schematics), its htmx fragments under /ui/, the static files it needs, and /llms.txt.
+// parameters and schematics), its htmx fragments under /ui/, the cluster page (/ui/cluster), the machines page
+// (/ui/machines), the final page's asset badges (/ui/asset-badge), the static files they need, and /llms.txt.
 //
 // Its guarantee: a page is a function of its URL. Every choice lives in the query string with the official
 // wizard's parameter names, so any step can be bookmarked, shared or opened from a link copied from the official
