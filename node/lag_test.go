@@ -1,6 +1,8 @@
 package node_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -74,12 +76,21 @@ func TestClusterNodeBehindTheLog(t *testing.T) {
 		return false
 	}), "the returning node sees the others and owns one of %d keys", len(paths))
 
-	digest := "sha256:" + built[owned]
+	// Two answers are right, depending on whether the node has learnt who leads yet: a 503 naming the Raft leader,
+	// or the recorded bytes, read with the record it lacks from the leader (docs/architecture.md §6) and copied from
+	// a holder. Never a build of its own.
 	resp := back.do(t, "GET", owned, "", nil)
-	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s on the node behind the log: %s", owned,
-		resp.Body)
-	assert.Contains(t, resp.Body, "Raft leader")
-	assert.False(t, back.HasBlob(digest), "the node behind the log built %s", owned)
+	if resp.StatusCode == http.StatusOK {
+		sum := sha256.Sum256([]byte(resp.Body))
+		assert.Equal(t, built[owned], hex.EncodeToString(sum[:]), "%s on the node behind the log: not the recorded bytes",
+			owned)
+	} else {
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s on the node behind the log: %s", owned,
+			resp.Body)
+		assert.Contains(t, resp.Body, "Raft leader")
+		assert.False(t, back.HasBlob("sha256:"+built[owned]), "the node behind the log built %s", owned)
+	}
+
 	assert.Zero(t, back.metric(t, "edgefactory_builds_total"))
 
 	gate.open()
