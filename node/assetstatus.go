@@ -78,6 +78,12 @@ func (n *Node) AssetStatus(ctx context.Context, schematicID, version, path strin
 		return building(st, owner, b.Stage, b.Started), nil
 	}
 
+	// Built a moment ago: the owner has finished, but this member's copy of the log may not yet hold the record.
+	// The leader's says cached (records are immutable, so its copy is as good as ours).
+	if rec, ok, err := n.cluster.AssetFromLeader(askCtx, r.Key); err == nil && ok {
+		st.State, st.Member = AssetCached, rec.Builder
+	}
+
 	return st, nil
 }
 
