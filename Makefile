@@ -33,6 +33,7 @@ test-unit:
 # The web wizard walked in headless Chromium (chromedp; Debian's chromium from make deps), axe-core on every page.
 # Screenshots are test artifacts (under _artifacts/); EDGEFACTORY_UPDATE_SCREENSHOTS=1 refreshes docs/ui-*.png.
 test-ui:
+	mkdir -p $(CURDIR)/build/ui-artifacts
 	$(GO) test -count=1 -timeout $(TIMEOUT) -tags ui -artifacts -outputdir $(CURDIR)/build/ui-artifacts -v ./e2e/ui/
 
 test-boot:
