@@ -26,6 +26,8 @@ type RouterOptions struct {
 	Registerer prometheus.Registerer
 	// AllowedOrigins for CORS; default "*".
 	AllowedOrigins []string
+	// Guard, when set, sees every request before its route (auth.Guard.Middleware: credentials for writes).
+	Guard func(http.Handler) http.Handler
 }
 
 // Mount adds a frontend's routes to the router.
@@ -69,6 +71,10 @@ func NewRouter(opts RouterOptions, mounts ...Mount) http.Handler {
 	}).Handler)
 	r.Use(options(r))
 	r.Use(middleware.GetHead)
+
+	if opts.Guard != nil {
+		r.Use(opts.Guard)
+	}
 
 	for _, mount := range mounts {
 		mount(r)

@@ -13,6 +13,7 @@ import (
 	"github.com/blang/semver/v4"
 	"github.com/hashicorp/memberlist"
 
+	settingsapi "github.com/edgefactory/edgefactory/frontends/settings"
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/node/internal/keys"
@@ -73,6 +74,13 @@ type Config struct {
 
 	// CacheSize bounds the bytes of assets kept on this node (least recently used go first); 0 is unlimited.
 	CacheSize int64
+	// LowSpaceWatermark is the free space kept on the data disk: below it cached assets are evicted whatever
+	// CacheSize says; 0 turns it off.
+	//
+	// MinVersion and Broken (in Upstream), Replicas, CatalogRefresh, CacheSize and LowSpaceWatermark are cluster
+	// settings (docs/api.md §12): these fields are the values a new cluster starts with, and the member follows the
+	// cluster's values from then on.
+	LowSpaceWatermark int64
 	// BuildConcurrency bounds simultaneous builds on this node.
 	BuildConcurrency int
 	// BuildTimeout bounds one build.
@@ -95,6 +103,13 @@ type Config struct {
 	// IPXEDir holds the iPXE binaries network boot hands out (undionly.kpxe, ipxe.efi, ipxe-arm64.efi). Without
 	// it, network boot uses <DataDir>/ipxe, filled from the cluster once a bundle carrying them was imported.
 	IPXEDir string
+
+	// APITokenFile and Htpasswd hold the credentials protected writes ask for (frontends/auth): with either, creating
+	// schematics and flavors and writing network-boot profiles need them; cluster settings always do, unless Dev.
+	APITokenFile string
+	Htpasswd     string
+	// Dev is the one-node lab of `edgefactory dev`: cluster settings may change without credentials there.
+	Dev bool
 
 	// Version is this build's version string.
 	Version string
@@ -190,6 +205,16 @@ func checkBaseURL(raw string) error {
 	return nil
 }
 
+// initialSettings are the cluster settings this member's configuration gives (see Config.LowSpaceWatermark).
+func (c *Config) initialSettings() settingsapi.Settings {
+	broken := append([]string{}, c.Upstream.Broken...) // [] rather than null in the document
+
+	return settingsapi.Settings{
+		MinVersion: c.Upstream.MinVersion, BrokenVersions: broken, Replicas: c.Replicas,
+		CatalogInterval: c.CatalogRefresh.String(), CacheBudget: c.CacheSize, LowSpaceWatermark: c.LowSpaceWatermark,
+	}
+}
+
 // SecureBootFiles are PEM files of the secure-boot signing key (PKCS#1), its certificate and the PCR key.
 type SecureBootFiles = keys.Files
 
@@ -263,6 +288,11 @@ func (c *Config) validate() error {
 	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" {
 		errs = append(errs, errors.New("a cluster of more than one member needs --cluster-secret (the same on "+
 			"every member): it authenticates the members' peer API"))
+	}
+
+	if c.CacheSize < 0 || c.LowSpaceWatermark < 0 {
+		errs = append(errs, fmt.Errorf("cache size %d and low-space watermark %d must not be negative", c.CacheSize,
+			c.LowSpaceWatermark))
 	}
 
 	if c.Replicas < 1 {

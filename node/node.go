@@ -29,11 +29,13 @@ import (
 
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/api"
+	"github.com/edgefactory/edgefactory/frontends/auth"
 	"github.com/edgefactory/edgefactory/frontends/imports"
 	machinesapi "github.com/edgefactory/edgefactory/frontends/machines"
 	"github.com/edgefactory/edgefactory/frontends/netboot"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
+	settingsapi "github.com/edgefactory/edgefactory/frontends/settings"
 	"github.com/edgefactory/edgefactory/frontends/ui"
 	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
@@ -48,6 +50,7 @@ import (
 	"github.com/edgefactory/edgefactory/node/internal/machines"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/node/internal/registry"
+	"github.com/edgefactory/edgefactory/node/internal/settings"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
@@ -68,7 +71,11 @@ type Node struct {
 	cluster  *cluster.Cluster
 	peers    *peer.Client
 	machines *machines.Table
-	netboot  *netboot.Server
+	settings *settings.Keeper
+	guard    *auth.Guard // credentials of protected writes
+	// settingsChanged wakes the leader's duties when the catalog policy changed (capacity 1).
+	settingsChanged chan struct{}
+	netboot         *netboot.Server
 	// netbootWaits: network boot is on but the iPXE binaries are not in <data>/ipxe yet; Run starts it once they
 	// came from the cluster.
 	netbootWaits bool
@@ -125,6 +132,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newMetrics(n.reg)
+
+	guard, err := auth.New(auth.Config{TokenFile: cfg.APITokenFile, Htpasswd: cfg.Htpasswd, Dev: cfg.Dev,
+		Registerer: n.reg})
+	if err != nil {
+		n.cancel()
+
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+
+	n.guard = guard
 
 	if err := n.openStore(); err != nil {
 		n.closeState()
@@ -257,7 +274,7 @@ func (n *Node) open() error {
 	}
 
 	if n.cas, err = cas.Open(filepath.Join(cfg.DataDir, "cas"), cas.Options{
-		Budget: cfg.CacheSize, Logger: n.log.With("component", "cas"),
+		Budget: cfg.CacheSize, MinFree: cfg.LowSpaceWatermark, Logger: n.log.With("component", "cas"),
 	}); err != nil {
 		return fmt.Errorf("open asset store: %w", err)
 	}
@@ -285,6 +302,12 @@ func (n *Node) open() error {
 		return fmt.Errorf("set up the builder: %w", err)
 	}
 
+	n.settings = settings.New(settings.Config{
+		Store: store, Leader: n.cluster, Initial: cfg.initialSettings(), Apply: n.applySettings,
+		Logger: n.log.With("component", "settings"),
+	})
+	n.settingsChanged = make(chan struct{}, 1)
+
 	n.catalog = catalog.New(catalog.Config{
 		Store: store, Leader: n.cluster, Schematics: n, Keys: n.keys, Source: src, Refresh: cfg.CatalogRefresh,
 		Recheck: cfg.CatalogRecheck, Registerer: n.reg, Logger: n.log.With("component", "catalog"),
@@ -292,14 +315,14 @@ func (n *Node) open() error {
 
 	n.assets = assets.New(assets.Config{
 		Store: store, CAS: n.cas, Builder: n.builder, Members: n.cluster, Leader: n.cluster, Peers: n.peers,
-		Replicas: cfg.Replicas, Background: n.ctx, Registerer: n.reg, Logger: n.log.With("component", "assets"),
+		Replicas: n.settings.Replicas, Background: n.ctx, Registerer: n.reg, Logger: n.log.With("component", "assets"),
 	})
 
 	n.registry = registry.New(registry.Config{
 		Self: cfg.NodeName, Store: store, Leader: n.cluster, Assets: n.assets, Planner: n.catalog, Cosign: n.cosign,
 		Upstream: registry.Upstream{Registry: src.Registry, Namespace: src.Namespace, Insecure: src.Insecure,
 			Cluster: cfg.Upstream.Cluster()},
-		Members: n.cluster, Peers: n.peers, Replicas: cfg.Replicas, Trust: *cfg.trust(),
+		Members: n.cluster, Peers: n.peers, Replicas: n.settings.Replicas, Trust: *cfg.trust(),
 		Background: n.ctx, Logger: n.log.With("component", "registry"),
 	})
 
@@ -394,7 +417,8 @@ func (n *Node) router() http.Handler {
 	machineAPI := &machinesapi.API{Table: n.machines, Logger: n.log}
 	wizard := &ui.UI{Schematics: n, Catalog: n.catalog, Talosctl: n, Logger: n.log, ExternalURL: n.cfg.ExternalURL,
 		PXEURL: n.pxeURL().String(), Cluster: n, Assets: n, Machines: n.machines}
-	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount}
+	settingsAPI := &settingsapi.API{Store: n.settings, Who: auth.Who, Logger: n.log}
+	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount, settingsAPI.Mount}
 
 	switch {
 	case n.cfg.ipxeFromCluster():
@@ -415,6 +439,7 @@ func (n *Node) router() http.Handler {
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
+		Guard:      n.guard.Middleware,
 	}, append(mounts, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Get("/ui/api/asset-status", n.assetStatus)
@@ -474,6 +499,7 @@ func (n *Node) Run(ctx context.Context) error {
 		var wg sync.WaitGroup
 
 		wg.Go(func() { n.cluster.Run(ctx) })
+		wg.Go(func() { n.settings.Run(ctx) })
 		n.leaderDuties(ctx)
 		wg.Wait()
 	}()

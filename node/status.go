@@ -39,7 +39,7 @@ func (n *Node) Status() ClusterStatus {
 		Leader: leader,
 		Ring: RingStatus{
 			Version: rg.Version(), ID: rg.ID(), Members: rg.Members(), Partitions: rg.Config().PartitionCount,
-			Replicas: n.cfg.Replicas,
+			Replicas: n.settings.Replicas(),
 		},
 		Builds: BuildsStatus{Running: stats.Running, Queued: stats.Queued,
 			InFlight: buildStatuses(n.assets.Building(), n.cfg.NodeName, time.Now())},

@@ -34,6 +34,9 @@ const (
 	OpPutSetting     Op = "PutSetting"     // set (overwrite) a cluster setting
 	OpInitSetting    Op = "InitSetting"    // set a cluster setting only if absent; first committed value wins
 	OpDeleteSetting  Op = "DeleteSetting"  // remove a cluster setting; removing an absent one is a no-op
+	// OpPatchSetting merges a JSON object into a JSON setting (RFC 7386: a null member removes one), atomically: two
+	// members changing different fields at once both land.
+	OpPatchSetting Op = "PatchSetting"
 )
 
 var (
@@ -61,8 +64,8 @@ type Command struct {
 	Meta  *CatalogMeta `json:"meta,omitempty"`  // PutCatalogMeta
 	Asset *AssetRecord `json:"asset,omitempty"` // PutAsset
 
-	Key   string `json:"key,omitempty"`   // PutSetting, InitSetting, DeleteSetting
-	Value []byte `json:"value,omitempty"` // PutSetting, InitSetting
+	Key   string `json:"key,omitempty"`   // PutSetting, InitSetting, DeleteSetting, PatchSetting
+	Value []byte `json:"value,omitempty"` // PutSetting, InitSetting; PatchSetting: the merge patch
 }
 
 // CatalogMeta is the one record describing the replicated catalog as a whole.
@@ -117,7 +120,7 @@ type Result struct {
 	// Conflict: a write-once or first-wins value already existed with different content and was kept.
 	Conflict bool         `json:"conflict,omitempty"`
 	Asset    *AssetRecord `json:"asset,omitempty"` // PutAsset: the record stored under the key
-	Value    []byte       `json:"value,omitempty"` // InitSetting: the value stored under the key
+	Value    []byte       `json:"value,omitempty"` // InitSetting, PatchSetting: the value stored under the key
 	Error    string       `json:"error,omitempty"` // why the state machine refused the command
 }
 
@@ -192,14 +195,23 @@ func (c Command) validate() error {
 			return errors.New("missing asset record")
 		}
 		return c.Asset.validate()
-	case OpPutSetting, OpInitSetting, OpDeleteSetting:
+	case OpPutSetting, OpInitSetting, OpDeleteSetting, OpPatchSetting:
 		if c.Key == "" || len(c.Key) > 1024 {
 			return fmt.Errorf("setting key length %d out of range 1..1024", len(c.Key))
+		}
+		if c.Op == OpPatchSetting && !isJSONObject(c.Value) {
+			return errors.New("a setting patch is a JSON object")
 		}
 	default:
 		return fmt.Errorf("unknown op %q", c.Op)
 	}
 	return nil
+}
+
+// isJSONObject reports whether b is one well-formed JSON object.
+func isJSONObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
 }
 
 func (a *AssetRecord) validate() error {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
 )
@@ -269,6 +271,8 @@ func applyCommand(tx *bbolt.Tx, data []byte) (Result, error) {
 			return Result{Conflict: !bytes.Equal(old, c.Value), Value: bytes.Clone(old)}, nil
 		}
 		return Result{Changed: true, Value: c.Value}, b.Put([]byte(c.Key), nonNil(c.Value))
+	case OpPatchSetting:
+		return patchSetting(tx.Bucket(bucketSettings), []byte(c.Key), c.Value)
 	case OpDeleteSetting:
 		b := tx.Bucket(bucketSettings)
 		if b.Get([]byte(c.Key)) == nil {
@@ -277,6 +281,26 @@ func applyCommand(tx *bbolt.Tx, data []byte) (Result, error) {
 		return Result{Changed: true}, b.Delete([]byte(c.Key))
 	}
 	return Result{Error: fmt.Sprintf("op %q validated but not applied", c.Op)}, nil
+}
+
+// patchSetting merges patch into the JSON object stored under key (none: an empty object). A stored value that is not
+// a JSON object is refused, not overwritten.
+func patchSetting(b *bbolt.Bucket, key, patch []byte) (Result, error) {
+	old, found := lookup(b, key)
+	if !found {
+		old = []byte("{}")
+	}
+	if !isJSONObject(old) {
+		return Result{Error: fmt.Sprintf("setting %s holds no JSON object to patch", key)}, nil
+	}
+	merged, err := jsonpatch.MergePatch(old, patch)
+	if err != nil {
+		return Result{Error: fmt.Sprintf("patch setting %s: %v", key, err)}, nil
+	}
+	if found && bytes.Equal(old, merged) {
+		return Result{Value: merged}, nil
+	}
+	return Result{Changed: true, Value: merged}, b.Put(key, merged)
 }
 
 // putOnce stores value under key unless the key exists; an existing different value is reported as a conflict.

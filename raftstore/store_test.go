@@ -212,6 +212,24 @@ func TestWriteOnceAndFirstWins(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "key-A", string(got))
 	})
+
+	t.Run("patch setting merges fields and removes nulls", func(t *testing.T) {
+		v, err := PatchSetting(ctx, s, "cluster/settings", []byte(`{"replicas":3,"minVersion":"1.9.0"}`))
+		require.NoError(t, err)
+		require.JSONEq(t, `{"replicas":3,"minVersion":"1.9.0"}`, string(v))
+		v, err = PatchSetting(ctx, s, "cluster/settings", []byte(`{"minVersion":null,"brokenVersions":["v1.9.1"]}`))
+		require.NoError(t, err)
+		require.JSONEq(t, `{"replicas":3,"brokenVersions":["v1.9.1"]}`, string(v))
+		got, _, err := s.Setting("cluster/settings")
+		require.NoError(t, err)
+		require.JSONEq(t, string(v), string(got))
+
+		_, err = PatchSetting(ctx, s, "cluster/settings", []byte(`["not an object"]`))
+		require.ErrorIs(t, err, ErrInvalidCommand)
+		require.NoError(t, s.PutSetting(ctx, "raw", []byte{0, 1}))
+		_, err = PatchSetting(ctx, s, "raw", []byte(`{"a":1}`))
+		require.ErrorIs(t, err, ErrRejected, "a value that is no JSON object is never overwritten by a patch")
+	})
 }
 
 // writeAll writes one entry of every kind plus n schematics.

@@ -141,6 +141,16 @@ func InitSetting(ctx context.Context, a Applier, key string, value []byte) ([]by
 	return res.Value, nil
 }
 
+// PatchSetting merges a JSON object into the JSON setting under key (RFC 7386 merge patch: a null member removes
+// one) and returns the value stored after it.
+func PatchSetting(ctx context.Context, a Applier, key string, patch []byte) ([]byte, error) {
+	res, err := a.ApplyCommand(ctx, Command{V: CommandVersion, Op: OpPatchSetting, Key: key, Value: patch})
+	if err != nil {
+		return nil, fmt.Errorf("patch setting %s: %w", key, err)
+	}
+	return res.Value, nil
+}
+
 // The same writes on the leader's store itself.
 
 // PutSchematic is PutSchematic on this store (the leader).

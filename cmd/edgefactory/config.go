@@ -39,9 +39,14 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "location label of this member (voters spread across zones)")
 	fs.BytesBase64Var(&cfg.GossipKey, "gossip-key", cfg.GossipKey,
 		"base64 of a 16, 24 or 32 byte key encrypting gossip (the same on every member)")
+	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile,
+		"file of bearer tokens (NAME:TOKEN a line) that protected writes need: schematics, flavors, profiles, "+
+			"cluster settings")
+	fs.StringVar(&cfg.Htpasswd, "htpasswd", cfg.Htpasswd,
+		"htpasswd file (bcrypt, SHA or MD5 entries) of users that protected writes accept")
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret,
 		"shared secret authenticating the members' peer API (required with more than one member)")
-	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "members holding each asset (the owner and R-1 copies)")
+	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "members holding each asset, the owner and R-1 copies (a cluster setting: the value a new cluster starts with)")
 	fs.IntVar(&cfg.RingPartitions, "ring-partitions", cfg.RingPartitions,
 		"partitions of the consistent-hash ring (fixed when the cluster is created)")
 	fs.DurationVar(&cfg.DeadMemberGrace, "dead-member-grace", cfg.DeadMemberGrace,
@@ -53,15 +58,20 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.BoolVar(&cfg.Upstream.Insecure, "upstream-insecure", cfg.Upstream.Insecure,
 		"talk plain HTTP to the upstream registry")
 	fs.StringVar(&cfg.Upstream.MinVersion, "min-talos-version", cfg.Upstream.MinVersion,
-		"hide Talos versions older than this")
+		"hide Talos versions older than this (a cluster setting: the value a new cluster starts with)")
 	fs.StringSliceVar(&cfg.Upstream.Broken, "broken-versions", cfg.Upstream.Broken,
-		"Talos versions to hide and refuse (comma separated)")
+		"Talos versions to hide and refuse, comma separated (a cluster setting: the value a new cluster starts with)")
 	fs.DurationVar(&cfg.CatalogRefresh, "catalog-refresh", cfg.CatalogRefresh,
-		"how often the leader re-reads the upstream version list")
+		"how often the leader re-reads the upstream version list (a cluster setting: the value a new cluster "+
+			"starts with)")
 	fs.DurationVar(&cfg.CatalogRecheck, "catalog-recheck", cfg.CatalogRecheck,
 		"how often a known version's catalog is read again in full")
 	fs.Var((*byteSize)(&cfg.CacheSize), "cache-size",
-		"disk budget for cached assets, e.g. 50GiB (0: unlimited); least recently used assets go first")
+		"disk budget for cached assets, e.g. 50GiB (0: unlimited); least recently used assets go first "+
+			"(a cluster setting: the value a new cluster starts with)")
+	fs.Var((*byteSize)(&cfg.LowSpaceWatermark), "low-space-watermark",
+		"free space kept on the data disk, e.g. 10GiB (0: off): below it cached assets are evicted whatever "+
+			"--cache-size says (a cluster setting: the value a new cluster starts with)")
 	fs.IntVar(&cfg.BuildConcurrency, "build-concurrency", cfg.BuildConcurrency, "simultaneous builds on this node")
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", cfg.BuildTimeout, "time limit of one build")
 	buildNiceFlag(fs, &cfg.BuildNice)

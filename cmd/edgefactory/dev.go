@@ -21,6 +21,7 @@ func newDevCmd() *cobra.Command {
 	cfg := node.Defaults()
 	cfg.Version = version
 	cfg.NodeName = "dev"
+	cfg.Dev = true
 	cfg.Listen = "127.0.0.1:8080"
 	cfg.RaftListen = "127.0.0.1:0"
 	cfg.GossipListen = "127.0.0.1:0"

@@ -40,7 +40,7 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd(), newStatusCmd(), newInspectCmd())
-	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd(), newProfilesCmd())
+	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd(), newProfilesCmd(), newSettingsCmd())
 
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edgefactory:", err)

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,8 +20,6 @@ import (
 
 // edgefactory profiles: the network-boot machine table over a member's API (docs/api.md §11).
 func newProfilesCmd() *cobra.Command {
-	var nodeURL string
-
 	cmd := &cobra.Command{
 		Use:   "profiles",
 		Short: "List, show, write and delete network-boot machine profiles; list the last boots",
@@ -32,9 +27,7 @@ func newProfilesCmd() *cobra.Command {
 subnet, labels) match machines, the most specific profile wins, and a profile without selectors is the default.
 They are replicated in the cluster: any member takes the change.`,
 	}
-	cmd.PersistentFlags().StringVar(&nodeURL, "node", "http://127.0.0.1:8080", "URL of any member")
-
-	client := func() *profilesClient { return &profilesClient{base: strings.TrimSuffix(nodeURL, "/")} }
+	client := apiClientFlags(cmd)
 
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List the profiles", Args: cobra.NoArgs,
@@ -92,7 +85,7 @@ They are replicated in the cluster: any member takes the change.`,
 	return cmd
 }
 
-func newProfilesPutCmd(client func() *profilesClient) *cobra.Command {
+func newProfilesPutCmd(client func() *apiClient) *cobra.Command {
 	var (
 		file   string
 		p      machines.Profile
@@ -153,53 +146,6 @@ func profileBody(cmd *cobra.Command, file string, p machines.Profile, labels map
 	default:
 		return os.ReadFile(file)
 	}
-}
-
-type profilesClient struct{ base string }
-
-// do sends one request; a non-2xx answer becomes an error carrying the member's message.
-func (c *profilesClient) do(ctx context.Context, method, path string, body []byte, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-
-	if body != nil {
-		req.Header.Set("Content-Type", contentTypeOf(body))
-	}
-
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
-	}
-
-	if out == nil {
-		return nil
-	}
-
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-
-	return nil
-}
-
-func contentTypeOf(body []byte) string {
-	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '{' {
-		return "application/json"
-	}
-
-	return "application/yaml"
 }
 
 func printProfiles(w io.Writer, list []machines.Profile) error {

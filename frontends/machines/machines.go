@@ -50,7 +50,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		profiles = []Profile{}
 	}
 
-	write(w, r, http.StatusOK, profiles)
+	frontends.WriteDocument(w, r, http.StatusOK, profiles)
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +61,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	write(w, r, http.StatusOK, p)
+	frontends.WriteDocument(w, r, http.StatusOK, p)
 }
 
 func (a *API) put(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +86,7 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 
-	write(w, r, status, stored)
+	frontends.WriteDocument(w, r, status, stored)
 }
 
 func (a *API) remove(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +101,7 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) seen(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("member") == "self" {
-		write(w, r, http.StatusOK, append([]Boot{}, a.Table.LocalSeen()...))
+		frontends.WriteDocument(w, r, http.StatusOK, append([]Boot{}, a.Table.LocalSeen()...))
 
 		return
 	}
@@ -117,7 +117,7 @@ func (a *API) seen(w http.ResponseWriter, r *http.Request) {
 		boots = []Boot{}
 	}
 
-	write(w, r, http.StatusOK, boots)
+	frontends.WriteDocument(w, r, http.StatusOK, boots)
 }
 
 // decode reads a profile as JSON or YAML (by Content-Type, else by its first character), refusing unknown fields
@@ -175,29 +175,4 @@ func isJSON(contentType string, body []byte) bool {
 
 func invalid(msg string, cause error) error {
 	return frontends.NewError(frontends.ClassInvalid, msg, cause)
-}
-
-// write answers v as YAML when the client asks for it (Accept or ?format=yaml), else as JSON.
-func write(w http.ResponseWriter, r *http.Request, status int, v any) {
-	if r.URL.Query().Get("format") == "yaml" || strings.Contains(r.Header.Get("Accept"), "yaml") {
-		out, err := yaml.Marshal(v)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-
-			return
-		}
-
-		w.Header().Set("Content-Type", "application/yaml")
-		w.WriteHeader(status)
-		w.Write(out) //nolint:errcheck,gosec // the client hung up, nothing to do; YAML served as application/yaml, not HTML
-
-		return
-	}
-
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v) //nolint:errcheck,errchkjson // the client hung up, nothing to do; profiles and boots always encode
 }

@@ -45,6 +45,9 @@ type Options struct {
 	// Budget is the number of bytes of disk the blobs may occupy (allocated blocks, so sparse images count for
 	// what they really use); 0 means unlimited.
 	Budget int64
+	// MinFree is the free space (bytes available to this process) the store keeps on its file system: when less
+	// is free, blobs are evicted as if over budget, until enough is free or nothing more can go. 0: no floor.
+	MinFree int64
 	// Logger receives evictions and recoverable oddities; nil discards.
 	Logger *slog.Logger
 	// OnEvict, when set, is called (outside the store's lock) with the digest of every blob removed to make room.
@@ -54,7 +57,6 @@ type Options struct {
 // Store is a content-addressed blob store rooted at one directory. It is safe for concurrent use.
 type Store struct {
 	dir     string
-	budget  int64
 	log     *slog.Logger
 	onEvict func(string)
 	lock    *os.File
@@ -62,13 +64,15 @@ type Store struct {
 	// pinsMu serialises changes to the pins, so the pins file is written outside mu and still in order.
 	pinsMu sync.Mutex
 
-	mu     sync.Mutex
-	blobs  map[string]*entry
-	lru    *list.List // of *entry; front is the most recently used
-	pins   map[string]struct{}
-	used   int64     // allocated bytes of indexed blobs plus deleted blobs still open
-	clock  time.Time // last access stamp handed out; stamps strictly increase so mtime order is LRU order
-	graves uint64    // names the files of deleted blobs in tmp/
+	mu      sync.Mutex
+	budget  int64 // Options.Budget, then SetLimits
+	minFree int64 // Options.MinFree, then SetLimits
+	blobs   map[string]*entry
+	lru     *list.List // of *entry; front is the most recently used
+	pins    map[string]struct{}
+	used    int64     // allocated bytes of indexed blobs plus deleted blobs still open
+	clock   time.Time // last access stamp handed out; stamps strictly increase so mtime order is LRU order
+	graves  uint64    // names the files of deleted blobs in tmp/
 }
 
 // entry is the in-memory record of one blob.
@@ -88,6 +92,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		dir:     dir,
 		budget:  opts.Budget,
+		minFree: opts.MinFree,
 		log:     opts.Logger,
 		onEvict: opts.OnEvict,
 		blobs:   make(map[string]*entry),
@@ -97,8 +102,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.budget < 0 {
-		return nil, fmt.Errorf("open cas %s: negative budget %d", dir, s.budget)
+	if s.budget < 0 || s.minFree < 0 {
+		return nil, fmt.Errorf("open cas %s: negative budget %d or free-space floor %d", dir, s.budget, s.minFree)
 	}
 	if err := s.lockDir(); err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Eviction policy. When the blobs occupy more than the budget, unpinned blobs that nobody has open are removed,
@@ -20,23 +22,25 @@ type eviction struct {
 	graves  []string // files to unlink
 }
 
-// evictLocked takes victims out of the store until it is within budget. keep is the blob just added (nil at
-// Open/Unpin): it is never its own victim.
+// evictLocked takes victims out of the store until it is within its limit (limitLocked). keep is the blob just
+// added (nil at Open/Unpin/SetLimits): it is never its own victim.
 func (s *Store) evictLocked(keep *entry) eviction {
 	var ev eviction
-	if s.budget == 0 || s.used <= s.budget {
+	limit, bounded := s.limitLocked()
+	if !bounded || s.used <= limit {
 		return ev
 	}
-	if keep != nil && keep.disk > s.budget {
+	if keep != nil && limit == s.budget && keep.disk > s.budget {
 		s.log.Warn("cas: blob larger than the budget stored over budget; it will be evicted first",
 			"digest", keep.digest, "bytes", keep.disk, "budget", s.budget)
 		return ev
 	}
 	failed := make(map[*entry]bool)
-	for s.used > s.budget {
+	for s.used > limit {
 		v := s.victimLocked(keep, failed)
 		if v == nil {
-			s.log.Warn("cas: over budget; remaining blobs are pinned or open", "used", s.used, "budget", s.budget)
+			s.log.Warn("cas: over its limit; remaining blobs are pinned or open", "used", s.used, "limit", limit,
+				"budget", s.budget, "min_free", s.minFree)
 			break
 		}
 		grave, err := s.deleteLocked(v)
@@ -45,11 +49,55 @@ func (s *Store) evictLocked(keep *entry) eviction {
 			failed[v] = true
 			continue
 		}
-		s.log.Info("cas: evicted", "digest", v.digest, "bytes", v.disk, "used", s.used, "budget", s.budget)
+		s.log.Info("cas: evicted", "digest", v.digest, "bytes", v.disk, "used", s.used, "limit", limit)
 		ev.digests = append(ev.digests, v.digest)
 		ev.graves = append(ev.graves, grave)
 	}
 	return ev
+}
+
+// limitLocked is how many bytes the blobs may occupy now: the budget, lowered while the file system has less than
+// minFree available by the shortfall. bounded is false when there is neither a budget nor a shortfall.
+func (s *Store) limitLocked() (limit int64, bounded bool) {
+	limit, bounded = s.budget, s.budget > 0
+	if s.minFree == 0 {
+		return limit, bounded
+	}
+	free, err := s.free()
+	if err != nil {
+		s.log.Warn("cas: free space unknown; the free-space floor is not kept", "err", err)
+		return limit, bounded
+	}
+	if free >= s.minFree {
+		return limit, bounded
+	}
+	room := max(s.used-(s.minFree-free), 0)
+	if !bounded || room < limit {
+		return room, true
+	}
+	return limit, bounded
+}
+
+// free is the space available to this process on the store's file system.
+func (s *Store) free() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", s.dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// SetLimits changes the budget and the free-space floor (see Options) and evicts at once if the store is now over.
+func (s *Store) SetLimits(budget, minFree int64) error {
+	if budget < 0 || minFree < 0 {
+		return fmt.Errorf("cas: negative budget %d or free-space floor %d", budget, minFree)
+	}
+	s.mu.Lock()
+	s.budget, s.minFree = budget, minFree
+	ev := s.evictLocked(nil)
+	s.mu.Unlock()
+	s.finishEviction(ev)
+	return nil
 }
 
 // finishEviction unlinks what evictLocked took out and tells OnEvict; it must be called without s.mu.

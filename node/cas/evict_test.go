@@ -193,3 +193,32 @@ func TestDeleteWhileOpen(t *testing.T) {
 	_, err = os.Stat(s.blobPath(d))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+// TestSetLimits: a lower budget evicts at once, oldest first; a free-space floor the file system cannot meet evicts
+// everything that may go (pinned blobs stay), and lifting it evicts nothing more.
+func TestSetLimits(t *testing.T) {
+	const size = 64 << 10
+	s := openStore(t, t.TempDir(), Options{})
+	var d []string
+	for i := range 4 {
+		d = append(d, put(t, s, randBytes(size, uint64(i+1))))
+	}
+	used, _, blobs := s.Usage()
+	require.Equal(t, 4, blobs)
+
+	require.NoError(t, s.SetLimits(used/2, 0))
+	require.False(t, s.Has(d[0]), "the oldest goes first")
+	require.False(t, s.Has(d[1]))
+	require.True(t, s.Has(d[2]))
+	require.True(t, s.Has(d[3]))
+
+	require.NoError(t, s.Pin(d[3]))
+	require.NoError(t, s.SetLimits(0, 1<<62)) // more free space than any disk has
+	require.False(t, s.Has(d[2]), "under the free-space floor, unpinned blobs go")
+	require.True(t, s.Has(d[3]), "a pinned blob stays")
+
+	require.NoError(t, s.SetLimits(0, 0))
+	d4 := put(t, s, randBytes(size, 9))
+	require.True(t, s.Has(d4), "with no limits nothing is evicted")
+	require.Error(t, s.SetLimits(-1, 0))
+}

@@ -63,7 +63,7 @@ type Config struct {
 	Members  Members
 	Leader   Leader
 	Peers    *peer.Client
-	Replicas int // members holding each asset
+	Replicas func() int // members holding each asset (the cluster setting in force)
 	// Background is the member's lifetime: copies to and from peers end with it.
 	Background context.Context //nolint:containedctx // a lifetime, not a request
 	Registerer prometheus.Registerer
@@ -81,7 +81,7 @@ type Service struct {
 	cluster  Members
 	leader   Leader
 	peers    *peer.Client
-	replicas int
+	replicas func() int // the cluster setting in force
 	metrics  *metrics
 	log      *slog.Logger
 	bg       context.Context //nolint:containedctx // the member's lifetime: background transfers end with it

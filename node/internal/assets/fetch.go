@@ -116,7 +116,7 @@ func refusal(err error) error {
 // corrupt bytes of it are left out.
 func (s *Service) sources(key string, rec raftstore.AssetRecord) []string {
 	members := s.cluster.Members()
-	order := append(s.cluster.Holders(key, s.replicas), rec.Builder)
+	order := append(s.cluster.Holders(key, s.replicas()), rec.Builder)
 	order = append(order, members...)
 
 	s.mu.Lock()
@@ -414,7 +414,7 @@ func (s *Service) push(key string, rec raftstore.AssetRecord, done func()) {
 
 	defer func() { go func() { wg.Wait(); done() }() }()
 
-	for _, name := range s.cluster.Holders(key, s.replicas) {
+	for _, name := range s.cluster.Holders(key, s.replicas()) {
 		if name == s.cluster.Self() {
 			continue
 		}

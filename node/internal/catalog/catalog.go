@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,15 +86,23 @@ func (cat *Catalog) Sync(ctx context.Context) (time.Duration, error) {
 	err := cat.sync.syncOnce(ctx)
 	cat.sync.setLastError(err)
 
+	refresh, retry := cat.sync.intervals()
 	if err != nil {
-		return cat.sync.retry, err
+		return retry, err
 	}
 
-	return cat.sync.refresh, nil
+	return refresh, nil
 }
 
 // Retry is how soon a leader duty that failed is tried again.
-func (cat *Catalog) Retry() time.Duration { return cat.sync.retry }
+func (cat *Catalog) Retry() time.Duration { return cat.sync.retryInterval() }
+
+// SetPolicy sets what the cluster settings say of the catalog: the minimum and broken versions the next round of
+// Sync brings the catalog in line with (hiding and removing versions, or reading ones no longer excluded), and the
+// interval between rounds (0 keeps it).
+func (cat *Catalog) SetPolicy(minVersion string, broken []string, refresh time.Duration) {
+	cat.sync.setPolicy(policy{minVersion: minVersion, broken: slices.Clone(broken), refresh: refresh})
+}
 
 // LastSyncError is the failure of the last round of Sync on this member, if it failed (readiness says it).
 func (cat *Catalog) LastSyncError() error { return cat.sync.lastError() }

@@ -29,6 +29,7 @@ type catalogSync struct {
 	readConc int
 
 	mu        sync.Mutex
+	policy    *policy // set by SetPolicy, taken into src by the next round
 	lastErr   error
 	checkedAt map[string]time.Time // when each known version was last read in full
 }
@@ -40,6 +41,50 @@ func newCatalogSync(src release.Source, store *raftstore.Store, refresh, recheck
 		src: src, store: store, refresh: refresh, recheck: recheck, retry: min(30*time.Second, refresh),
 		metrics: m, log: log, readConc: 4, checkedAt: map[string]time.Time{},
 	}
+}
+
+// policy is what the cluster settings say of the catalog.
+type policy struct {
+	minVersion string
+	broken     []string
+	refresh    time.Duration
+}
+
+// setPolicy records the policy the next round follows.
+func (s *catalogSync) setPolicy(p policy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	s.policy = &p
+
+	if p.refresh > 0 {
+		s.refresh, s.retry = p.refresh, min(30*time.Second, p.refresh)
+	}
+}
+
+// takePolicy moves a policy set since the last round into the source the round reads.
+func (s *catalogSync) takePolicy() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if s.policy != nil {
+		s.src.MinVersion, s.src.Broken = s.policy.minVersion, s.policy.broken
+		s.policy = nil
+	}
+}
+
+// intervals returns the refresh and retry intervals in force.
+func (s *catalogSync) intervals() (refresh, retry time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.refresh, s.retry
+}
+
+func (s *catalogSync) retryInterval() time.Duration {
+	_, retry := s.intervals()
+
+	return retry
 }
 
 func (s *catalogSync) lastError() error {
@@ -62,10 +107,12 @@ func (s *catalogSync) setLastError(err error) {
 func (s *catalogSync) syncOnce(ctx context.Context) error {
 	start := time.Now()
 
+	s.takePolicy()
+
 	versions, err := s.src.ListVersions(ctx)
 	if err != nil {
 		s.metrics.catalogSyncs.WithLabelValues("failed").Inc()
-		s.log.Error("list upstream versions failed; will retry", "registry", s.src.Registry, "retry_in", s.retry,
+		s.log.Error("list upstream versions failed; will retry", "registry", s.src.Registry, "retry_in", s.retryInterval(),
 			"error", err)
 
 		return fmt.Errorf("list versions: %w", err)
@@ -181,7 +228,7 @@ func (s *catalogSync) readVersions(ctx context.Context, versions []string) []err
 	return s.eachVersion(versions, func(v string) error {
 		err := s.readVersion(ctx, v)
 		if err != nil {
-			s.log.Error("read version catalog failed; will retry", "version", v, "retry_in", s.retry, "error", err)
+			s.log.Error("read version catalog failed; will retry", "version", v, "retry_in", s.retryInterval(), "error", err)
 		}
 
 		return err

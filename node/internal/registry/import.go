@@ -390,7 +390,7 @@ func (reg *Registry) spread(ctx context.Context, b raftstore.Blob) error {
 	key := sourceBlobKey(b.Digest)
 	rec := raftstore.AssetRecord{Key: key, Digest: b.Digest, Size: b.Size, MediaType: b.MediaType,
 		Filename: strings.TrimPrefix(b.Digest, digest.Prefix)}
-	holders := reg.members.Holders(key, reg.replicas)
+	holders := reg.members.Holders(key, reg.replicas())
 
 	for _, h := range holders {
 		if h == reg.members.Self() {

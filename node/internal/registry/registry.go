@@ -81,7 +81,7 @@ type Config struct {
 	// Members, Peers and Replicas place imported blobs on their holders; Trust checks imported images.
 	Members  Members
 	Peers    *peer.Client
-	Replicas int
+	Replicas func() int
 	Trust    release.Trust
 	// Background is the member's lifetime: records written in the background end with it.
 	Background context.Context //nolint:containedctx // a lifetime, not a request
@@ -99,7 +99,7 @@ type Registry struct {
 	upstream Upstream
 	members  Members
 	peers    *peer.Client
-	replicas int
+	replicas func() int // the cluster setting in force
 	trust    release.Trust
 	bg       context.Context //nolint:containedctx // the member's lifetime
 	log      *slog.Logger
