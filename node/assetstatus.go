@@ -61,7 +61,7 @@ func (n *Node) AssetStatus(ctx context.Context, schematicID, version, path strin
 
 	st.Member = owner
 
-	base, ok := n.cluster.URL(owner)
+	base, ok := n.cluster.PeerURL(owner)
 	if owner == n.cfg.NodeName || !ok {
 		return st, nil
 	}

@@ -34,6 +34,11 @@ type cluster struct {
 	// noCatalog: the upstream has no release yet (the cluster is its own upstream before an import), so formed
 	// means a leader and caught up, not ready.
 	noCatalog bool
+	// secure: members talk mutual TLS on cluster ports (ports[i]); node1's data directory is made by node.Init and
+	// the others join with its token.
+	secure bool
+	ports  []string
+	token  string
 
 	mu    sync.Mutex
 	nodes []*member
@@ -59,6 +64,13 @@ func startCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *
 	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size}, tweak...)
 }
 
+// startSecureCluster is startCluster with members that talk mutual TLS, formed with node.Init and a join token.
+func startSecureCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *node.Config)) *cluster {
+	t.Helper()
+
+	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size, secure: true}, tweak...)
+}
+
 // startClusterOf starts c, as startCluster describes.
 func startClusterOf(t testing.TB, c *cluster, tweak ...func(i int, cfg *node.Config)) *cluster {
 	t.Helper()
@@ -66,6 +78,14 @@ func startClusterOf(t testing.TB, c *cluster, tweak ...func(i int, cfg *node.Con
 	size := c.expect
 	for range size {
 		c.seeds = append(c.seeds, freeLoopbackAddr(t))
+		c.ports = append(c.ports, freeLoopbackAddr(t))
+	}
+
+	if c.secure {
+		res, err := node.Init(filepath.Join(c.dir, "node1"), "test", time.Hour)
+		require.NoError(t, err)
+
+		c.token = res.Token
 	}
 
 	t.Cleanup(c.killAll)
@@ -90,6 +110,7 @@ func (c *cluster) join(t testing.TB) *member {
 
 	c.mu.Lock()
 	c.seeds = append(c.seeds, freeLoopbackAddr(t))
+	c.ports = append(c.ports, freeLoopbackAddr(t))
 	i := len(c.seeds) - 1
 	c.mu.Unlock()
 
@@ -114,6 +135,16 @@ func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member 
 	cfg.Replicas = 2
 	cfg.Logger = cfg.Logger.With("node", name)
 	cfg = node.WithFastGossip(cfg)
+
+	if c.secure {
+		c.mu.Lock()
+		cfg.ClusterListen, cfg.Join, cfg.ClusterSecret = c.ports[i], slices.Clone(c.ports), ""
+		c.mu.Unlock()
+
+		if i > 0 {
+			cfg.JoinToken = c.token
+		}
+	}
 
 	for _, f := range tweak {
 		f(&cfg)

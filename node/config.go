@@ -58,8 +58,15 @@ type Config struct {
 	// DeadMemberGrace is how long a member may be dead before the leader removes it from Raft (a member that
 	// leaves gracefully is removed at once).
 	DeadMemberGrace time.Duration
-	// ClusterSecret authenticates the peer API between members; required when there is more than one member.
+	// ClusterSecret authenticates the peer API between members over plain HTTP: the way before ClusterListen, kept
+	// for clusters not moved yet, and warned about at every start.
 	ClusterSecret string
+	// ClusterListen is the mutual-TLS cluster port (host:port) the peer API and Raft share (docs/architecture.md
+	// §15); with it, RaftListen is unused, Join names the seeds' cluster ports, and gossip is encrypted with the
+	// cluster's key. ClusterAdvertise is the address others dial when it binds 0.0.0.0.
+	ClusterListen, ClusterAdvertise string
+	// JoinToken admits a member without a certificate (`edgefactory token create`, `edgefactory init`).
+	JoinToken string
 	// Replicas is how many members hold each asset (the owner builds, the others keep copies).
 	Replicas int
 	// RingPartitions is the ring's partition count; it is fixed when the cluster is created (kept in Raft).
@@ -127,6 +134,8 @@ type tuning struct {
 	settle time.Duration            // how long the member list must hold still before bootstrapping
 	// peerSilence replaces peer.SilenceTimeout: how long a peer may send nothing before it is abandoned.
 	peerSilence time.Duration
+	// certValidity replaces the certificates' lifetime (renewal tests); joinWait how long a join is retried.
+	certValidity, joinWait time.Duration
 	// drain replaces drainTimeout: how long requests under way may finish when the node stops.
 	drain time.Duration
 	// raftBackoff sends to unreachable Raft followers with raft's own back-off (see raftstore.Config.RaftBackoff).
@@ -203,6 +212,24 @@ func checkBaseURL(raw string) error {
 	}
 
 	return nil
+}
+
+// certValidity is how long member certificates last.
+func (c Config) certValidity() time.Duration {
+	if c.tune != nil && c.tune.certValidity > 0 {
+		return c.tune.certValidity
+	}
+
+	return defaultCertValidity
+}
+
+// joinWait is how long a member retries its join before giving up.
+func (c Config) joinWait() time.Duration {
+	if c.tune != nil && c.tune.joinWait > 0 {
+		return c.tune.joinWait
+	}
+
+	return defaultJoinWait
 }
 
 // initialSettings are the cluster settings this member's configuration gives (see Config.LowSpaceWatermark).
@@ -285,7 +312,26 @@ func (c *Config) validate() error {
 		}
 	}
 
-	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" {
+	if c.ClusterListen != "" {
+		if _, _, err := net.SplitHostPort(c.ClusterListen); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-listen %q: %w", c.ClusterListen, err))
+		}
+
+		if c.ClusterSecret != "" {
+			errs = append(errs, errors.New("--cluster-secret and --cluster-listen exclude each other: members of a "+
+				"secure cluster authenticate with certificates"))
+		}
+
+		if len(c.GossipKey) > 0 {
+			errs = append(errs, errors.New("--gossip-key is not used with --cluster-listen: the cluster holds "+
+				"its own gossip key"))
+		}
+	} else if c.JoinToken != "" {
+		errs = append(errs, errors.New("--join-token needs --cluster-listen: join tokens admit members of a "+
+			"secure cluster"))
+	}
+
+	if (c.BootstrapExpect > 1 || len(c.Join) > 0) && c.ClusterSecret == "" && c.ClusterListen == "" {
 		errs = append(errs, errors.New("a cluster of more than one member needs --cluster-secret (the same on "+
 			"every member): it authenticates the members' peer API"))
 	}

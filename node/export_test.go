@@ -87,6 +87,12 @@ func (n *Node) Kill() {
 	n.cluster.Shutdown()
 	n.store.Close()  // a crash reports nothing
 	n.server.Close() // idem
+
+	if n.secure != nil {
+		n.secure.server.Close() // idem
+		n.secure.port.Close()
+	}
+
 	n.cancel()
 	n.builder.Close() // idem
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -72,6 +73,7 @@ type Node struct {
 	peers    *peer.Client
 	machines *machines.Table
 	settings *settings.Keeper
+	secure   *secure     // nil unless members talk mutual TLS on the cluster port (ClusterListen)
 	guard    *auth.Guard // credentials of protected writes
 	// settingsChanged wakes the leader's duties when the catalog policy changed (capacity 1).
 	settingsChanged chan struct{}
@@ -123,7 +125,7 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), pxe: memo.New[string, pxeEntry](100_000),
-		peers: peer.NewClient(cfg.ClusterSecret, cfg.peerSilence())}
+		peers: peer.NewClient(cfg.ClusterSecret, cfg.peerSilence(), nil)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	if cfg.InputVerifyOff {
@@ -142,6 +144,17 @@ func New(cfg Config) (*Node, error) {
 	}
 
 	n.guard = guard
+
+	if cfg.ClusterListen != "" {
+		if err := n.openSecure(); err != nil {
+			n.cancel()
+
+			return nil, fmt.Errorf("secure cluster: %w", err)
+		}
+	} else if cfg.ClusterSecret != "" {
+		n.log.Warn("members authenticate with --cluster-secret over plain HTTP, which anyone on the network can " +
+			"read: move the cluster to mutual TLS (--cluster-listen and join tokens, README \"Securing a cluster\")")
+	}
 
 	if err := n.openStore(); err != nil {
 		n.closeState()
@@ -212,6 +225,7 @@ func (n *Node) openStore() error {
 		StatePath:     filepath.Join(cfg.DataDir, "state.db"),
 		BindAddr:      cfg.RaftListen,
 		AdvertiseAddr: cfg.RaftAdvertise,
+		Stream:        n.raftStream(),
 		// A lone node forms its cluster at once; anything with company bootstraps through the cluster package,
 		// which first asks the seeds whether a cluster already exists.
 		Bootstrap:   cfg.BootstrapExpect == 1 && len(cfg.Join) == 0,
@@ -236,6 +250,11 @@ func (n *Node) clusterConfig() cluster.Config {
 		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
 		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log,
 	}
+	if n.secure != nil {
+		cc.PeerURL = "https://" + n.secure.port.Addr().String()
+		cc.Join, cc.ResolveSeeds, cc.GossipKey = n.seedsOtherThanSelf(), n.secure.resolveSeeds, n.secure.gossipKey
+	}
+
 	if cfg.tune != nil {
 		cc.Tune = &cluster.Tune{Gossip: cfg.tune.gossip, Rejoin: cfg.tune.rejoin, Settle: cfg.tune.settle}
 	}
@@ -374,6 +393,19 @@ func (n *Node) closeState() {
 	if n.cas != nil {
 		n.cas.Close() // already failing
 	}
+
+	if n.secure != nil {
+		n.secure.port.Close() // already failing
+	}
+}
+
+// raftStream is the stream Raft runs on: the cluster port in a secure cluster, else nil (a port of its own).
+func (n *Node) raftStream() raft.StreamLayer {
+	if n.secure == nil {
+		return nil
+	}
+
+	return n.secure.port.Raft()
 }
 
 // loopback is the address this host reaches a listener at without leaving it: a wildcard address becomes the
@@ -428,19 +460,30 @@ func (n *Node) router() http.Handler {
 		mounts = append(mounts, netboot.MountBinaries(os.DirFS(n.cfg.IPXEDir), ""))
 	}
 	peers := peer.NewServer(peer.ServerConfig{
-		Secret: n.cfg.ClusterSecret, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
+		Secret: n.cfg.ClusterSecret, MutualTLS: n.secure != nil, Store: n.store, Membership: n.cluster, Blobs: n.cas, Assets: peerAssets{n},
 		Builds:  peerBuilds{n},
 		Silence: n.peers.Silence(), Registerer: n.reg, Logger: n.log,
 	})
 	registryAPI := &oci.OCI{Registry: n.registry, Schematics: n, Logger: n.log}
 	importAPI := &imports.API{Importer: n.registry, Secret: n.cfg.ClusterSecret, Logger: n.log}
 
+	public := []frontends.Mount{registryAPI.Mount, importAPI.Mount}
+	if n.secure == nil {
+		public = append(public, peers.Mount)
+	} else {
+		n.secure.server = &http.Server{
+			Handler:           n.clusterRouter(peers.Mount),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		}
+	}
+
 	return frontends.NewRouter(frontends.RouterOptions{
 		Version:    n.cfg.Version,
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
 		Guard:      n.guard.Middleware,
-	}, append(mounts, registryAPI.Mount, importAPI.Mount, peers.Mount, func(r chi.Router) {
+	}, append(append(mounts, public...), func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Get("/ui/api/asset-status", n.assetStatus)
 		r.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
@@ -477,9 +520,13 @@ func (n *Node) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2) // the public server and, in a secure cluster, the cluster port's
 
 	go func() { serveErr <- n.server.Serve(n.ln) }()
+
+	if n.secure != nil {
+		go func() { serveErr <- n.secure.server.Serve(n.secure.port.Peer()) }()
+	}
 
 	netbootErr := make(chan error, 1)
 
@@ -500,6 +547,10 @@ func (n *Node) Run(ctx context.Context) error {
 
 		wg.Go(func() { n.cluster.Run(ctx) })
 		wg.Go(func() { n.settings.Run(ctx) })
+
+		if n.secure != nil {
+			wg.Go(func() { n.secure.follow(ctx, n) })
+		}
 		n.leaderDuties(ctx)
 		wg.Wait()
 	}()
@@ -573,6 +624,11 @@ func (n *Node) Close() error {
 		n.ln.Close() // may already be closed by Shutdown
 		n.cluster.Shutdown()
 		n.closeErr = errors.Join(n.builder.Close(), n.store.Close(), n.cas.Close())
+
+		if n.secure != nil {
+			n.secure.server.Close() // after Raft: its connections were the port's
+			n.secure.port.Close()
+		}
 	})
 
 	return n.closeErr

@@ -41,6 +41,9 @@ type Config struct {
 	// AdvertiseAddr is the address peers dial, when it differs from the bound one (e.g. binding 0.0.0.0). A missing
 	// or zero port means the bound port.
 	AdvertiseAddr string
+	// Stream, when set, carries Raft instead of a listener of its own (the members' mutual-TLS cluster port, which
+	// Raft shares with the peer API); BindAddr and AdvertiseAddr are then unused, and Stream.Addr is advertised.
+	Stream raft.StreamLayer
 	// Bootstrap forms a new cluster if this node has no Raft state yet; ignored once state exists. The initial
 	// voters are BootstrapServers, or this node alone when that is empty.
 	Bootstrap        bool
@@ -78,7 +81,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("raftstore: RaftDir is required")
 	case c.StatePath == "":
 		return c, errors.New("raftstore: StatePath is required")
-	case c.BindAddr == "":
+	case c.BindAddr == "" && c.Stream == nil:
 		return c, errors.New("raftstore: BindAddr is required")
 	}
 	def := func(d *time.Duration, v time.Duration) {
@@ -177,9 +180,11 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
-	stream, err := listenRaft(cfg.BindAddr, cfg.AdvertiseAddr)
-	if err != nil {
-		return err
+	stream := cfg.Stream
+	if stream == nil {
+		if stream, err = listenRaft(cfg.BindAddr, cfg.AdvertiseAddr); err != nil {
+			return err
+		}
 	}
 	s.addr = stream.Addr().String()
 	s.trans = newReachTransport(!cfg.RaftBackoff, raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{

@@ -25,7 +25,7 @@ func listenRaft(bind, advertise string) (*streamLayer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("listen raft on %s: unexpected address %v", bind, ln.Addr())
 	}
-	adv, err := advertiseAddr(bound, advertise)
+	adv, err := AdvertiseAddr(bound, advertise)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -33,9 +33,9 @@ func listenRaft(bind, advertise string) (*streamLayer, error) {
 	return &streamLayer{Listener: ln, advertise: adv}, nil
 }
 
-// advertiseAddr resolves the address peers dial: the configured one (its port defaulting to the bound port) or the
+// AdvertiseAddr resolves the address peers dial: the configured one (its port defaulting to the bound port) or the
 // bound address itself, which must then be a specific IP.
-func advertiseAddr(bound *net.TCPAddr, advertise string) (*net.TCPAddr, error) {
+func AdvertiseAddr(bound *net.TCPAddr, advertise string) (*net.TCPAddr, error) {
 	if advertise == "" {
 		if bound.IP.IsUnspecified() {
 			return nil, fmt.Errorf("raft bind address %s is not reachable by peers: set an advertise address", bound)

@@ -35,7 +35,16 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", cfg.GossipAdvertise,
 		"gossip address other members dial (default: the bound address or a private IP)")
 	fs.StringSliceVar(&cfg.Join, "join", cfg.Join,
-		"gossip addresses (host:port) of members to join, comma separated; re-joined periodically")
+		"members to join, comma separated: their cluster ports (host:port) with --cluster-listen, else their "+
+			"gossip addresses; re-joined periodically")
+	fs.StringVar(&cfg.ClusterListen, "cluster-listen", cfg.ClusterListen,
+		"mutual-TLS cluster port (host:port) carrying the peer API and Raft (replaces --raft-listen and "+
+			"--cluster-secret; needs `edgefactory init` or --join-token)")
+	fs.StringVar(&cfg.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise,
+		"cluster port address other members dial (default: --cluster-listen)")
+	fs.StringVar(&cfg.JoinToken, "join-token", os.Getenv(envPrefix+"JOIN_TOKEN"),
+		"join token admitting this member to a secure cluster (edgefactory token create; env "+envPrefix+
+			"JOIN_TOKEN); used once, to obtain the member's certificate")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "location label of this member (voters spread across zones)")
 	fs.BytesBase64Var(&cfg.GossipKey, "gossip-key", cfg.GossipKey,
 		"base64 of a 16, 24 or 32 byte key encrypting gossip (the same on every member)")
@@ -45,7 +54,8 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.StringVar(&cfg.Htpasswd, "htpasswd", cfg.Htpasswd,
 		"htpasswd file (bcrypt, SHA or MD5 entries) of users that protected writes accept")
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret,
-		"shared secret authenticating the members' peer API (required with more than one member)")
+		"shared secret authenticating the members' peer API over plain HTTP (deprecated: use --cluster-listen "+
+			"and join tokens)")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "members holding each asset, the owner and R-1 copies (a cluster setting: the value a new cluster starts with)")
 	fs.IntVar(&cfg.RingPartitions, "ring-partitions", cfg.RingPartitions,
 		"partitions of the consistent-hash ring (fixed when the cluster is created)")

@@ -40,7 +40,7 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd(), newStatusCmd(), newInspectCmd())
-	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd(), newProfilesCmd(), newSettingsCmd())
+	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd(), newProfilesCmd(), newSettingsCmd(), newInitCmd())
 
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edgefactory:", err)

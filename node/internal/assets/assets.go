@@ -42,7 +42,7 @@ type Members interface {
 	// Members lists alive members, sorted, including this one.
 	Members() []string
 	// URL is a member's advertised base URL.
-	URL(name string) (string, bool)
+	PeerURL(name string) (string, bool)
 	// RingVersion changes with every membership change; it is logged with routing decisions.
 	RingVersion() uint64
 }

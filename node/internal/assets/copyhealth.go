@@ -86,7 +86,7 @@ func (s *Service) markBad(digest, name string) {
 	s.bad[digest][name] = time.Now()
 	s.mu.Unlock()
 
-	if base, ok := s.cluster.URL(name); ok {
+	if base, ok := s.cluster.PeerURL(name); ok {
 		go func() {
 			ctx, cancel := context.WithTimeout(s.bg, peer.Timeout)
 			defer cancel()

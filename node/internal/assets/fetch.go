@@ -65,7 +65,7 @@ func (s *Service) askHolders(ctx context.Context, r recipe.Recipe) (*transfer, e
 			continue
 		}
 
-		base, ok := s.cluster.URL(name)
+		base, ok := s.cluster.PeerURL(name)
 		if !ok {
 			continue
 		}
@@ -347,7 +347,7 @@ func (s *Service) copyFrom(t *transfer, src source) error {
 
 	body := src.body
 	if body == nil {
-		base, ok := s.cluster.URL(src.name)
+		base, ok := s.cluster.PeerURL(src.name)
 		if !ok {
 			return fmt.Errorf("member %s has no address", src.name)
 		}
@@ -419,7 +419,7 @@ func (s *Service) push(key string, rec raftstore.AssetRecord, done func()) {
 			continue
 		}
 
-		base, ok := s.cluster.URL(name)
+		base, ok := s.cluster.PeerURL(name)
 		if !ok {
 			continue
 		}

@@ -36,15 +36,19 @@ const RingPartitionsSetting = "ring-partitions"
 type Config struct {
 	NodeName string
 	URL      string // this member's advertised HTTP base URL
-	Zone     string
-	Version  string
+	// PeerURL is this member's peer API base URL on the mutual-TLS cluster port; empty: the peer API is under URL.
+	PeerURL string
+	Zone    string
+	Version string
 	// GossipListen and GossipAdvertise are the gossip addresses bound and advertised; Join lists the seeds.
 	GossipListen, GossipAdvertise string
 	Join                          []string
-	GossipKey                     []byte
-	BootstrapExpect               int
-	DeadMemberGrace               time.Duration
-	RingPartitions                int
+	// ResolveSeeds turns Join into gossip addresses at every attempt (see membershipConfig.ResolveSeeds).
+	ResolveSeeds    func(seeds []string) []string
+	GossipKey       []byte
+	BootstrapExpect int
+	DeadMemberGrace time.Duration
+	RingPartitions  int
 	// NetbootSegments are the prefixes of the interfaces this member answers network boot on, gossiped so the
 	// members of a segment agree which of them answers a machine.
 	NetbootSegments []string
@@ -79,11 +83,12 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.GossipListen,
 		AdvertiseAddr: cfg.GossipAdvertise,
-		Meta: memberMeta{URL: cfg.URL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version,
+		Meta: memberMeta{URL: cfg.URL, Peer: cfg.PeerURL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version,
 			Netboot: cfg.NetbootSegments},
-		Seeds:      cfg.Join,
-		EncryptKey: cfg.GossipKey,
-		Logger:     cfg.Logger,
+		Seeds:        cfg.Join,
+		ResolveSeeds: cfg.ResolveSeeds,
+		EncryptKey:   cfg.GossipKey,
+		Logger:       cfg.Logger,
 	}
 	if cfg.Tune != nil {
 		mc.tune, mc.RejoinInterval = cfg.Tune.Gossip, cfg.Tune.Rejoin
@@ -95,7 +100,7 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 	}
 
 	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m,
-		view: newView(cfg.NodeName, cfg.URL, ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
+		view: newView(cfg.NodeName, cfg.URL, peerBase(cfg.URL, cfg.PeerURL), ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
 	c.raft = newRaftMembers(store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, cfg.Logger)
 	c.raft.removeSelf = c.removeFromRaft
 
@@ -172,12 +177,12 @@ func (c *Cluster) followMembership(ctx context.Context) {
 			}
 		}
 
-		urls := map[string]string{}
+		urls, peers := map[string]string{}, map[string]string{}
 		for _, m := range c.members.Alive() {
-			urls[m.Name] = m.URL
+			urls[m.Name], peers[m.Name] = m.URL, peerBase(m.URL, m.Peer)
 		}
 
-		if len(urls) > 0 && c.view.set(urls) {
+		if len(urls) > 0 && c.view.set(urls, peers) {
 			c.log.Info("ring changed", "members", len(urls), "ring_version", c.view.RingVersion())
 		}
 
@@ -200,7 +205,7 @@ func (c *Cluster) removeFromRaft(ctx context.Context, id string) error {
 		return err
 	}
 
-	base, ok := c.view.URL(notLeader.LeaderID)
+	base, ok := c.view.PeerURL(notLeader.LeaderID)
 	if !ok {
 		return err
 	}
@@ -263,6 +268,21 @@ func (c *Cluster) Members() []string { return c.view.Members() }
 
 // URL is a member's advertised base URL.
 func (c *Cluster) URL(name string) (string, bool) { return c.view.URL(name) }
+
+// GossipAddr is this member's gossip address, as others reach it.
+func (c *Cluster) GossipAddr() string { return c.members.Addr() }
+
+// PeerURL is the base URL of a member's peer API.
+func (c *Cluster) PeerURL(name string) (string, bool) { return c.view.PeerURL(name) }
+
+// peerBase is a member's peer API base URL: on the cluster port when it has one, else under its HTTP URL.
+func peerBase(url, peer string) string {
+	if peer != "" {
+		return peer
+	}
+
+	return url
+}
 
 // RingVersion changes with every membership change; it is logged with routing decisions.
 func (c *Cluster) RingVersion() uint64 { return c.view.RingVersion() }

@@ -71,7 +71,7 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd raftstore.Command) (raftsto
 		return res, err // an election is on: retry
 	}
 
-	base, ok := c.view.URL(notLeader.LeaderID)
+	base, ok := c.view.PeerURL(notLeader.LeaderID)
 	if !ok {
 		return res, fmt.Errorf("leader %s is not a known member: %w", notLeader.LeaderID, raftstore.ErrNotLeader)
 	}
@@ -125,7 +125,7 @@ func (c *Cluster) leaderURL() (string, error) {
 		return "", fmt.Errorf("node %s knows no leader: %w", c.name, raftstore.ErrNotLeader)
 	}
 
-	base, ok := c.view.URL(id)
+	base, ok := c.view.PeerURL(id)
 	if !ok {
 		return "", fmt.Errorf("leader %s is not a known member: %w", id, raftstore.ErrNotLeader)
 	}

@@ -16,8 +16,11 @@ import (
 // memberMeta is what a member tells the others about itself through gossip (JSON, at most
 // memberlist.MetaMaxSize bytes).
 type memberMeta struct {
-	Name     string `json:"name"`
-	URL      string `json:"url,omitempty"`  // advertised HTTP base URL
+	Name string `json:"name"`
+	URL  string `json:"url,omitempty"` // advertised HTTP base URL
+	// Peer is the base URL of the member's peer API when members talk mutual TLS on the cluster port
+	// (https://host:port); empty: the peer API is under URL.
+	Peer     string `json:"peer,omitempty"`
 	RaftAddr string `json:"raft,omitempty"` // Raft transport address
 	Zone     string `json:"zone,omitempty"`
 	Version  string `json:"version,omitempty"`
@@ -90,6 +93,10 @@ type membershipConfig struct {
 	tune func(*memberlist.Config)
 	// wrapTransport lets tests put a lossy network under gossip; addr is the bound address.
 	wrapTransport func(addr string, t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	// ResolveSeeds, when set, turns Seeds into gossip addresses before every join attempt (members of a mutual-TLS
+	// cluster name each other's cluster ports as seeds, and ask them for their gossip addresses); seeds it cannot
+	// resolve are left out of that attempt.
+	ResolveSeeds func(seeds []string) []string
 }
 
 // membership is this node's view of the cluster's members, kept by memberlist gossip.
@@ -347,7 +354,11 @@ func (m *membership) joinLoop(seeds []string) {
 			return
 		default:
 		}
-		contacted, err := m.list.Join(seeds)
+		addrs := seeds
+		if m.cfg.ResolveSeeds != nil {
+			addrs = m.cfg.ResolveSeeds(seeds)
+		}
+		contacted, err := m.list.Join(addrs)
 		alone := m.list.NumMembers() <= 1
 		if attempt == 0 {
 			close(m.attempted)

@@ -15,22 +15,23 @@ type view struct {
 	self string
 	ring atomic.Pointer[ring.Ring]
 
-	mu   sync.RWMutex
-	urls map[string]string
+	mu    sync.RWMutex
+	urls  map[string]string
+	peers map[string]string // name → peer API base URL
 }
 
-func newView(self, selfURL string, r *ring.Ring) *view {
+func newView(self, selfURL, selfPeer string, r *ring.Ring) *view {
 	v := &view{self: self}
 	v.ring.Store(r)
-	v.set(map[string]string{self: selfURL})
+	v.set(map[string]string{self: selfURL}, map[string]string{self: selfPeer})
 
 	return v
 }
 
-// set replaces the alive members (name → URL) and reports whether the ring changed.
-func (v *view) set(urls map[string]string) bool {
+// set replaces the alive members (name → URL, name → peer API URL) and reports whether the ring changed.
+func (v *view) set(urls, peers map[string]string) bool {
 	v.mu.Lock()
-	v.urls = maps.Clone(urls)
+	v.urls, v.peers = maps.Clone(urls), maps.Clone(peers)
 	v.mu.Unlock()
 
 	return v.ring.Load().Set(slices.Collect(maps.Keys(urls)))
@@ -63,6 +64,15 @@ func (v *view) Members() []string {
 	defer v.mu.RUnlock()
 
 	return slices.Sorted(maps.Keys(v.urls))
+}
+
+func (v *view) PeerURL(name string) (string, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	u, ok := v.peers[name]
+
+	return u, ok
 }
 
 func (v *view) URL(name string) (string, bool) {

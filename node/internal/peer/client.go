@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,18 +32,21 @@ type Client struct {
 }
 
 // NewClient makes a client presenting secret; silence is how long a member may say nothing (SilenceTimeout unless
-// a test shortens it).
-func NewClient(secret string, silence time.Duration) *Client {
+// a test shortens it). With tlsConf (tlsca.ClientConfig for clusterport.ProtoPeer), members are called over the
+// mutual-TLS cluster port (their https:// peer URLs) and no secret is sent.
+func NewClient(secret string, silence time.Duration, tlsConf *tls.Config) *Client {
 	dial := (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 
 	return &Client{
 		secret:  secret,
 		silence: silence,
 		quick: &http.Client{Timeout: Timeout, Transport: &http.Transport{
-			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, TLSClientConfig: tlsConf,
+			TLSHandshakeTimeout: 5 * time.Second,
 		}},
 		stream: &http.Client{Transport: &http.Transport{
 			DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+			TLSClientConfig: tlsConf, TLSHandshakeTimeout: 5 * time.Second,
 		}},
 	}
 }
@@ -251,7 +255,9 @@ func (c *Client) request(ctx context.Context, method, base, path string, body []
 		return nil, err
 	}
 
-	req.Header.Set("Authorization", "Bearer "+c.secret)
+	if c.secret != "" {
+		req.Header.Set("Authorization", "Bearer "+c.secret)
+	}
 
 	if id := frontends.RequestID(ctx); id != "" {
 		req.Header.Set("X-Request-ID", id)

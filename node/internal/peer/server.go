@@ -59,7 +59,10 @@ type Builds interface {
 
 // ServerConfig is what a server is built on.
 type ServerConfig struct {
-	Secret     string // without it every call answers 403
+	Secret string // without it (and without MutualTLS) every call answers 403
+	// MutualTLS: the server runs on the cluster port (node/internal/clusterport), and a call is a member's when its
+	// connection presented a certificate of the cluster CA (checked in the handshake); no secret is asked.
+	MutualTLS  bool
 	Store      Store
 	Membership Membership
 	Blobs      Blobs
@@ -84,7 +87,7 @@ var errAuth = errors.New("peer API: missing or wrong cluster secret")
 func NewServer(cfg ServerConfig) *Server {
 	s := &Server{cfg: cfg, authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgefactory_peer_auth_failures_total",
-		Help: "Peer API requests refused for a missing or wrong cluster secret.",
+		Help: "Peer API requests refused: a missing or wrong cluster secret, or no member certificate.",
 	})}
 	cfg.Registerer.MustRegister(s.authFailures)
 
@@ -110,6 +113,19 @@ func (s *Server) Mount(r chi.Router) {
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.MutualTLS {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				s.authFailures.Inc()
+				http.Error(w, "peer API: a member certificate of the cluster CA is needed", http.StatusForbidden)
+
+				return
+			}
+
+			next.ServeHTTP(w, r)
+
+			return
+		}
+
 		want := s.cfg.Secret
 		got := r.Header.Get("Authorization")
 

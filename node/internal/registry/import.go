@@ -35,7 +35,7 @@ const sessionTTL = time.Hour
 type Members interface {
 	Self() string
 	Holders(key string, n int) []string
-	URL(name string) (string, bool)
+	PeerURL(name string) (string, bool)
 }
 
 // importSession is what one import brought to this member.
@@ -397,7 +397,7 @@ func (reg *Registry) spread(ctx context.Context, b raftstore.Blob) error {
 			continue
 		}
 
-		base, ok := reg.members.URL(h)
+		base, ok := reg.members.PeerURL(h)
 		if !ok {
 			continue
 		}

@@ -1,0 +1,116 @@
+package node_test
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSecureCluster: three members formed with init and a join token talk over mutual TLS: writes forward to the
+// leader, an asset is built once and copied between members, and neither the public port nor the cluster port lets
+// a client without a member certificate in.
+func TestSecureCluster(t *testing.T) {
+	c := startSecureCluster(t, realUpstream(t), 3)
+
+	t.Run("forms", func(t *testing.T) { checkFormed(t, c, 3) })
+
+	leader := c.steadyLeader(t)
+	follower := c.other(t, leader.name)
+
+	t.Run("writes forward to the leader over the cluster port", func(t *testing.T) {
+		created := follower.do(t, "POST", "/schematics", `customization: {extraKernelArgs: [secure=1]}`, nil)
+		require.Equal(t, http.StatusCreated, created.StatusCode, created.Body)
+	})
+
+	t.Run("an asset is built once and served by every member", func(t *testing.T) {
+		id := leader.createSchematic(t, `customization: {extraKernelArgs: [secure=2]}`)
+		path := "/image/" + id + "/v1.13.0/kernel-amd64"
+
+		for _, m := range c.live() {
+			got := fetchURL(http.DefaultClient, m.base+path)
+			require.True(t, got.complete(), "%s: %d %v %s", m.name, got.status, got.err,
+				m.do(t, "GET", path, "", nil).Body[:min(2000, int(got.size))])
+		}
+
+		assert.InDelta(t, 1.0, c.builds(t), 0, "built once")
+	})
+
+	t.Run("the public port has no peer API", func(t *testing.T) {
+		resp := follower.do(t, "GET", "/_peer/readindex", "", map[string]string{"Authorization": "Bearer x"})
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	})
+
+	port := c.ports[follower.index]
+
+	t.Run("plain HTTP to the cluster port is refused", func(t *testing.T) {
+		before := follower.metric(t, "edgefactory_cluster_port_refused_total")
+		_, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + port + "/_peer/readindex")
+		require.Error(t, err)
+		require.Eventually(t, func() bool {
+			return follower.metric(t, "edgefactory_cluster_port_refused_total") > before
+		}, 5*time.Second, 20*time.Millisecond, "the refusal is counted")
+	})
+
+	t.Run("TLS without a member certificate reaches no peer API", func(t *testing.T) {
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: true, NextProtos: []string{"http/1.1"},
+		}}}
+		before := follower.metric(t, "edgefactory_peer_auth_failures_total")
+
+		for _, path := range []string{"/_peer/readindex", "/_peer/blobs/sha256:" + strings.Repeat("0", 64)} {
+			resp, err := client.Get("https://" + port + path)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode, path)
+		}
+
+		resp, err := client.Post("https://"+port+"/_peer/apply", "application/json",
+			strings.NewReader(`{"v":1,"op":"PutSetting","key":"x","value":"eA=="}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "no write through the peer API")
+		assert.InDelta(t, before+3, follower.metric(t, "edgefactory_peer_auth_failures_total"), 0)
+	})
+
+	t.Run("Raft without a member certificate is refused", func(t *testing.T) {
+		before := follower.metric(t, "edgefactory_cluster_port_refused_total")
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", port, &tls.Config{
+			InsecureSkipVerify: true, NextProtos: []string{"edgefactory-raft/1"},
+		})
+		require.NoError(t, err, "the handshake itself completes: the member checks what the client presented")
+
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(conn)
+		conn.Close()
+		require.NoError(t, err, "the member closes the connection")
+		assert.InDelta(t, before+1, follower.metric(t, "edgefactory_cluster_port_refused_total"), 0)
+	})
+
+	t.Run("a join with a wrong secret or an unknown token is refused", func(t *testing.T) {
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			InsecureSkipVerify: true, NextProtos: []string{"http/1.1"},
+		}}}
+		id := strings.Split(c.token, ".")[1]
+
+		for _, body := range []string{
+			`{"token":"` + id + `","secret":"` + strings.Repeat("0", 32) + `","member":"evil","csr":"x"}`,
+			`{"token":"zzzzzz","secret":"` + strings.Repeat("0", 32) + `","member":"evil","csr":"x"}`,
+		} {
+			resp, err := client.Post("https://"+port+"/join", "application/json", strings.NewReader(body))
+			require.NoError(t, err)
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode, string(msg))
+		}
+
+		assert.InDelta(t, 2.0, follower.metric(t, "edgefactory_join_refused_total"), 0)
+	})
+
+}
