@@ -47,7 +47,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 	})
 
-	t.Run("the peer API needs the cluster secret", func(t *testing.T) { checkPeerSecret(t, c) })
+	t.Run("the peer API needs a member certificate", func(t *testing.T) { checkPeerCertificate(t, c) })
 
 	t.Run("writes survive the death of the leader", func(t *testing.T) {
 		if testing.Short() {
@@ -97,6 +97,14 @@ func checkFormed(t *testing.T, c *cluster, size int) {
 	}
 
 	assert.Equal(t, 1, leaders, "exactly one leader")
+}
+
+// TestClusterSecret: members of a cluster not moved to mutual TLS yet authenticate the peer API with the cluster
+// secret.
+func TestClusterSecret(t *testing.T) {
+	c := startSecretCluster(t, upstream(t), 2)
+
+	checkPeerSecret(t, c)
 }
 
 // checkPeerSecret: requests to /_peer/ without the cluster secret, or with a wrong one, are refused with 403 and

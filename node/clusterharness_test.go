@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -55,20 +56,22 @@ type member struct {
 }
 
 // startCluster starts size nodes reading the registry reg and waits until they have formed one cluster: one
-// leader, every node ready, every node seeing the same alive members and the same ring. tweak, if given, changes
-// node i's configuration. The nodes are killed when the test ends (graceful leaves are tested elsewhere and would
-// only slow the suite down).
+// leader, every node ready, every node seeing the same alive members and the same ring. The members talk mutual
+// TLS on their cluster ports, the cluster formed as an operator forms it: node1's data directory made by node.Init,
+// the others joining with its token. tweak, if given, changes node i's configuration. The nodes are killed when the
+// test ends (graceful leaves are tested elsewhere and would only slow the suite down).
 func startCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *node.Config)) *cluster {
 	t.Helper()
 
-	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size}, tweak...)
+	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size, secure: true}, tweak...)
 }
 
-// startSecureCluster is startCluster with members that talk mutual TLS, formed with node.Init and a join token.
-func startSecureCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *node.Config)) *cluster {
+// startSecretCluster is startCluster with members that authenticate with the cluster secret over plain HTTP, each
+// on a Raft port of its own (the way before the cluster port, and what tests gating Raft traffic need).
+func startSecretCluster(t testing.TB, reg string, size int, tweak ...func(i int, cfg *node.Config)) *cluster {
 	t.Helper()
 
-	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size, secure: true}, tweak...)
+	return startClusterOf(t, &cluster{reg: reg, dir: t.TempDir(), expect: size}, tweak...)
 }
 
 // startClusterOf starts c, as startCluster describes.
@@ -144,6 +147,10 @@ func (c *cluster) add(t testing.TB, i int, tweak ...func(*node.Config)) *member 
 		if i > 0 {
 			cfg.JoinToken = c.token
 		}
+
+		// Imports need credentials in a secure cluster: the tests present the cluster secret as the API token.
+		cfg.APITokenFile = filepath.Join(c.dir, "api-tokens")
+		require.NoError(t, os.WriteFile(cfg.APITokenFile, []byte("tests:"+clusterSecret+"\n"), 0o600))
 	}
 
 	for _, f := range tweak {

@@ -111,10 +111,12 @@ type Config struct {
 	// it, network boot uses <DataDir>/ipxe, filled from the cluster once a bundle carrying them was imported.
 	IPXEDir string
 
-	// APITokenFile and Htpasswd hold the credentials protected writes ask for (frontends/auth): with either, creating
-	// schematics and flavors and writing network-boot profiles need them; cluster settings always do, unless Dev.
+	// APITokenFile and Htpasswd hold the credentials protected writes ask for (frontends/auth): changes of the
+	// cluster's configuration always need them, unless Dev.
 	APITokenFile string
 	Htpasswd     string
+	// ProtectWrites makes creating schematics and flavors and writing profiles need those credentials too.
+	ProtectWrites bool
 	// Dev is the one-node lab of `edgefactory dev`: cluster settings may change without credentials there.
 	Dev bool
 

@@ -182,3 +182,20 @@ func (n *Node) IPXESetting() (string, bool) {
 
 	return string(raw), ok && err == nil
 }
+
+// ExpiredJoinToken records a join token of the cluster that expired an hour ago and returns it.
+func (n *Node) ExpiredJoinToken(ctx context.Context) (string, error) {
+	ca, err := n.secure.signingCA(n.store)
+	if err != nil {
+		return "", err
+	}
+
+	token, rec, err := newToken(ca, time.Hour, "test")
+	if err != nil {
+		return "", err
+	}
+
+	rec.Expires = time.Now().Add(-time.Hour)
+
+	return token.String(), n.putJSONSetting(ctx, tokenPrefix+rec.ID, rec)
+}

@@ -22,7 +22,7 @@ import (
 // (it could not record a build either) and builds nothing; once it has caught up it serves the recorded bytes,
 // copied from the node that built them.
 func TestClusterNodeBehindTheLog(t *testing.T) {
-	c := startCluster(t, realUpstream(t), 3)
+	c := startSecretCluster(t, realUpstream(t), 3) // its gate stands in front of a Raft port of its own
 	leader := c.leader(t)
 	away := c.other(t, leader.name)
 	id := leader.createSchematic(t, `customization: {extraKernelArgs: [behind-the-log]}`)

@@ -48,12 +48,6 @@ func (n *Node) leaderDuties(ctx context.Context) {
 			n.log.Error("record the cluster settings", "error", err)
 		}
 
-		if n.secure != nil {
-			if err := n.secure.record(ctx, n); err != nil {
-				n.log.Error("record the cluster CA, gossip key and join tokens", "error", err)
-			}
-		}
-
 		keysErr := errors.Join(n.keys.Ensure(ctx), n.cosign.Ensure(ctx))
 		if keysErr != nil {
 			n.log.Error("secure-boot keys: will retry", "error", keysErr)

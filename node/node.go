@@ -136,7 +136,7 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n.reg)
 
 	guard, err := auth.New(auth.Config{TokenFile: cfg.APITokenFile, Htpasswd: cfg.Htpasswd, Dev: cfg.Dev,
-		Registerer: n.reg})
+		ProtectWrites: cfg.ProtectWrites, Imports: cfg.ClusterListen != "", Registerer: n.reg})
 	if err != nil {
 		n.cancel()
 
@@ -450,7 +450,7 @@ func (n *Node) router() http.Handler {
 	wizard := &ui.UI{Schematics: n, Catalog: n.catalog, Talosctl: n, Logger: n.log, ExternalURL: n.cfg.ExternalURL,
 		PXEURL: n.pxeURL().String(), Cluster: n, Assets: n, Machines: n.machines}
 	settingsAPI := &settingsapi.API{Store: n.settings, Who: auth.Who, Logger: n.log}
-	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount, settingsAPI.Mount}
+	mounts := []frontends.Mount{a.Mount, p.Mount, machineAPI.Mount, wizard.Mount, settingsAPI.Mount, n.mountSecureAPI}
 
 	switch {
 	case n.cfg.ipxeFromCluster():

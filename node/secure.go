@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgefactory/edgefactory/node/internal/clusterport"
@@ -46,11 +49,12 @@ const (
 
 // Raft settings of a secure cluster.
 const (
-	settingCA        = "cluster/ca"         // the signing CA: {"cert","key"} PEM
-	settingTrust     = "cluster/trust"      // {"cas": [PEM]}: every CA member certificates may chain to
-	settingGossipKey = "cluster/gossip-key" // {"keys": [base64], "primary": base64}
-	settingRevoked   = "cluster/revoked"    // {"serials": [hex]}: member certificates refused
-	tokenPrefix      = "join-token/"        // join-token/<id>: tokenRecord
+	settingCA        = "cluster/ca"           // the signing CA: {"cert","key"} PEM
+	settingTrust     = "cluster/trust"        // {"cas": [PEM]}: every CA member certificates may chain to
+	settingGossipKey = "cluster/gossip-key"   // {"keys": [base64], "primary": base64}
+	settingRevoked   = "cluster/revoked"      // {serial: revokedCert}: member certificates refused
+	settingCerts     = "cluster/certificates" // {serial: issuedCert}: the members' certificates in use
+	tokenPrefix      = "join-token/"          // join-token/<id>: tokenRecord
 )
 
 // Lifetimes (tests shorten them through tuning).
@@ -74,9 +78,18 @@ type trustRecord struct {
 	CAs []string `json:"cas"`
 }
 
-// revokedRecord lists revoked member certificates by serial.
-type revokedRecord struct {
-	Serials []string `json:"serials"`
+// revokedCert is a revoked member certificate (by serial in settingRevoked).
+type revokedCert struct {
+	Member string    `json:"member"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+}
+
+// issuedCert is a member certificate in use (by serial in settingCerts).
+type issuedCert struct {
+	Member   string    `json:"member"`
+	CA       string    `json:"ca"` // fingerprint of the CA that signed it
+	NotAfter time.Time `json:"notAfter"`
 }
 
 // gossipKeys is the cluster's gossip keyring.
@@ -230,6 +243,8 @@ func (n *Node) openSecure() error {
 		return err
 	}
 
+	joinedBefore := s.id.Certificate() != nil && s.localCA == nil
+
 	if s.id.Certificate() == nil {
 		switch {
 		case s.localCA != nil:
@@ -257,6 +272,10 @@ func (n *Node) openSecure() error {
 
 	s.port = port
 	n.secure = s
+
+	if joinedBefore {
+		s.catchUpGossipKey(n.seedsOtherThanSelf(), n.log)
+	}
 	n.peers = peer.NewClient("", cfg.peerSilence(), tlsca.ClientConfig(s.id, s.trust, clusterport.ProtoPeer))
 
 	n.log.Info("cluster port: mutual TLS", "addr", port.Addr().String(), "member", cfg.NodeName,
@@ -552,15 +571,26 @@ func (n *Node) seedsOtherThanSelf() []string {
 	return slices.DeleteFunc(slices.Clone(n.cfg.Join), func(s string) bool { return self[s] })
 }
 
+// gossipAnswer is GET /gossip on the cluster port: the member's gossip address and, to a member, the primary key.
+type gossipAnswer struct {
+	Addr string `json:"addr"`
+	Key  []byte `json:"key,omitempty"`
+}
+
 // clusterRouter serves the cluster port's HTTP side: the peer API (member certificates only), POST /join and
 // GET /gossip (no certificate needed).
 func (n *Node) clusterRouter(peerMount func(chi.Router)) http.Handler {
 	r := chi.NewRouter()
 	peerMount(r)
 	r.Post("/join", n.secure.serveJoin(n))
-	r.Get("/gossip", func(w http.ResponseWriter, _ *http.Request) {
+	r.Get("/gossip", func(w http.ResponseWriter, r *http.Request) {
+		answer := gossipAnswer{Addr: n.cluster.GossipAddr()}
+		if _, member := tlsca.PeerMember(r.TLS); member {
+			answer.Key, _ = n.secure.clusterGossipKey(n.store) // members only: one back from a rotation it missed
+		}
+
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"addr": n.cluster.GossipAddr()}) //nolint:errcheck // the client hung up
+		json.NewEncoder(w).Encode(answer) //nolint:errcheck // the client hung up
 	})
 
 	return r
@@ -680,6 +710,9 @@ func (s *secure) clusterGossipKey(store *raftstore.Store) ([]byte, error) {
 		}
 	}
 
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
 	if len(s.gossipKey) == 0 {
 		return nil, errors.New("this member has no gossip key to give")
 	}
@@ -687,7 +720,8 @@ func (s *secure) clusterGossipKey(store *raftstore.Store) ([]byte, error) {
 	return s.gossipKey, nil
 }
 
-// record is the leader's duty in a secure cluster: the CA, trust, gossip key and init's tokens go into Raft once.
+// record puts what init made into Raft once, from the member init made, whichever member leads: the CA, the trust,
+// the gossip key and init's tokens (the first committed value of each wins).
 func (s *secure) record(ctx context.Context, n *Node) error {
 	s.mu.Lock()
 	ca, tokens := s.localCA, s.initTokens
@@ -713,7 +747,14 @@ func (s *secure) record(ctx context.Context, n *Node) error {
 		writes[tokenPrefix+id] = enc(rec)
 	}
 
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+
 	for key, value := range writes {
+		if _, ok, err := n.store.Setting(key); err == nil && ok {
+			continue
+		}
+
 		if _, err := raftstore.InitSetting(ctx, n.cluster, key, value); err != nil {
 			return err
 		}
@@ -722,14 +763,27 @@ func (s *secure) record(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// follow keeps this member in line with the cluster's trust and revocations, until ctx ends.
+// follow keeps this member in line with the cluster, until ctx ends: the CAs trusted and the certificates revoked,
+// its own certificate renewed (before a third of its lifetime is left, or when the signing CA changed) and recorded,
+// the gossip keyring as the cluster rotates it.
 func (s *secure) follow(ctx context.Context, n *Node) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 
-	var seen []byte
+	var (
+		seen     []byte
+		recorded bool
+	)
 
 	for {
+		if !recorded {
+			if err := s.record(ctx, n); err != nil {
+				n.log.Debug("record the cluster CA, gossip key and join tokens: will retry", "error", err)
+			} else {
+				recorded = true
+			}
+		}
+
 		trust, okT, errT := n.store.Setting(settingTrust)
 		revoked, _, errR := n.store.Setting(settingRevoked)
 
@@ -742,6 +796,10 @@ func (s *secure) follow(ctx context.Context, n *Node) {
 				}
 			}
 		}
+
+		s.renew(ctx, n)
+		s.recordOwn(ctx, n)
+		s.applyGossipKeys(n)
 
 		select {
 		case <-ctx.Done():
@@ -757,7 +815,7 @@ func (s *secure) applyTrust(trustRaw, revokedRaw []byte) error {
 		return err
 	}
 
-	var rv revokedRecord
+	var rv map[string]revokedCert
 	if len(revokedRaw) > 0 {
 		if err := json.Unmarshal(revokedRaw, &rv); err != nil {
 			return err
@@ -769,7 +827,7 @@ func (s *secure) applyTrust(trustRaw, revokedRaw []byte) error {
 		cas = append(cas, []byte(c))
 	}
 
-	if err := s.trust.Set(cas, rv.Serials); err != nil {
+	if err := s.trust.Set(cas, slices.Sorted(maps.Keys(rv))); err != nil {
 		return err
 	}
 
@@ -822,7 +880,7 @@ func (s *secure) resolveSeeds(seeds []string) []string {
 			continue
 		}
 
-		var body struct{ Addr string }
+		var body gossipAnswer
 
 		err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
 		resp.Body.Close()
@@ -833,4 +891,171 @@ func (s *secure) resolveSeeds(seeds []string) []string {
 	}
 
 	return out
+}
+
+// renew re-issues this member's certificate with the cluster's signing CA when a third of its lifetime is left or
+// another CA signs now (a CA rotation). Every member holds the CA in its Raft replica: no round trip is needed.
+func (s *secure) renew(ctx context.Context, n *Node) {
+	if ctx.Err() != nil {
+		return
+	}
+
+	ca, err := s.signingCA(n.store)
+	if err != nil {
+		return // not recorded yet
+	}
+
+	leaf := s.id.Leaf()
+	rotated := leaf != nil && leaf.CheckSignatureFrom(ca.Cert) != nil
+	due := leaf == nil || time.Until(leaf.NotAfter) < s.validity/3
+
+	if !rotated && !due {
+		return
+	}
+
+	if err := s.issueOwn(ca, n.cfg.NodeName, n.certHosts()); err != nil {
+		n.log.Error("renew this member's certificate", "error", err)
+
+		return
+	}
+
+	n.log.Info("certificate renewed", "ca_rotated", rotated, "expires", s.id.NotAfter().Format(time.RFC3339),
+		"serial", tlsca.SerialHex(s.id.Leaf()))
+}
+
+// recordOwn records this member's certificate among those in use, once the cluster can take writes.
+func (s *secure) recordOwn(ctx context.Context, n *Node) {
+	leaf := s.id.Leaf()
+	if leaf == nil || ctx.Err() != nil {
+		return
+	}
+
+	serial := tlsca.SerialHex(leaf)
+
+	var certs map[string]issuedCert
+	if raw, ok, err := n.store.Setting(settingCerts); err == nil && ok {
+		_ = json.Unmarshal(raw, &certs) // a record that does not decode is written again below
+	}
+
+	if _, ok := certs[serial]; ok {
+		return
+	}
+
+	issuer := ""
+	for _, root := range s.trust.Roots() {
+		if leaf.CheckSignatureFrom(root) == nil {
+			issuer = tlsca.Fingerprint(root)
+		}
+	}
+
+	patch, err := json.Marshal(map[string]issuedCert{serial: {Member: n.cfg.NodeName, CA: issuer,
+		NotAfter: leaf.NotAfter.UTC()}})
+	if err != nil {
+		return
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+
+	if _, err := raftstore.PatchSetting(wctx, n.cluster, settingCerts, patch); err != nil {
+		n.log.Debug("record this member's certificate: will retry", "error", err)
+	}
+}
+
+// applyGossipKeys makes the gossip keyring hold the cluster's keys, with its primary key in use, and keeps the
+// primary key in <data>/tls for the next start.
+func (s *secure) applyGossipKeys(n *Node) {
+	kr := n.cluster.Keyring()
+	if kr == nil {
+		return
+	}
+
+	raw, ok, err := n.store.Setting(settingGossipKey)
+	if err != nil || !ok {
+		return
+	}
+
+	var rec gossipKeys
+	if err := json.Unmarshal(raw, &rec); err != nil || len(rec.Primary) == 0 {
+		return
+	}
+
+	if installKeys(kr, rec.Keys, rec.Primary) {
+		n.log.Info("gossip keyring changed by the cluster", "keys", len(rec.Keys))
+
+		if err := writeFileAtomic(filepath.Join(s.dir, fileGossipKey), rec.Primary); err != nil {
+			n.log.Error("keep the gossip key", "error", err)
+		}
+	}
+
+	s.mu.Lock()
+	s.gossipKey = rec.Primary
+	s.mu.Unlock()
+}
+
+// installKeys makes kr hold exactly keys (primary among them) with primary in use; it reports whether it changed.
+func installKeys(kr *memberlist.Keyring, keys [][]byte, primary []byte) bool {
+	changed := false
+
+	for _, k := range append(keys, primary) {
+		if !slices.ContainsFunc(kr.GetKeys(), func(have []byte) bool { return bytes.Equal(have, k) }) {
+			if kr.AddKey(k) == nil {
+				changed = true
+			}
+		}
+	}
+
+	if !bytes.Equal(kr.GetPrimaryKey(), primary) && kr.UseKey(primary) == nil {
+		changed = true
+	}
+
+	for _, have := range kr.GetKeys() {
+		if !bytes.Equal(have, primary) && !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, have) }) {
+			if kr.RemoveKey(have) == nil {
+				changed = true
+			}
+		}
+	}
+
+	return changed
+}
+
+// catchUpGossipKey asks the seeds for the cluster's gossip key before gossip starts: a member that was down while the
+// cluster rotated it would otherwise be unable to rejoin. Best effort: without an answer, the key it has is used.
+func (s *secure) catchUpGossipKey(seeds []string, log *slog.Logger) {
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsca.ClientConfig(s.id, s.trust, clusterport.ProtoPeer),
+	}}
+	defer client.CloseIdleConnections()
+
+	for _, seed := range seeds {
+		resp, err := client.Get("https://" + seed + "/gossip") //nolint:noctx // bounded by the client's timeout
+		if err != nil {
+			continue
+		}
+
+		var body gossipAnswer
+
+		err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
+		resp.Body.Close()
+
+		if err != nil || len(body.Key) == 0 {
+			continue
+		}
+
+		s.mu.Lock()
+		changed := !bytes.Equal(s.gossipKey, body.Key)
+		s.gossipKey = body.Key
+		s.mu.Unlock()
+
+		if changed {
+			log.Info("gossip key taken from a seed: the cluster rotated it while this member was away", "seed", seed)
+
+			if err := writeFileAtomic(filepath.Join(s.dir, fileGossipKey), body.Key); err != nil {
+				log.Error("keep the gossip key", "error", err)
+			}
+		}
+
+		return
+	}
 }

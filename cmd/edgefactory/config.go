@@ -49,8 +49,10 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.BytesBase64Var(&cfg.GossipKey, "gossip-key", cfg.GossipKey,
 		"base64 of a 16, 24 or 32 byte key encrypting gossip (the same on every member)")
 	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile,
-		"file of bearer tokens (NAME:TOKEN a line) that protected writes need: schematics, flavors, profiles, "+
-			"cluster settings")
+		"file of bearer tokens (NAME:TOKEN a line) that changes of the cluster settings, join tokens and "+
+			"certificates need (and, with --protect-writes, schematics, flavors and profiles)")
+	fs.BoolVar(&cfg.ProtectWrites, "protect-writes", cfg.ProtectWrites,
+		"creating schematics and flavors and writing network-boot profiles need the credentials too")
 	fs.StringVar(&cfg.Htpasswd, "htpasswd", cfg.Htpasswd,
 		"htpasswd file (bcrypt, SHA or MD5 entries) of users that protected writes accept")
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", cfg.ClusterSecret,

@@ -18,8 +18,8 @@ import (
 // frontends/imports says the protocol).
 func newImportCmd() *cobra.Command {
 	var (
-		nodeURL, secret string
-		interval        time.Duration
+		nodeURL, secret, token string
+		interval               time.Duration
 	)
 
 	cmd := &cobra.Command{
@@ -45,6 +45,10 @@ cluster keeps nothing of it. Running it again moves no blob; a newer bundle adds
 			opts := bundle.ImportOptions{Progress: out, ProgressInterval: interval,
 				ProgressBar: isFile && term.IsTerminal(int(f.Fd()))}
 
+			if token != "" {
+				secret = token // either is presented as the bearer token
+			}
+
 			res, err := bundle.Import(cmd.Context(), b, &imports.Client{Base: nodeURL, Secret: secret,
 				HTTP: &http.Client{}}, opts)
 			if err != nil {
@@ -67,6 +71,8 @@ cluster keeps nothing of it. Running it again moves no blob; a newer bundle adds
 	cmd.Flags().StringVar(&nodeURL, "node", "http://127.0.0.1:8080", "URL of any member of the cluster")
 	cmd.Flags().StringVar(&secret, "cluster-secret", os.Getenv(envPrefix+"CLUSTER_SECRET"),
 		"the cluster's secret, when it has one (default $EDGEFACTORY_CLUSTER_SECRET)")
+	cmd.Flags().StringVar(&token, "token", os.Getenv(envPrefix+"TOKEN"),
+		"API token (--api-token-file) a secure cluster asks imports for (default $EDGEFACTORY_TOKEN)")
 	cmd.Flags().DurationVar(&interval, "progress-interval", bundle.DefaultProgressInterval,
 		"how often a progress line is written when the output is not a terminal")
 

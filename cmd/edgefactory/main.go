@@ -41,6 +41,7 @@ func main() {
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newSyntheticCmd(), newDoctorCmd(), newStatusCmd(), newInspectCmd())
 	root.AddCommand(newMirrorCmd(), newImportCmd(), newWarmCmd(), newProfilesCmd(), newSettingsCmd(), newInitCmd())
+	root.AddCommand(newTokenCmd(), newCertificatesCmd(), newRotateCmd())
 
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "edgefactory:", err)

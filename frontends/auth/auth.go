@@ -1,8 +1,9 @@
 // Package auth guards the API's writes (docs/api.md §13). Reads stay open, as the official Image Factory's are.
-// Writes that make things (schematics, flavors, network-boot profiles, the wizard's schematic) need credentials
-// once the operator configured some: a bearer token from a token file, or a user of an htpasswd file (bcrypt, SHA
-// or MD5 entries, as the official supports; plain-text entries are refused). Cluster settings always need them,
-// except in `edgefactory dev`: without credentials configured, a settings write is refused saying how to add them.
+// Credentials are a bearer token from a token file, or a user of an htpasswd file (bcrypt, SHA or MD5 entries, as
+// the official supports; plain-text entries are refused). Changes of the cluster's configuration (settings, join
+// tokens, certificates, rotations) always need them, except in `edgefactory dev`: without credentials configured,
+// they are refused saying how to add them. Writes that make things (schematics, flavors, network-boot profiles, the
+// wizard's schematic) need them when the operator asks for it (ProtectWrites).
 package auth
 
 import (
@@ -31,6 +32,11 @@ type Config struct {
 	Htpasswd string
 	// Dev leaves cluster settings open when no credentials are configured (the one-node lab of `edgefactory dev`).
 	Dev bool
+	// ProtectWrites makes writes that make things (schematics, flavors, profiles, the wizard) need credentials too.
+	ProtectWrites bool
+	// Imports guards the import API (/import/...) as a settings change: in a secure cluster it has no cluster secret
+	// of its own.
+	Imports bool
 	// Registerer receives edgefactory_api_refused_total; nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -40,12 +46,14 @@ type Guard struct {
 	tokens  map[string]string // token → name
 	users   *htpasswd.File
 	dev     bool
+	writes  bool
+	imports bool
 	refused *prometheus.CounterVec
 }
 
 // New reads the token and htpasswd files; a file that cannot be read or holds a bad line is an error naming it.
 func New(cfg Config) (*Guard, error) {
-	g := &Guard{dev: cfg.Dev, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+	g := &Guard{dev: cfg.Dev, writes: cfg.ProtectWrites, imports: cfg.Imports, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edgefactory_api_refused_total",
 		Help: "Protected API writes refused, by reason (no_credentials, bad_credentials, not_configured).",
 	}, []string{"reason"})}
@@ -61,6 +69,10 @@ func New(cfg Config) (*Guard, error) {
 		}
 
 		g.tokens = tokens
+	}
+
+	if cfg.ProtectWrites && cfg.TokenFile == "" && cfg.Htpasswd == "" {
+		return nil, errors.New("protected writes need credentials to check: give a token file or an htpasswd file")
 	}
 
 	if cfg.Htpasswd != "" {
@@ -144,8 +156,14 @@ func Who(r *http.Request) string {
 	return "anonymous@" + host
 }
 
-// Writes guards a write that makes things: it needs credentials when some are configured, and is open otherwise.
-func (g *Guard) Writes(next http.Handler) http.Handler { return g.guard(next, false) }
+// Writes guards a write that makes things: with ProtectWrites it needs credentials, else it is open.
+func (g *Guard) Writes(next http.Handler) http.Handler {
+	if !g.writes {
+		return next
+	}
+
+	return g.guard(next, false)
+}
 
 // Admin guards a change of the cluster's configuration: it always needs credentials, except in dev without any.
 func (g *Guard) Admin(next http.Handler) http.Handler { return g.guard(next, true) }
@@ -211,14 +229,18 @@ func (g *Guard) authenticate(r *http.Request) (who, reason string) {
 	return "", "bad_credentials"
 }
 
-// Middleware guards the API's write routes by method and path (reads pass): the settings as Admin, schematic,
-// flavor, profile and wizard writes as Writes.
+// Middleware guards the API's routes by method and path: changes of the settings, join tokens (listing them too),
+// member certificates and rotations (and, with Imports, the import API) as Admin; schematic, flavor, profile and
+// wizard writes as Writes; other reads pass.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	admin, writes := g.Admin(next), g.Writes(next)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.Method == http.MethodPut && r.URL.Path == "/cluster/settings":
+		case r.Method == http.MethodPut && r.URL.Path == "/cluster/settings",
+			g.imports && strings.HasPrefix(r.URL.Path, "/import/"),
+			r.URL.Path == "/cluster/tokens" || strings.HasPrefix(r.URL.Path, "/cluster/tokens/"),
+			strings.HasPrefix(r.URL.Path, "/cluster/certificates"), strings.HasPrefix(r.URL.Path, "/cluster/rotate/"):
 			admin.ServeHTTP(w, r)
 		case r.Method == http.MethodPost && (r.URL.Path == "/schematics" || r.URL.Path == "/flavors" ||
 			r.URL.Path == "/ui/wizard"),

@@ -53,12 +53,13 @@ func serve(g *auth.Guard, method, path string, header map[string]string) (int, s
 	return rec.Code, who
 }
 
-// TestGuard: reads pass; with credentials configured, writes need a valid token or htpasswd user (refusals counted
-// by reason); without, writes that make things are open while settings are refused outside dev.
+// TestGuard: reads pass; with protected writes, writes need a valid token or htpasswd user (refusals counted by
+// reason); without, writes that make things are open while the cluster's configuration needs credentials (refused
+// outside dev when none are configured).
 func TestGuard(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	g, err := auth.New(auth.Config{TokenFile: file(t, "# ops\nops:"+token+"\n"),
-		Htpasswd: htpasswdFile(t, "alice", "s3cret-pass"), Registerer: reg})
+		Htpasswd: htpasswdFile(t, "alice", "s3cret-pass"), ProtectWrites: true, Registerer: reg})
 	require.NoError(t, err)
 
 	bearer := map[string]string{"Authorization": "Bearer " + token}
@@ -86,13 +87,15 @@ func TestGuard(t *testing.T) {
 		{"PUT", "/cluster/settings", basic("bob", "s3cret-pass"), 401, ""},
 		{"PUT", "/cluster/settings", map[string]string{"Authorization": "Token " + token}, 401, ""},
 		{"PUT", "/cluster/settings", bearer, 200, "ops"},
+		{"GET", "/cluster/tokens", nil, 401, ""},
+		{"POST", "/cluster/rotate/ca", basic("alice", "s3cret-pass"), 200, "alice"},
 	} {
 		status, who := serve(g, c.method, c.path, c.header)
 		assert.Equal(t, c.status, status, "%s %s %v", c.method, c.path, c.header)
 		assert.Equal(t, c.who, who, "%s %s", c.method, c.path)
 	}
 
-	assert.InDelta(t, 2.0, refused(t, reg, "no_credentials"), 0)
+	assert.InDelta(t, 3.0, refused(t, reg, "no_credentials"), 0)
 	assert.InDelta(t, 3.0, refused(t, reg, "bad_credentials"), 0)
 
 	open, err := auth.New(auth.Config{})
@@ -103,11 +106,31 @@ func TestGuard(t *testing.T) {
 	status, _ = serve(open, "PUT", "/cluster/settings", nil)
 	assert.Equal(t, 403, status, "settings always need credentials outside dev")
 
+	status, _ = serve(open, "POST", "/import/plan", nil)
+	assert.Equal(t, 200, status, "the import API keeps its own cluster secret unless told otherwise")
+
+	secure, err := auth.New(auth.Config{Imports: true})
+	require.NoError(t, err)
+
+	status, _ = serve(secure, "POST", "/import/plan", nil)
+	assert.Equal(t, 403, status, "in a secure cluster imports need credentials like settings")
+
 	dev, err := auth.New(auth.Config{Dev: true})
 	require.NoError(t, err)
 
 	status, _ = serve(dev, "PUT", "/cluster/settings", nil)
 	assert.Equal(t, 200, status, "dev keeps its one-command start")
+
+	adminOnly, err := auth.New(auth.Config{TokenFile: file(t, "ops:"+token+"\n")})
+	require.NoError(t, err)
+
+	status, _ = serve(adminOnly, "POST", "/schematics", nil)
+	assert.Equal(t, 200, status, "without ProtectWrites, schematics stay open with credentials configured")
+	status, _ = serve(adminOnly, "PUT", "/cluster/settings", nil)
+	assert.Equal(t, 401, status)
+
+	_, err = auth.New(auth.Config{ProtectWrites: true})
+	require.Error(t, err, "protected writes without any credentials to check")
 }
 
 // refused reads edgefactory_api_refused_total for one reason.

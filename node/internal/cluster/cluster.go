@@ -269,6 +269,9 @@ func (c *Cluster) Members() []string { return c.view.Members() }
 // URL is a member's advertised base URL.
 func (c *Cluster) URL(name string) (string, bool) { return c.view.URL(name) }
 
+// Keyring is the keyring gossip is encrypted with; nil when gossip is plain.
+func (c *Cluster) Keyring() *memberlist.Keyring { return c.members.keyring }
+
 // GossipAddr is this member's gossip address, as others reach it.
 func (c *Cluster) GossipAddr() string { return c.members.Addr() }
 

@@ -40,6 +40,14 @@ func (m *membership) memberlistConfig() (*memberlist.Config, error) {
 		}
 	}
 	mc.SecretKey = cfg.EncryptKey
+	if len(cfg.EncryptKey) > 0 {
+		// A keyring of our own, so the cluster's key can be rotated without a restart (Cluster.Keyring).
+		kr, err := memberlist.NewKeyring(nil, cfg.EncryptKey)
+		if err != nil {
+			return nil, fmt.Errorf("gossip key: %w", err)
+		}
+		mc.Keyring = kr
+	}
 	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
 	mc.Logger = log.New(&gossipLogWriter{log: cfg.Logger.With("component", "memberlist", "node", cfg.NodeName)}, "", 0)
 	d := &gossipDelegate{m: m}

@@ -105,6 +105,8 @@ type membership struct {
 	log  *slog.Logger
 	list *memberlist.Memberlist
 	addr string
+	// keyring encrypts gossip (nil: plain); its keys change at run time when the cluster rotates its gossip key.
+	keyring *memberlist.Keyring
 
 	mu      sync.Mutex
 	self    wireMeta
@@ -149,6 +151,7 @@ func newMembership(cfg membershipConfig) (*membership, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.keyring = mc.Keyring
 	if m.list, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
