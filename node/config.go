@@ -65,6 +65,9 @@ type Config struct {
 	// §15); with it, RaftListen is unused, Join names the seeds' cluster ports, and gossip is encrypted with the
 	// cluster's key. ClusterAdvertise is the address others dial when it binds 0.0.0.0.
 	ClusterListen, ClusterAdvertise string
+	// TLSCert and TLSKey (PEM files) serve the public API over HTTPS; default plain HTTP (iPXE firmware often
+	// cannot do TLS).
+	TLSCert, TLSKey string
 	// JoinToken admits a member without a certificate (`edgefactory token create`, `edgefactory init`).
 	JoinToken string
 	// Replicas is how many members hold each asset (the owner builds, the others keep copies).
@@ -312,6 +315,10 @@ func (c *Config) validate() error {
 		if err := checkBaseURL(u.raw); u.raw != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", u.flag, u.raw, err))
 		}
+	}
+
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key are given together"))
 	}
 
 	if c.ClusterListen != "" {

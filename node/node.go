@@ -171,7 +171,12 @@ func New(cfg Config) (*Node, error) {
 
 	n.ln = ln
 	if n.cfg.ExternalURL == "" {
-		n.cfg.ExternalURL = "http://" + advertisable(ln.Addr().String())
+		scheme := "http://"
+		if cfg.TLSCert != "" {
+			scheme = "https://"
+		}
+
+		n.cfg.ExternalURL = scheme + advertisable(ln.Addr().String())
 	}
 
 	n.cfg.ExternalURL = strings.TrimSuffix(n.cfg.ExternalURL, "/")
@@ -522,7 +527,13 @@ func (n *Node) Run(ctx context.Context) error {
 
 	serveErr := make(chan error, 2) // the public server and, in a secure cluster, the cluster port's
 
-	go func() { serveErr <- n.server.Serve(n.ln) }()
+	go func() {
+		if n.cfg.TLSCert != "" {
+			serveErr <- n.server.ServeTLS(n.ln, n.cfg.TLSCert, n.cfg.TLSKey)
+		} else {
+			serveErr <- n.server.Serve(n.ln)
+		}
+	}()
 
 	if n.secure != nil {
 		go func() { serveErr <- n.secure.server.Serve(n.secure.port.Peer()) }()

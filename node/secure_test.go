@@ -1,16 +1,23 @@
 package node_test
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
+	"github.com/edgefactory/edgefactory/node/internal/tlsca"
 )
 
 // TestSecureCluster: three members formed with init and a join token talk over mutual TLS: writes forward to the
@@ -120,4 +127,63 @@ func checkPeerCertificate(t *testing.T, c *cluster) {
 		require.NoError(t, err, "the member closes the connection")
 		assert.InDelta(t, before+1, follower.metric(t, "edgefactory_cluster_port_refused_total"), 0)
 	})
+}
+
+// TestPublicTLS: --tls-cert and --tls-key serve the public API over HTTPS, and the advertised URL says so.
+func TestPublicTLS(t *testing.T) {
+	dir := t.TempDir()
+
+	ca, err := tlsca.NewCA("public", time.Hour)
+	require.NoError(t, err)
+
+	key, keyPEM, err := tlsca.NewKey()
+	require.NoError(t, err)
+
+	csr, err := tlsca.NewCSR(key, "web")
+	require.NoError(t, err)
+
+	cert, err := ca.Sign(csr, "web", []string{"127.0.0.1"}, time.Hour)
+	require.NoError(t, err)
+
+	cfg := testConfig(t, filepath.Join(dir, "data"), upstream(t))
+	cfg.TLSCert, cfg.TLSKey = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
+	require.NoError(t, os.WriteFile(cfg.TLSCert, cert, 0o600))
+	require.NoError(t, os.WriteFile(cfg.TLSKey, keyPEM, 0o600))
+
+	n, err := node.New(cfg)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(n.URL(), "https://"), n.URL())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+
+	go func() { done <- n.Run(ctx) }()
+
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: roots, MinVersion: tls.VersionTLS12,
+	}}}
+
+	require.Eventually(t, func() bool {
+		resp, err := client.Get("https://" + n.Addr() + "/healthz")
+		if err != nil {
+			return false
+		}
+
+		resp.Body.Close()
+
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the public API answers over HTTPS, its certificate checked")
+
+	resp, err := http.Get("http://" + n.Addr() + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP to the HTTPS port is answered 400 by net/http")
 }

@@ -42,6 +42,9 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 			"--cluster-secret; needs `edgefactory init` or --join-token)")
 	fs.StringVar(&cfg.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise,
 		"cluster port address other members dial (default: --cluster-listen)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate serving the public API over HTTPS "+
+		"(with --tls-key; default plain HTTP, which iPXE firmware needs)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM key of --tls-cert")
 	fs.StringVar(&cfg.JoinToken, "join-token", os.Getenv(envPrefix+"JOIN_TOKEN"),
 		"join token admitting this member to a secure cluster (edgefactory token create; env "+envPrefix+
 			"JOIN_TOKEN); used once, to obtain the member's certificate")
