@@ -253,7 +253,7 @@ func (n *Node) clusterConfig() cluster.Config {
 		NodeName: cfg.NodeName, URL: cfg.ExternalURL, Zone: cfg.Zone, Version: cfg.Version,
 		GossipListen: cfg.GossipListen, GossipAdvertise: cfg.GossipAdvertise, Join: cfg.Join, GossipKey: cfg.GossipKey,
 		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
-		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log,
+		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log, Registerer: n.reg,
 	}
 	if n.secure != nil {
 		cc.PeerURL = "https://" + n.secure.port.Addr().String()

@@ -131,14 +131,21 @@ type cluster struct {
 func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) *cluster {
 	t.Helper()
 
+	return startClusterOf(t, lab, partsDir, lab.n, false, extraArgs...)
+}
+
+// startClusterOf is startCluster with members nodes, secure as startNodesOf says.
+func startClusterOf(t testing.TB, lab *Lab, partsDir string, members int, secure bool, extraArgs ...string) *cluster {
+	t.Helper()
+
 	startIn(t, lab, 0, "upstream", "synthetic", "serve",
 		"--listen", fmt.Sprintf("0.0.0.0:%d", upstreamPort), "--parts", partsDir)
 	waitOK(t, fmt.Sprintf("http://%s:%d/v2/", MgmtIP(0), upstreamPort), 60*time.Second, "synthetic upstream")
 
 	upstream := []string{"--upstream-registry", fmt.Sprintf("%s:%d", bridgeIP, upstreamPort), "--upstream-insecure"}
-	c := startNodes(t, lab, append(upstream, extraArgs...)...)
+	c := startNodesOf(t, lab, members, secure, append(upstream, extraArgs...)...)
 
-	for i := 1; i <= lab.n; i++ {
+	for i := 1; i <= members; i++ {
 		waitOK(t, c.urls[i]+"/readyz", 60*time.Second, NodeNS(i))
 	}
 
@@ -148,6 +155,17 @@ func startCluster(t testing.TB, lab *Lab, partsDir string, extraArgs ...string) 
 // startNodes runs one node per node namespace, with args added to each node's flags, and waits until every node
 // answers /healthz. Every node trusts the synthetic release's signing key.
 func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
+	t.Helper()
+
+	return startNodesOf(t, lab, lab.n, false, args...)
+}
+
+// clusterPort is the members' mutual-TLS cluster port in a secure cluster.
+const clusterPort = 7950
+
+// startNodesOf is startNodes for the first members namespaces; secure forms a secure cluster (mutual TLS on the
+// cluster port): node 1's data directory made by `edgefactory init`, the others joining with its token.
+func startNodesOf(t testing.TB, lab *Lab, members int, secure bool, args ...string) *cluster {
 	t.Helper()
 
 	root := e2e.RepoRoot(t)
@@ -160,33 +178,62 @@ func startNodes(t testing.TB, lab *Lab, args ...string) *cluster {
 	keyFile := filepath.Join(t.TempDir(), "release.pub")
 	require.NoError(t, os.WriteFile(keyFile, synthetic.PublicKeyPEM(), 0o644))
 
-	for i := 1; i <= lab.n; i++ {
+	token := ""
+	firstData := t.TempDir()
+
+	if secure {
+		out, err := exec.CommandContext(t.Context(), e2e.Binary(t), "init", "--data", firstData).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		token = lines[len(lines)-1]
+	}
+
+	for i := 1; i <= members; i++ {
+		port, peerPort := 7946, ""
+		if secure {
+			port, peerPort = clusterPort, NodeIP(i)+fmt.Sprintf(":%d", clusterPort)
+		}
+
 		var seeds []string
 
-		for j := 1; j <= lab.n; j++ {
+		for j := 1; j <= members; j++ {
 			if j != i {
-				seeds = append(seeds, NodeIP(j)+":7946")
+				seeds = append(seeds, fmt.Sprintf("%s:%d", NodeIP(j), port))
 			}
+		}
+
+		data := t.TempDir()
+		if i == 1 {
+			data = firstData
 		}
 
 		flags := []string{"serve",
 			"--node-name", NodeNS(i),
 			"--listen", fmt.Sprintf("0.0.0.0:%d", httpPort),
 			"--external-url", fmt.Sprintf("http://%s:%d", NodeIP(i), httpPort),
-			"--raft-listen", NodeIP(i) + ":7947",
 			"--gossip-listen", NodeIP(i) + ":7946",
 			"--join", strings.Join(seeds, ","),
-			"--bootstrap-expect", fmt.Sprint(lab.n),
-			"--cluster-secret", clusterSecret,
-			"--data", t.TempDir(),
+			"--bootstrap-expect", fmt.Sprint(members),
+			"--data", data,
 			"--dead-member-grace", deadMemberGrace,
 			"--input-public-key", keyFile,
 			"--log-level", "info"}
+
+		switch {
+		case secure && i > 1:
+			flags = append(flags, "--cluster-listen", peerPort, "--join-token", token)
+		case secure:
+			flags = append(flags, "--cluster-listen", peerPort)
+		default:
+			flags = append(flags, "--raft-listen", NodeIP(i)+":7947", "--cluster-secret", clusterSecret)
+		}
+
 		c.procs[i], c.logs[i] = startLoggedIn(t, lab, i, NodeNS(i), append(flags, args...)...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)
 	}
 
-	for i := 1; i <= lab.n; i++ {
+	for i := 1; i <= members; i++ {
 		waitOK(t, c.urls[i]+"/healthz", 60*time.Second, NodeNS(i))
 	}
 

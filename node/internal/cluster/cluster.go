@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hashicorp/memberlist"
 
 	"github.com/edgefactory/edgefactory/node/internal/peer"
@@ -43,6 +45,8 @@ type Config struct {
 	// GossipListen and GossipAdvertise are the gossip addresses bound and advertised; Join lists the seeds.
 	GossipListen, GossipAdvertise string
 	Join                          []string
+	// Registerer receives the gossip metrics; nil: not registered.
+	Registerer prometheus.Registerer
 	// ResolveSeeds turns Join into gossip addresses at every attempt (see membershipConfig.ResolveSeeds).
 	ResolveSeeds    func(seeds []string) []string
 	GossipKey       []byte
@@ -87,6 +91,7 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 			Netboot: cfg.NetbootSegments},
 		Seeds:        cfg.Join,
 		ResolveSeeds: cfg.ResolveSeeds,
+		Registerer:   cfg.Registerer,
 		EncryptKey:   cfg.GossipKey,
 		Logger:       cfg.Logger,
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hashicorp/memberlist"
 )
 
@@ -49,7 +51,8 @@ func (m *membership) memberlistConfig() (*memberlist.Config, error) {
 		mc.Keyring = kr
 	}
 	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
-	mc.Logger = log.New(&gossipLogWriter{log: cfg.Logger.With("component", "memberlist", "node", cfg.NodeName)}, "", 0)
+	mc.Logger = log.New(&gossipLogWriter{log: cfg.Logger.With("component", "memberlist", "node", cfg.NodeName),
+		refused: m.refused}, "", 0)
 	d := &gossipDelegate{m: m}
 	mc.Delegate, mc.Events, mc.Conflict, mc.Ping = d, d, d, d
 	if cfg.tune != nil {
@@ -158,11 +161,19 @@ func (d *gossipDelegate) NotifyConflict(existing, other *memberlist.Node) {
 	}
 }
 
-// gossipLogWriter turns memberlist's "[LEVEL] memberlist: message" lines into slog records.
-type gossipLogWriter struct{ log *slog.Logger }
+// gossipLogWriter turns memberlist's "[LEVEL] memberlist: message" lines into slog records, and counts the
+// messages refused for their encryption (memberlist reports those only in its log).
+type gossipLogWriter struct {
+	log     *slog.Logger
+	refused prometheus.Counter
+}
 
 func (w *gossipLogWriter) Write(p []byte) (int, error) {
 	for line := range strings.SplitSeq(strings.TrimRight(string(p), "\n"), "\n") {
+		if w.refused != nil && (strings.Contains(line, "Decrypt packet failed") ||
+			strings.Contains(line, "remote state is not encrypted") || strings.Contains(line, "No installed keys")) {
+			w.refused.Inc()
+		}
 		level, msg := gossipLogLevel(line)
 		w.log.Log(context.Background(), level, msg)
 	}

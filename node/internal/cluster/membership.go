@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hashicorp/memberlist"
 )
 
@@ -97,6 +99,8 @@ type membershipConfig struct {
 	// cluster name each other's cluster ports as seeds, and ask them for their gossip addresses); seeds it cannot
 	// resolve are left out of that attempt.
 	ResolveSeeds func(seeds []string) []string
+	// Registerer receives edgefactory_gossip_refused_total; nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // membership is this node's view of the cluster's members, kept by memberlist gossip.
@@ -107,6 +111,7 @@ type membership struct {
 	addr string
 	// keyring encrypts gossip (nil: plain); its keys change at run time when the cluster rotates its gossip key.
 	keyring *memberlist.Keyring
+	refused prometheus.Counter // gossip refused for its encryption
 
 	mu      sync.Mutex
 	self    wireMeta
@@ -142,6 +147,13 @@ func newMembership(cfg membershipConfig) (*membership, error) {
 		changed: make(chan struct{}, 1), rejoin: make(chan struct{}, 1), nudge: make(chan struct{}, 1),
 		attempted: make(chan struct{}), answered: make(chan struct{}), stop: make(chan struct{}),
 		done: make(chan struct{}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgefactory_gossip_refused_total",
+			Help: "Gossip messages refused: not encrypted, or with a key the cluster does not hold.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(m.refused)
 	}
 	var err error
 	if m.raw, err = encodeMeta(m.self); err != nil {
