@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/edgefactory/edgefactory/node"
 )
 
 // BenchmarkBootStorm measures 200 concurrent requests for one uncached ISO, round-robin over five nodes, against
@@ -165,11 +167,24 @@ func buildThenTransfer(b *testing.B, c *cluster, round int) (build, transfer tim
 	return built.elapsed, copied.elapsed
 }
 
+// clusterKinds are the two ways members talk, for benchmarks comparing them: mutual TLS on the cluster port, and
+// the cluster secret over plain HTTP (the way before).
+var clusterKinds = []struct {
+	name  string
+	start func(testing.TB, string, int, ...func(int, *node.Config)) *cluster
+}{{"mtls", startCluster}, {"secret", startSecretCluster}}
+
 // BenchmarkFirstDownloadNonOwner compares download throughput of a built asset (a 45 MB ISO) from its owner, the
-// first time through a node that holds nothing (streamed from a holder while it is copied and verified), and the
-// second time through that node (its own copy). Targets: first ≥ 0.7 × owner; second ≈ owner.
+// first time through a node that holds nothing (streamed from a holder while it is copied and verified: the peer
+// copy), and the second time through that node (its own copy), with members on mutual TLS and on the cluster
+// secret. Targets: first ≥ 0.7 × owner; second ≈ owner; the peer copy over mutual TLS ≥ 0.9 × over plain HTTP.
 func BenchmarkFirstDownloadNonOwner(b *testing.B) {
-	c := startCluster(b, realUpstream(b), 3)
+	for _, kind := range clusterKinds {
+		b.Run(kind.name, func(b *testing.B) { benchFirstDownloadNonOwner(b, kind.start(b, realUpstream(b), 3)) })
+	}
+}
+
+func benchFirstDownloadNonOwner(b *testing.B, c *cluster) {
 	first := c.live()[0]
 	id := first.createSchematic(b, `customization: {extraKernelArgs: [bench-download]}`)
 	path := "/image/" + id + "/v1.13.0/metal-amd64.iso"
@@ -235,9 +250,15 @@ func (tp *throughput) add(b *testing.B, url string) {
 func (tp *throughput) mbps() float64 { return float64(tp.bytes) / 1e6 / tp.took.Seconds() }
 
 // BenchmarkSchematicCreate3Nodes measures POST /schematics of new schematics on a three-node cluster, spread over
-// all nodes: two of three are forwarded to the leader and read back locally. Target: p99 < 15 ms.
+// all nodes: two of three are forwarded to the leader (over mutual TLS, or the cluster secret) and read back
+// locally. Target: p99 < 15 ms.
 func BenchmarkSchematicCreate3Nodes(b *testing.B) {
-	c := startCluster(b, upstream(b), 3)
+	for _, kind := range clusterKinds {
+		b.Run(kind.name, func(b *testing.B) { benchSchematicCreate3Nodes(b, kind.start(b, upstream(b), 3)) })
+	}
+}
+
+func benchSchematicCreate3Nodes(b *testing.B, c *cluster) {
 	nodes := c.live()
 	client := &http.Client{}
 	lat := make(latencies, 0, 1024)
