@@ -199,3 +199,14 @@ func (n *Node) ExpiredJoinToken(ctx context.Context) (string, error) {
 
 	return token.String(), n.putJSONSetting(ctx, tokenPrefix+rec.ID, rec)
 }
+
+// WithCertValidity shortens how long member certificates last (they renew with a third of it left).
+func WithCertValidity(cfg Config, d time.Duration) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.certValidity = d
+
+	return cfg
+}

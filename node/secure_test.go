@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -186,4 +188,39 @@ func TestPublicTLS(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP to the HTTPS port is answered 400 by net/http")
+}
+
+// TestCertificateRenewal: members renew their certificates before they expire, and keep talking over the cluster
+// port with the new ones: writes forwarded to the leader succeed long past the first certificates' end.
+func TestCertificateRenewal(t *testing.T) {
+	const validity = 9 * time.Second
+
+	c := startCluster(t, upstream(t), 2, func(_ int, cfg *node.Config) { *cfg = node.WithCertValidity(*cfg, validity) })
+	leader := c.steadyLeader(t)
+	follower := c.other(t, leader.name)
+
+	certs := func() map[string]int {
+		resp := leader.do(t, "GET", "/cluster/certificates", "", ops)
+		require.Equal(t, http.StatusOK, resp.StatusCode, resp.Body)
+
+		var list []node.CertificateInfo
+		require.NoError(t, json.Unmarshal([]byte(resp.Body), &list))
+
+		count := map[string]int{}
+		for _, cert := range list {
+			count[cert.Member]++
+		}
+
+		return count
+	}
+
+	require.Eventually(t, func() bool { return certs()[leader.name] >= 3 && certs()[follower.name] >= 3 },
+		4*validity, 200*time.Millisecond, "every member renewed its certificate twice: %v", certs())
+
+	for i := range 5 {
+		created := follower.do(t, "POST", "/schematics", fmt.Sprintf(`customization: {extraKernelArgs: [renewed=%d]}`,
+			i), nil)
+		require.Equal(t, http.StatusCreated, created.StatusCode, "a write forwarded after the renewals: %s",
+			created.Body)
+	}
 }
