@@ -25,7 +25,19 @@ import (
 // Every iteration builds a fresh ISO (45 MB) through node 1; the node whose build counter moved is the owner.
 // Nodes run with --replicas 1, so no holder gets a pushed copy and the third node holds nothing. Every download is
 // hashed and checked against the digest the node announces.
+//
+// It runs twice: members on mutual TLS (mtls; the copy is encrypted) and on the cluster secret over plain HTTP
+// (secret; the way before).
 func BenchmarkNetnsFirstDownload(b *testing.B) {
+	for _, kind := range []struct {
+		name   string
+		secure bool
+	}{{"mtls", true}, {"secret", false}} {
+		b.Run(kind.name, func(b *testing.B) { benchNetnsFirstDownload(b, kind.secure) })
+	}
+}
+
+func benchNetnsFirstDownload(b *testing.B, secure bool) {
 	parts := requireRealParts(b)
 	rate := os.Getenv("EDGEFACTORY_BENCH_LINK")
 
@@ -39,7 +51,7 @@ func BenchmarkNetnsFirstDownload(b *testing.B) {
 		lab.Shape(i, rate)
 	}
 
-	c := startCluster(b, lab, parts, "--replicas", "1")
+	c := startClusterOf(b, lab, parts, 3, secure, "--replicas", "1")
 	b.Logf("each node sends at most %s", rate)
 
 	var fromOwner, firstCopy, secondCopy linkThroughput
