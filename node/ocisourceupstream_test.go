@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -85,6 +86,10 @@ func TestOCISourceManifestDigests(t *testing.T) {
 	up := startGatedUpstream(t, upstream(t))
 	n := startReady(t, testConfig(t, t.TempDir(), up.addr))
 	id := n.createSchematic(t, `customization: {}`)
+
+	// The node is ready once the catalog is read; the talosctl-all images are read after that, in the same round.
+	require.Eventually(t, func() bool { return n.metric(t, "edgefactory_catalog_syncs_total") >= 1 },
+		30*time.Second, 20*time.Millisecond, "the first catalog round ends")
 
 	before := len(up.requests("/manifests/"))
 

@@ -67,8 +67,10 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd raftstore.Command) (raftsto
 		return res, err
 	}
 
-	if notLeader.LeaderID == "" {
-		return res, err // an election is on: retry
+	if notLeader.LeaderID == "" || notLeader.LeaderID == c.name {
+		// An election is on, or this node is taking over as leader (Raft names it before it accepts writes; a
+		// member does not call its own peer API): retry.
+		return res, err
 	}
 
 	base, ok := c.view.PeerURL(notLeader.LeaderID)
@@ -121,7 +123,7 @@ func (c *Cluster) leaderReadIndex(ctx context.Context) (uint64, error) {
 // leaderURL is the base URL of the leader this node knows; failing, an error retryable reports as such.
 func (c *Cluster) leaderURL() (string, error) {
 	id, _ := c.store.Leader()
-	if id == "" {
+	if id == "" || id == c.name { // none, or this node taking over as leader: callers ask it directly once it leads
 		return "", fmt.Errorf("node %s knows no leader: %w", c.name, raftstore.ErrNotLeader)
 	}
 
