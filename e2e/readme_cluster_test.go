@@ -18,14 +18,7 @@ func TestReadmeCluster(t *testing.T) {
 		t.Skip("runs four processes of the binary; skipped with -short")
 	}
 
-	blocks := ReadmeBlocks(t, "### A cluster", "sh")
-	require.Len(t, blocks, 1, "the cluster section has one block of commands")
-
-	dir := readmeDir(t)
-	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
-
-	text, err := runReadmeBlock(t, dir, blocks[0], 3*time.Minute)
-	require.NoError(t, err, "the README's cluster example failed:\n%s", text)
+	text := runReadmeSection(t, "### A cluster", 3*time.Minute)
 
 	assert.Contains(t, text, "ring v")
 	assert.Contains(t, text, ": 3 members,", "status lists three members in the ring:\n%s", text)
@@ -34,6 +27,23 @@ func TestReadmeCluster(t *testing.T) {
 	for _, name := range []string{"n1", "n2", "n3"} {
 		assert.Contains(t, text, name, "status names %s", name)
 	}
+}
+
+// runReadmeSection runs the one block of shell commands under heading, as written, in a directory of its own
+// (readmeDir, with build/ linked to the repository's), and returns what it printed; the test fails if it fails.
+func runReadmeSection(t *testing.T, heading string, timeout time.Duration) string {
+	t.Helper()
+
+	blocks := ReadmeBlocks(t, heading, "sh")
+	require.Len(t, blocks, 1, "%s has one block of commands", heading)
+
+	dir := readmeDir(t)
+	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
+
+	text, err := runReadmeBlock(t, dir, blocks[0], timeout)
+	require.NoError(t, err, "the README's %q failed:\n%s", heading, text)
+
+	return text
 }
 
 // readmeDir is a directory of its own for README commands that name bin/edgefactory: bin/ holds a link to the

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestReadmeSecure runs the README's secure cluster as written: init, three members over mutual TLS formed with a
@@ -17,14 +14,7 @@ func TestReadmeSecure(t *testing.T) {
 		t.Skip("runs four processes of the binary; skipped with -short")
 	}
 
-	blocks := ReadmeBlocks(t, "### Securing a cluster", "sh")
-	require.Len(t, blocks, 1, "the section has one block of commands")
-
-	dir := readmeDir(t)
-	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
-
-	text, err := runReadmeBlock(t, dir, blocks[0], 3*time.Minute)
-	require.NoError(t, err, "the README's secure cluster failed:\n%s", text)
+	text := runReadmeSection(t, "### Securing a cluster", 3*time.Minute)
 
 	assert.Contains(t, text, "join token (expires", "init prints the first token")
 	assert.Regexp(t, `join token [a-z0-9]{6} \(expires`, text, "token create prints a token")

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestReadmeSettings runs the README's cluster-settings example as written: a settings write without the token is
@@ -18,14 +15,7 @@ func TestReadmeSettings(t *testing.T) {
 		t.Skip("runs two processes of the binary; skipped with -short")
 	}
 
-	blocks := ReadmeBlocks(t, "### Cluster settings and protected writes", "sh")
-	require.Len(t, blocks, 1, "the settings section has one block of commands")
-
-	dir := readmeDir(t)
-	require.NoError(t, os.Symlink(filepath.Join(RepoRoot(t), "build"), filepath.Join(dir, "build")))
-
-	text, err := runReadmeBlock(t, dir, blocks[0], 3*time.Minute)
-	require.NoError(t, err, "the README's settings example failed:\n%s", text)
+	text := runReadmeSection(t, "### Cluster settings and protected writes", 3*time.Minute)
 
 	assert.Contains(t, text, "401\n", "a settings write without credentials is refused")
 	assert.Contains(t, text, "cluster settings changed")

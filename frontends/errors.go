@@ -1,9 +1,12 @@
 package frontends
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Status is the HTTP status code for an error class.
@@ -37,6 +40,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.Error("request failed", "request_id", RequestID(r.Context()), "path", r.URL.Path, "status", status,
 			"error", err)
 	default: // the client's own errors (invalid, not found, too large) are answered, not logged
+	}
+
+	var retry interface{ RetryAfter() time.Duration }
+	if errors.As(err, &retry) && class == ClassUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(retry.RetryAfter(), time.Second).Seconds())))
 	}
 
 	msg := err.Error()

@@ -29,7 +29,29 @@ import (
 const (
 	DefaultConcurrency = 2
 	DefaultTimeout     = 20 * time.Minute
+	DefaultQueueDepth  = 64
 )
+
+// QueueFullError refuses a build when QueueDepth builds already wait for a slot.
+type QueueFullError struct {
+	Queued int
+	// After is how long the client should wait before asking again.
+	After time.Duration
+}
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("build queue full: %d builds already wait for a build slot; ask again in %s", e.Queued,
+		e.After)
+}
+
+// Unavailable marks the refusal as a 503 (frontends.Classify).
+func (e *QueueFullError) Unavailable() bool { return true }
+
+// RetryAfter is the wait the answer's Retry-After names.
+func (e *QueueFullError) RetryAfter() time.Duration { return e.After }
+
+// queueFullRetry is the Retry-After of a refused build: about how long a synthetic-to-real build takes a slot.
+const queueFullRetry = 30 * time.Second
 
 // abandonGrace is how long a caller still waits after the build's timeout for the imager to notice it.
 const abandonGrace = 30 * time.Second
@@ -45,6 +67,9 @@ type Config struct {
 	TmpDir string
 	// Concurrency limits simultaneous builds; 0 means DefaultConcurrency.
 	Concurrency int
+	// QueueDepth bounds the builds waiting for a slot: past it a build is refused at once with a QueueFullError
+	// (a 503 with Retry-After to the client) rather than waiting without bound; 0 means DefaultQueueDepth.
+	QueueDepth int
 	// Timeout bounds one build from the moment it gets its slot; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Inputs provides the release inputs.
@@ -103,6 +128,10 @@ func New(cfg Config) (*Builder, error) {
 
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+
+	if cfg.QueueDepth <= 0 {
+		cfg.QueueDepth = DefaultQueueDepth
 	}
 
 	if cfg.Logger == nil {
@@ -286,7 +315,13 @@ func (b *Builder) acquire(ctx context.Context, log *slog.Logger, report Report) 
 	default:
 	}
 
-	b.count(0, 1)
+	if !b.enqueue() {
+		st := b.Stats()
+		log.Warn("build refused: the build queue is full", "running", st.Running, "queued", st.Queued)
+
+		return &QueueFullError{Queued: st.Queued, After: queueFullRetry}
+	}
+
 	report(StageQueued)
 	st := b.Stats()
 	log.Info("build queued: all slots busy", "running", st.Running, "queued", st.Queued)
@@ -316,6 +351,20 @@ func (b *Builder) acquire(ctx context.Context, log *slog.Logger, report Report) 
 func (b *Builder) release() {
 	b.count(-1, 0)
 	<-b.slot
+}
+
+// enqueue counts one more build waiting for a slot, unless QueueDepth already do.
+func (b *Builder) enqueue() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	if b.queued >= b.cfg.QueueDepth {
+		return false
+	}
+
+	b.queued++
+
+	return true
 }
 
 func (b *Builder) count(running, queued int) {

@@ -93,6 +93,9 @@ type Config struct {
 	LowSpaceWatermark int64
 	// BuildConcurrency bounds simultaneous builds on this node.
 	BuildConcurrency int
+	// BuildQueue bounds the builds waiting for a slot on this node; past it a build is refused with 503 and
+	// Retry-After (0: imager.DefaultQueueDepth).
+	BuildQueue int
 	// BuildTimeout bounds one build.
 	BuildTimeout time.Duration
 	// BuildNice is the CPU niceness (0-19) of builds and the tools they run: serving goes first on a busy node.

@@ -315,6 +315,7 @@ func (n *Node) open() error {
 	n.builder, err = imager.New(imager.Config{
 		TmpDir:      filepath.Join(cfg.DataDir, "tmp"),
 		Concurrency: cfg.BuildConcurrency,
+		QueueDepth:  cfg.BuildQueue,
 		Timeout:     cfg.BuildTimeout,
 		Nice:        cfg.BuildNice,
 		Inputs:      inputs,

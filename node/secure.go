@@ -221,6 +221,17 @@ func (s *secure) readFile(name string) ([]byte, error) {
 	return data, err
 }
 
+// readPair reads a certificate and its key from the member's tls directory; absent files are nil.
+func (s *secure) readPair(certName, keyName string) (cert, key []byte, err error) {
+	if cert, err = s.readFile(certName); err != nil {
+		return nil, nil, err
+	}
+
+	key, err = s.readFile(keyName)
+
+	return cert, key, err
+}
+
 // openSecure sets up this member's identity, joining the cluster with the join token when it has none, and binds
 // the cluster port.
 func (n *Node) openSecure() error {
@@ -301,12 +312,7 @@ func (s *secure) loadLocal() error {
 		return err
 	}
 
-	signCert, err := s.readFile(fileSigningCert)
-	if err != nil {
-		return err
-	}
-
-	signKey, err := s.readFile(fileCAKey)
+	signCert, signKey, err := s.readPair(fileSigningCert, fileCAKey)
 	if err != nil {
 		return err
 	}
@@ -325,13 +331,8 @@ func (s *secure) loadLocal() error {
 		}
 	}
 
-	cert, err := s.readFile(fileMemberCert)
+	cert, key, err := s.readPair(fileMemberCert, fileMemberKey)
 	if err != nil || cert == nil {
-		return err
-	}
-
-	key, err := s.readFile(fileMemberKey)
-	if err != nil {
 		return err
 	}
 
@@ -575,6 +576,7 @@ func (n *Node) seedsOtherThanSelf() []string {
 type gossipAnswer struct {
 	Addr string `json:"addr"`
 	Key  []byte `json:"key,omitempty"`
+	seed string // which seed answered (the asker's note)
 }
 
 // clusterRouter serves the cluster port's HTTP side: the peer API (member certificates only), POST /join and
@@ -867,12 +869,24 @@ func pemDecode(data []byte) (block, rest []byte) {
 // resolveSeeds asks each seed's cluster port for its gossip address (GET /gossip, the seed's certificate checked);
 // a seed that does not answer is left out of this attempt.
 func (s *secure) resolveSeeds(seeds []string) []string {
+	var out []string
+
+	for _, answer := range s.askGossip(seeds, false) {
+		out = append(out, answer.Addr)
+	}
+
+	return out
+}
+
+// askGossip asks each seed's cluster port for GET /gossip with this member's certificate, the seed's checked; it
+// returns the answers of the seeds that gave one, and stops at the first when first is set.
+func (s *secure) askGossip(seeds []string, first bool) []gossipAnswer {
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: tlsca.ClientConfig(s.id, s.trust, clusterport.ProtoPeer),
 	}}
 	defer client.CloseIdleConnections()
 
-	var out []string
+	var out []gossipAnswer
 
 	for _, seed := range seeds {
 		resp, err := client.Get("https://" + seed + "/gossip") //nolint:noctx // bounded by the client's timeout
@@ -885,8 +899,13 @@ func (s *secure) resolveSeeds(seeds []string) []string {
 		err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
 		resp.Body.Close()
 
-		if err == nil && body.Addr != "" {
-			out = append(out, body.Addr)
+		if err != nil || body.Addr == "" {
+			continue
+		}
+
+		body.seed = seed
+		if out = append(out, body); first && len(body.Key) > 0 {
+			return out
 		}
 	}
 
@@ -1023,35 +1042,21 @@ func installKeys(kr *memberlist.Keyring, keys [][]byte, primary []byte) bool {
 // catchUpGossipKey asks the seeds for the cluster's gossip key before gossip starts: a member that was down while the
 // cluster rotated it would otherwise be unable to rejoin. Best effort: without an answer, the key it has is used.
 func (s *secure) catchUpGossipKey(seeds []string, log *slog.Logger) {
-	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsca.ClientConfig(s.id, s.trust, clusterport.ProtoPeer),
-	}}
-	defer client.CloseIdleConnections()
-
-	for _, seed := range seeds {
-		resp, err := client.Get("https://" + seed + "/gossip") //nolint:noctx // bounded by the client's timeout
-		if err != nil {
-			continue
-		}
-
-		var body gossipAnswer
-
-		err = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body)
-		resp.Body.Close()
-
-		if err != nil || len(body.Key) == 0 {
+	for _, answer := range s.askGossip(seeds, true) {
+		if len(answer.Key) == 0 {
 			continue
 		}
 
 		s.mu.Lock()
-		changed := !bytes.Equal(s.gossipKey, body.Key)
-		s.gossipKey = body.Key
+		changed := !bytes.Equal(s.gossipKey, answer.Key)
+		s.gossipKey = answer.Key
 		s.mu.Unlock()
 
 		if changed {
-			log.Info("gossip key taken from a seed: the cluster rotated it while this member was away", "seed", seed)
+			log.Info("gossip key taken from a seed: the cluster rotated it while this member was away",
+				"seed", answer.seed)
 
-			if err := writeFileAtomic(filepath.Join(s.dir, fileGossipKey), body.Key); err != nil {
+			if err := writeFileAtomic(filepath.Join(s.dir, fileGossipKey), answer.Key); err != nil {
 				log.Error("keep the gossip key", "error", err)
 			}
 		}

@@ -88,6 +88,9 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"free space kept on the data disk, e.g. 10GiB (0: off): below it cached assets are evicted whatever "+
 			"--cache-size says (a cluster setting: the value a new cluster starts with)")
 	fs.IntVar(&cfg.BuildConcurrency, "build-concurrency", cfg.BuildConcurrency, "simultaneous builds on this node")
+	fs.IntVar(&cfg.BuildQueue, "build-queue", cfg.BuildQueue,
+		"builds that may wait for a slot on this node; past it a build is refused with 503 and Retry-After "+
+			"(0: 64)")
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", cfg.BuildTimeout, "time limit of one build")
 	buildNiceFlag(fs, &cfg.BuildNice)
 	fs.StringVar(&cfg.SecureBoot.Key, "secureboot-key", cfg.SecureBoot.Key,

@@ -346,6 +346,14 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe, stage func(string)
 	stage(string(imager.StageQueued))
 
 	out, err := s.builder.BuildReporting(ctx, r, imagerStages(stage))
+
+	var full *imager.QueueFullError
+	if errors.As(err, &full) {
+		s.metrics.builds.WithLabelValues(r.Kind(), "refused").Inc()
+
+		return raftstore.AssetRecord{}, err // not the recipe's failure: nothing to hold against it
+	}
+
 	if err != nil {
 		s.metrics.builds.WithLabelValues(r.Kind(), "failed").Inc()
 		s.problem("build "+r.Asset.Path+" "+r.Version+" ("+r.Key[:16]+")", err)
