@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -353,7 +352,7 @@ func (s *secure) issuerOf(certPEM []byte) ([]byte, error) {
 
 	for _, root := range s.trust.Roots() {
 		if leaf.CheckSignatureFrom(root) == nil {
-			return encodeCert(root), nil
+			return tlsca.EncodeCert(root), nil
 		}
 	}
 
@@ -656,7 +655,7 @@ func (s *secure) serveJoin(n *Node) http.HandlerFunc {
 
 		var cas []string
 		for _, root := range s.trust.Roots() {
-			cas = append(cas, string(encodeCert(root)))
+			cas = append(cas, string(tlsca.EncodeCert(root)))
 		}
 
 		n.log.Info("join: certificate issued", "member", req.Member, "token", req.Token, "remote", r.RemoteAddr)
@@ -737,7 +736,7 @@ func (s *secure) record(ctx context.Context, n *Node) error {
 
 	var roots []string
 	for _, r := range s.trust.Roots() {
-		roots = append(roots, string(encodeCert(r)))
+		roots = append(roots, string(tlsca.EncodeCert(r)))
 	}
 
 	writes := map[string][]byte{
@@ -849,11 +848,6 @@ func splitPEM(bundle []byte) [][]byte {
 		out = append(out, block)
 		bundle = rest
 	}
-}
-
-// encodeCert is a certificate as PEM.
-func encodeCert(cert *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 }
 
 // pemDecode returns the first PEM block of data, re-encoded, and the rest; nil when there is none.

@@ -82,12 +82,6 @@ func (n *Node) needSecure(next http.Handler) http.Handler {
 	})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v) //nolint:errcheck,errchkjson // the client hung up
-}
-
 func (n *Node) listTokens(w http.ResponseWriter, r *http.Request) {
 	recs, err := n.store.Settings(tokenPrefix)
 	if err != nil {
@@ -106,7 +100,7 @@ func (n *Node) listTokens(w http.ResponseWriter, r *http.Request) {
 	}
 
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
-	writeJSON(w, http.StatusOK, out)
+	frontends.WriteDocument(w, r, http.StatusOK, out)
 }
 
 func tokenInfo(rec tokenRecord) TokenInfo {
@@ -165,7 +159,7 @@ func (n *Node) createToken(w http.ResponseWriter, r *http.Request) {
 
 	info := tokenInfo(rec)
 	info.Token = token.String()
-	writeJSON(w, http.StatusCreated, info)
+	frontends.WriteDocument(w, r, http.StatusCreated, info)
 }
 
 func (n *Node) putJSONSetting(ctx context.Context, key string, v any) error {
@@ -246,7 +240,7 @@ func (n *Node) listCertificates(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].Member < out[j].Member || out[i].Member == out[j].Member && out[i].Serial < out[j].Serial
 	})
-	writeJSON(w, http.StatusOK, out)
+	frontends.WriteDocument(w, r, http.StatusOK, out)
 }
 
 // revokeMember revokes every certificate of a member: no member accepts it from then on (a member that is removed,
@@ -295,7 +289,7 @@ func (n *Node) revokeMember(w http.ResponseWriter, r *http.Request) {
 
 	n.log.Warn("member certificates revoked", "member", member, "serials", slices.Sorted(maps.Keys(patch)),
 		"by", auth.Who(r))
-	writeJSON(w, http.StatusOK, map[string]any{"member": member, "revoked": slices.Sorted(maps.Keys(patch))})
+	frontends.WriteDocument(w, r, http.StatusOK, map[string]any{"member": member, "revoked": slices.Sorted(maps.Keys(patch))})
 }
 
 // rotateCA replaces the cluster CA without downtime: the new CA is trusted next to the old, then signs; every member
@@ -313,20 +307,18 @@ func (n *Node) rotateCA(w http.ResponseWriter, r *http.Request) {
 
 	var roots []string
 	for _, c := range n.secure.trust.Roots() {
-		roots = append(roots, string(encodeCert(c)))
+		roots = append(roots, string(tlsca.EncodeCert(c)))
 	}
 
-	steps := []func() error{
-		func() error {
-			return n.putJSONSetting(ctx, settingTrust, trustRecord{CAs: append(roots, string(fresh.CertPEM))})
-		},
-		func() error {
-			return n.putJSONSetting(ctx, settingCA, caRecord{Cert: string(fresh.CertPEM), Key: string(fresh.KeyPEM)})
-		},
-	}
-
-	for _, step := range steps {
-		if err := step(); err != nil {
+	// The new CA is trusted everywhere before it signs anything, and signs before the old one goes.
+	for _, step := range []struct {
+		key   string
+		value any
+	}{
+		{settingTrust, trustRecord{CAs: append(roots, string(fresh.CertPEM))}},
+		{settingCA, caRecord{Cert: string(fresh.CertPEM), Key: string(fresh.KeyPEM)}},
+	} {
+		if err := n.putJSONSetting(ctx, step.key, step.value); err != nil {
 			frontends.WriteError(w, r, n.log, err)
 
 			return
@@ -355,7 +347,7 @@ func (n *Node) rotateCA(w http.ResponseWriter, r *http.Request) {
 	}
 
 	n.log.Warn("cluster CA rotated", "ca", fp, "by", auth.Who(r))
-	writeJSON(w, http.StatusOK, map[string]string{"ca": fp})
+	frontends.WriteDocument(w, r, http.StatusOK, map[string]string{"ca": fp})
 }
 
 // waitRenewed waits until every alive member has a recorded certificate of the CA fp; it returns those that have
@@ -426,7 +418,7 @@ func (n *Node) rotateGossipKey(w http.ResponseWriter, r *http.Request) {
 	}
 
 	n.log.Warn("gossip key rotated", "by", auth.Who(r))
-	writeJSON(w, http.StatusOK, map[string]string{"rotated": "gossip-key"})
+	frontends.WriteDocument(w, r, http.StatusOK, map[string]string{"rotated": "gossip-key"})
 }
 
 // sleepCtx sleeps for d unless ctx ends first; it reports whether it slept the whole time.

@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +76,7 @@ func Parse(change map[string]json.RawMessage) (map[string]any, error) {
 
 	var errs []error
 
-	for _, name := range sortedKeys(change) {
+	for _, name := range slices.Sorted(maps.Keys(change)) {
 		v, err := parseOne(name, change[name])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
@@ -235,17 +235,6 @@ func size(raw json.RawMessage) (int64, error) {
 	}
 
 	return int64(b), nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-
-	sort.Strings(keys)
-
-	return keys
 }
 
 func invalid(msg string) error { return frontends.NewError(frontends.ClassInvalid, msg, nil) }

@@ -113,7 +113,7 @@ func (k *Keeper) Change(ctx context.Context, change map[string]any, who string) 
 	for !k.holds(stored) {
 		select {
 		case <-wait.Done():
-			return k.decode(stored), nil
+			return k.decode(stored)
 		case <-time.After(20 * time.Millisecond):
 			k.Refresh()
 		}
@@ -131,12 +131,12 @@ func (k *Keeper) holds(stored []byte) bool {
 }
 
 // decode reads a stored document over this member's own values (for fields Raft does not hold yet).
-func (k *Keeper) decode(stored []byte) api.Settings {
+func (k *Keeper) decode(stored []byte) (api.Settings, error) {
 	s := k.cfg.Initial
 	s.BrokenVersions = slices.Clone(s.BrokenVersions)
-	_ = json.Unmarshal(stored, &s) // a document that does not decode leaves the member's own values
+	err := json.Unmarshal(stored, &s)
 
-	return s
+	return s, err
 }
 
 // Ensure records this member's configured values as the cluster's for every field Raft does not hold yet (all of
@@ -249,8 +249,8 @@ func (k *Keeper) adopt(stored []byte) api.Settings {
 		return s
 	}
 
-	next := k.cfg.Initial // fields Raft does not hold yet keep this member's own values
-	if err := json.Unmarshal(stored, &next); err != nil {
+	next, err := k.decode(stored)
+	if err != nil {
 		k.mu.Unlock()
 		k.cfg.Logger.Error("cluster settings in Raft do not decode; keeping those in force", "error", err)
 

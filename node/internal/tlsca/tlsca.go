@@ -92,7 +92,7 @@ func NewCA(cluster string, validity time.Duration) (*CA, error) {
 		return nil, fmt.Errorf("new cluster CA: %w", err)
 	}
 
-	return &CA{Cert: cert, Key: key, CertPEM: encodeCert(cert), KeyPEM: keyPEM}, nil
+	return &CA{Cert: cert, Key: key, CertPEM: EncodeCert(cert), KeyPEM: keyPEM}, nil
 }
 
 // ParseCA reads a CA from PEM, as stored by the caller: the certificate must be a CA and the key its own. The key may
@@ -122,7 +122,7 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	}
 
 	return &CA{
-		Cert: cert, Key: key, CertPEM: encodeCert(cert),
+		Cert: cert, Key: key, CertPEM: EncodeCert(cert),
 		KeyPEM: pem.EncodeToMemory(&pem.Block{Type: pemPrivateKey, Bytes: pkcs8}),
 	}, nil
 }
@@ -411,6 +411,7 @@ func isCA(cert *x509.Certificate) bool {
 }
 
 // encodeCert encodes a certificate as PEM.
-func encodeCert(cert *x509.Certificate) []byte {
+// EncodeCert is a certificate as PEM.
+func EncodeCert(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: cert.Raw})
 }
