@@ -5,12 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/edgefactory/edgefactory/frontends/imports"
 )
+
+// importParallel is how many blobs an import sends at once.
+const importParallel = 4
 
 // ImportOptions says how an import reports its progress.
 type ImportOptions struct {
@@ -51,17 +56,41 @@ func Import(ctx context.Context, b *Bundle, client *imports.Client, opts ImportO
 		len(plan.Blobs), humanize.IBytes(uint64(max(total, 0))))
 	prog.begin(len(opened.Missing), total)
 
+	// A few blobs travel at once: the member's per-blob work (a file, an fsync) overlaps the next blob's bytes. After
+	// a failure no blob starts, and those on their way finish: a refused bundle's blobs are all dropped by the
+	// member when Import returns.
+	var (
+		g      errgroup.Group
+		failed atomic.Bool
+	)
+
+	g.SetLimit(importParallel)
+
 	for _, d := range opened.Missing {
-		if err := sendBlob(ctx, b, client, opened.Session, d, prog); err != nil {
-			prog.end()
+		g.Go(func() error {
+			if failed.Load() {
+				return nil
+			}
 
-			return imports.CommitResponse{}, err
-		}
+			if err := sendBlob(ctx, b, client, opened.Session, d, prog); err != nil {
+				failed.Store(true)
 
-		prog.imageDone()
+				return err
+			}
+
+			prog.imageDone()
+
+			return nil
+		})
 	}
 
+	err = g.Wait()
+
 	prog.end()
+
+	if err != nil {
+		return imports.CommitResponse{}, err
+	}
 
 	res, err := client.Commit(ctx, opened.Session, imports.CommitRequest{Images: importImages(b.Images()),
 		IPXE: importIPXE(b.Manifest().IPXE)})

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/frontends/imports"
 	"github.com/edgefactory/edgefactory/frontends/oci"
@@ -27,6 +29,9 @@ import (
 // are checked against their digests; at commit every image is checked whole, then the blobs go to their holders on
 // the ring (R copies, each verified on arrival) and the images are recorded. A refused commit drops what the session
 // brought: the cluster keeps nothing of a bundle it refuses.
+
+// spreadParallel bounds the blobs an import commit places at once.
+const spreadParallel = 8
 
 // sessionTTL forgets an import session nobody committed.
 const sessionTTL = time.Hour
@@ -42,6 +47,10 @@ type Members interface {
 type importSession struct {
 	started time.Time
 	blobs   map[string]int64 // digest → size, every blob stored by this session
+	refused error            // why the bundle was refused; its blobs still arriving are dropped
+	// dropping is held while what the session brought is deleted, and taken before refused is set: whoever
+	// learns of the refusal waits for the deletion, so a client told "refused" finds nothing left.
+	dropping sync.Mutex
 }
 
 // importer holds the sessions open on this member.
@@ -117,23 +126,42 @@ func (reg *Registry) PutBlob(ctx context.Context, session, d string, size int64,
 	}
 
 	rec := raftstore.AssetRecord{Key: sourceBlobKey(d), Digest: d, Size: size, MediaType: "application/octet-stream"}
-	if err := reg.assets.Ingest(rec, "import", io.NopCloser(body)).Stored(ctx); err != nil {
+	// The wait outlives the request: a blob whose bytes all arrived is stored even when its client hangs up, and it
+	// must be counted in the session, or a refusal would leave it behind.
+	if err := reg.assets.Ingest(rec, "import", io.NopCloser(body)).Stored(context.WithoutCancel(ctx)); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 
-		// A blob that does not match its digest condemns the bundle: the session and what it brought go.
-		reg.endSession(session)
-		reg.drop(s)
+		// A blob that does not match its digest condemns the bundle: what it brought goes, and the blobs still
+		// arriving (the client sends a few at once) are refused with the same reason.
+		refusal := refuse("bundle blob %s: %v (the bundle is damaged: nothing of it is kept)", d, err)
+
+		s.dropping.Lock()
+		reg.imports.mu.Lock()
+		if s.refused == nil {
+			s.refused = refusal
+		}
+		reg.imports.mu.Unlock()
+
+		reg.dropLocked(s)
+		s.dropping.Unlock()
 		reg.log.Warn("import refused: a blob does not match its digest; what it brought is dropped", "blob", d,
 			"error", err)
 
-		return refuse("bundle blob %s: %v (the bundle is damaged: nothing of it is kept)", d, err)
+		return refusal
 	}
 
 	reg.imports.mu.Lock()
 	s.blobs[d] = size
+	refused := s.refused
 	reg.imports.mu.Unlock()
+
+	if refused != nil { // stored while another blob condemned the bundle
+		reg.drop(s)
+
+		return refused
+	}
 
 	return nil
 }
@@ -147,6 +175,14 @@ func (reg *Registry) endSession(id string) {
 
 // drop deletes what a session brought that nothing records.
 func (reg *Registry) drop(s *importSession) {
+	s.dropping.Lock()
+	defer s.dropping.Unlock()
+
+	reg.dropLocked(s)
+}
+
+// dropLocked is drop with s.dropping held.
+func (reg *Registry) dropLocked(s *importSession) {
 	reg.imports.mu.Lock()
 	brought := slices.Collect(maps.Keys(s.blobs))
 	reg.imports.mu.Unlock()
@@ -160,12 +196,23 @@ func (reg *Registry) drop(s *importSession) {
 
 func (reg *Registry) session(id string) (*importSession, error) {
 	reg.imports.mu.Lock()
-	defer reg.imports.mu.Unlock()
-
 	s, ok := reg.imports.sessions[id]
+	var refused error
+	if ok {
+		refused = s.refused
+	}
+	reg.imports.mu.Unlock()
+
 	if !ok {
 		return nil, frontends.NewError(frontends.ClassNotFound,
 			fmt.Sprintf("import session %q is unknown (it expired, or this member restarted): import again", id), nil)
+	}
+
+	if refused != nil {
+		s.dropping.Lock()   // wait until what it brought is gone
+		s.dropping.Unlock() //nolint:staticcheck // SA2001: the empty section is the wait
+
+		return nil, refused
 	}
 
 	return s, nil
@@ -215,12 +262,21 @@ func (reg *Registry) commit(ctx context.Context, s *importSession, req imports.C
 
 	var res imports.CommitResponse
 
+	// The blobs spread side by side: copies to different holders overlap, and their records reach Raft together
+	// (the leader writes concurrent entries with one fsync).
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(spreadParallel)
+
 	for _, b := range slices.SortedFunc(maps.Values(blobs), func(a, b raftstore.Blob) int {
 		return strings.Compare(a.Digest, b.Digest)
 	}) {
-		if err := reg.spread(ctx, b); err != nil {
-			return imports.CommitResponse{}, fmt.Errorf("spread blob %s to its holders: %w", b.Digest, err)
-		}
+		g.Go(func() error {
+			if err := reg.spread(gctx, b); err != nil {
+				return fmt.Errorf("spread blob %s to its holders: %w", b.Digest, err)
+			}
+
+			return nil
+		})
 
 		res.Blobs++
 		res.Bytes += b.Size
@@ -230,12 +286,27 @@ func (reg *Registry) commit(ctx context.Context, s *importSession, req imports.C
 		}
 	}
 
+	if err := g.Wait(); err != nil {
+		return imports.CommitResponse{}, err
+	}
+
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(spreadParallel)
+
 	for _, img := range req.Images {
-		if err := reg.recordImage(ctx, img); err != nil {
-			return imports.CommitResponse{}, fmt.Errorf("record image %s: %w", imageRef(img), err)
-		}
+		g.Go(func() error {
+			if err := reg.recordImage(gctx, img); err != nil {
+				return fmt.Errorf("record image %s: %w", imageRef(img), err)
+			}
+
+			return nil
+		})
 
 		res.Images++
+	}
+
+	if err := g.Wait(); err != nil {
+		return imports.CommitResponse{}, err
 	}
 
 	if req.IPXE != nil { // a bundle without them leaves the binaries the cluster has alone
@@ -392,6 +463,7 @@ func (reg *Registry) spread(ctx context.Context, b raftstore.Blob) error {
 		Filename: strings.TrimPrefix(b.Digest, digest.Prefix)}
 	holders := reg.members.Holders(key, reg.replicas())
 
+	g, gctx := errgroup.WithContext(ctx) // the holders copy at once, each from this member
 	for _, h := range holders {
 		if h == reg.members.Self() {
 			continue
@@ -402,9 +474,18 @@ func (reg *Registry) spread(ctx context.Context, b raftstore.Blob) error {
 			continue
 		}
 
-		if err := reg.peers.Keep(ctx, base, peer.PullRequest{Record: rec, From: []string{reg.members.Self()}}); err != nil {
-			return fmt.Errorf("holder %s: %w", h, err)
-		}
+		g.Go(func() error {
+			err := reg.peers.Keep(gctx, base, peer.PullRequest{Record: rec, From: []string{reg.members.Self()}})
+			if err != nil {
+				return fmt.Errorf("holder %s: %w", h, err)
+			}
+
+			return nil
+		})
+	}
+
+	if err := g.Wait(); err != nil {
+		return err
 	}
 
 	holder := reg.members.Self()
