@@ -28,6 +28,8 @@ type RouterOptions struct {
 	AllowedOrigins []string
 	// Guard, when set, sees every request before its route (auth.Guard.Middleware: credentials for writes).
 	Guard func(http.Handler) http.Handler
+	// RateCap, when set, slows responses to the bandwidth caps (ratecap.Limiter.Middleware).
+	RateCap func(http.Handler) http.Handler
 }
 
 // Mount adds a frontend's routes to the router.
@@ -74,6 +76,10 @@ func NewRouter(opts RouterOptions, mounts ...Mount) http.Handler {
 
 	if opts.Guard != nil {
 		r.Use(opts.Guard)
+	}
+
+	if opts.RateCap != nil {
+		r.Use(opts.RateCap)
 	}
 
 	for _, mount := range mounts {

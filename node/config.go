@@ -98,6 +98,14 @@ type Config struct {
 	BuildQueue int
 	// BuildTimeout bounds one build.
 	BuildTimeout time.Duration
+	// MaxConnections bounds the public listener's open connections (0: unbounded); past it a new connection waits
+	// for one to close. StallTimeout cuts a client that reads nothing of a response for that long (0: never).
+	MaxConnections int
+	StallTimeout   time.Duration
+	// ClientRate and MemberRate cap the bytes per second this member sends in responses to one client address and
+	// to all clients together (0: uncapped); peers' copies are not capped.
+	ClientRate int64
+	MemberRate int64
 	// BuildNice is the CPU niceness (0-19) of builds and the tools they run: serving goes first on a busy node.
 	BuildNice int
 	// SecureBoot names the signing material in files; when empty the cluster generates its own once.
@@ -280,6 +288,8 @@ func Defaults() Config {
 		BuildConcurrency:  2,
 		BuildTimeout:      20 * time.Minute,
 		BuildNice:         10,
+		MaxConnections:    4096,
+		StallTimeout:      time.Minute,
 		SecureBootKeyBits: 4096,
 		Version:           "dev",
 	}
@@ -388,6 +398,11 @@ func (c *Config) validate() error {
 
 	if c.BuildConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("build concurrency must be at least 1, got %d", c.BuildConcurrency))
+	}
+
+	if c.MaxConnections < 0 || c.StallTimeout < 0 || c.ClientRate < 0 || c.MemberRate < 0 {
+		errs = append(errs, fmt.Errorf("--max-connections (%d), --stall-timeout (%v), --client-rate (%d) and "+
+			"--member-rate (%d) cannot be negative", c.MaxConnections, c.StallTimeout, c.ClientRate, c.MemberRate))
 	}
 
 	if c.BuildNice < 0 || c.BuildNice > 19 {

@@ -36,12 +36,14 @@ import (
 	"github.com/edgefactory/edgefactory/frontends/netboot"
 	"github.com/edgefactory/edgefactory/frontends/oci"
 	"github.com/edgefactory/edgefactory/frontends/pxe"
+	"github.com/edgefactory/edgefactory/frontends/ratecap"
 	settingsapi "github.com/edgefactory/edgefactory/frontends/settings"
 	"github.com/edgefactory/edgefactory/frontends/ui"
 	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
+	"github.com/edgefactory/edgefactory/internal/connlimit"
 	"github.com/edgefactory/edgefactory/internal/memo"
 	"github.com/edgefactory/edgefactory/node/cas"
 	"github.com/edgefactory/edgefactory/node/internal/assets"
@@ -169,7 +171,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 
-	n.ln = ln
+	n.ln = connlimit.Listen(ln, connlimit.Options{Max: cfg.MaxConnections, Stall: cfg.StallTimeout})
 	if n.cfg.ExternalURL == "" {
 		scheme := "http://"
 		if cfg.TLSCert != "" {
@@ -213,7 +215,8 @@ func New(cfg Config) (*Node, error) {
 
 	n.server = &http.Server{
 		Handler:           n.router(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 
@@ -479,7 +482,8 @@ func (n *Node) router() http.Handler {
 	} else {
 		n.secure.server = &http.Server{
 			Handler:           n.clusterRouter(peers.Mount),
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: headerTimeout,
+			IdleTimeout:       idleTimeout,
 			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 		}
 	}
@@ -489,6 +493,8 @@ func (n *Node) router() http.Handler {
 		Logger:     n.log.With("component", "http"),
 		Registerer: n.reg,
 		Guard:      n.guard.Middleware,
+		RateCap: ratecap.New(ratecap.Caps{Client: n.cfg.ClientRate, Member: n.cfg.MemberRate},
+			func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, peer.Prefix+"/") }).Middleware,
 	}, append(append(mounts, public...), func(r chi.Router) {
 		r.Get("/cluster", n.clusterStatus)
 		r.Get("/ui/api/asset-status", n.assetStatus)
@@ -607,6 +613,14 @@ func (n *Node) Run(ctx context.Context) error {
 // well inside systemd's stop timeout. A multi-GB download still running then is cut: its client resumes it from
 // another member (or this one, restarted) with Range.
 const drainTimeout = 10 * time.Second
+
+// A client has headerTimeout to send a request's headers, and a kept-alive connection with no request is closed
+// after idleTimeout. (A request body is read as fast as the handler wants it; a stalled response is cut by
+// Config.StallTimeout.)
+const (
+	headerTimeout = 10 * time.Second
+	idleTimeout   = 2 * time.Minute
+)
 
 // drain stops the HTTP server, letting requests under way finish for the drain time, then cutting what is left.
 // Cutting downloads is part of a normal stop, not a failure.

@@ -92,6 +92,14 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"builds that may wait for a slot on this node; past it a build is refused with 503 and Retry-After "+
 			"(0: 64)")
 	fs.DurationVar(&cfg.BuildTimeout, "build-timeout", cfg.BuildTimeout, "time limit of one build")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections,
+		"open connections the API listener holds at once (0: unbounded); past it a new one waits for one to close")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout,
+		"a client that reads nothing of a response for this long is disconnected (0: never)")
+	fs.Var((*byteSize)(&cfg.ClientRate), "client-rate",
+		"bytes per second sent to one client address, e.g. 50MiB (0: uncapped; peers' copies are never capped)")
+	fs.Var((*byteSize)(&cfg.MemberRate), "member-rate",
+		"bytes per second this member sends to all clients together, e.g. 1GiB (0: uncapped)")
 	buildNiceFlag(fs, &cfg.BuildNice)
 	fs.StringVar(&cfg.SecureBoot.Key, "secureboot-key", cfg.SecureBoot.Key,
 		"secure-boot signing key, PKCS#1 PEM (default: generated once per cluster)")
