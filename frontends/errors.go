@@ -22,6 +22,8 @@ func Status(c Class) int {
 		return http.StatusServiceUnavailable
 	case ClassCanceled:
 		return 499 // client went away; nothing is written
+	case ClassNoSpace:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}
@@ -36,7 +38,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	switch class {
 	case ClassCanceled:
 		return
-	case ClassInternal, ClassUnavailable:
+	case ClassInternal, ClassUnavailable, ClassNoSpace:
 		log.Error("request failed", "request_id", RequestID(r.Context()), "path", r.URL.Path, "status", status,
 			"error", err)
 	default: // the client's own errors (invalid, not found, too large) are answered, not logged
@@ -48,7 +50,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 
 	msg := err.Error()
-	if class == ClassInternal {
+	if class == ClassNoSpace {
+		msg = "this member's data disk is full; nothing partial was kept, and it works again once space is freed " +
+			"(--cache-size, --low-space-watermark): " + msg
+	}
+
+	if class == ClassInternal || class == ClassNoSpace {
 		msg = fmt.Sprintf("%s (request ID %s)", msg, RequestID(r.Context()))
 	}
 

@@ -4,14 +4,16 @@
 //
 // Errors crossing these interfaces are classified by behaviour, not by type: an error (or any error it wraps)
 // with a method `NotFound() bool`, `Invalid() bool`, `TooLarge() bool` or `Unavailable() bool` returning true is
-// the client's or the cluster's condition and maps to 404, 400, 413 or 503; anything else is a server failure. Each
-// frontend maps these classes to its own wire form in one place.
+// the client's or the cluster's condition and maps to 404, 400, 413 or 503; a full data disk (ENOSPC or EDQUOT in
+// the chain) maps to 507; anything else is a server failure. Each frontend maps these classes to its own wire form
+// in one place.
 package frontends
 
 import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/schematic"
@@ -106,6 +108,7 @@ const (
 	ClassTooLarge
 	ClassUnavailable
 	ClassCanceled
+	ClassNoSpace // this member's data disk is full (ENOSPC, EDQUOT anywhere in the chain)
 )
 
 // Classify finds the class of err by looking for the marker methods described in the package comment in its
@@ -116,6 +119,8 @@ func Classify(err error) Class {
 		return ClassInternal
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		return ClassNoSpace
 	case marked(err, func(e interface{ Invalid() bool }) bool { return e.Invalid() }):
 		return ClassInvalid
 	case marked(err, func(e interface{ NotFound() bool }) bool { return e.NotFound() }):

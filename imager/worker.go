@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +48,20 @@ type workerJob struct {
 type workerResult struct {
 	Path  string `json:"path,omitempty"`
 	Error string `json:"error,omitempty"`
+	// NoSpace says the build failed for want of disk space: the node answers 507, not 500.
+	NoSpace bool `json:"noSpace,omitempty"`
+}
+
+// noSpaceError is a worker's failure for want of disk space, as text from the other process: it matches
+// syscall.ENOSPC again.
+type noSpaceError struct{ msg string }
+
+func (e *noSpaceError) Error() string { return e.msg }
+func (e *noSpaceError) Unwrap() error { return syscall.ENOSPC }
+
+// isNoSpace reports whether err is the disk filling up, whether it comes as an errno or as a tool's message.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error())
 }
 
 // RunIfWorker runs the build job and exits when this process was started as a build worker, and returns at once
@@ -89,7 +104,7 @@ func runWorker(jobFile string) error {
 
 	res := workerResult{Path: path}
 	if err != nil {
-		res.Error = err.Error()
+		res.Error, res.NoSpace = err.Error(), isNoSpace(err)
 	}
 
 	out, err := json.Marshal(res)
@@ -276,6 +291,8 @@ func workerOutcome(resultFile string, runErr error) (string, error) {
 	}
 
 	switch {
+	case err == nil && res.Error != "" && res.NoSpace:
+		return "", &noSpaceError{msg: res.Error}
 	case err == nil && res.Error != "":
 		return "", errors.New(res.Error)
 	case err == nil && runErr == nil:

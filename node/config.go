@@ -82,7 +82,7 @@ type Config struct {
 	// CatalogRecheck is how often an already known version's catalog is read again in full.
 	CatalogRecheck time.Duration
 
-	// CacheSize bounds the bytes of assets kept on this node (least recently used go first); 0 is unlimited.
+	// CacheSize bounds the bytes of assets kept on this node (least recently used go first); 0 is 80 % of the data disk (cas.DiskShare).
 	CacheSize int64
 	// LowSpaceWatermark is the free space kept on the data disk: below it cached assets are evicted whatever
 	// CacheSize says; 0 turns it off.

@@ -82,7 +82,7 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 	fs.DurationVar(&cfg.CatalogRecheck, "catalog-recheck", cfg.CatalogRecheck,
 		"how often a known version's catalog is read again in full")
 	fs.Var((*byteSize)(&cfg.CacheSize), "cache-size",
-		"disk budget for cached assets, e.g. 50GiB (0: unlimited); least recently used assets go first "+
+		"disk budget for cached assets, e.g. 50GiB (0: 80% of the data disk); least recently used assets go first "+
 			"(a cluster setting: the value a new cluster starts with)")
 	fs.Var((*byteSize)(&cfg.LowSpaceWatermark), "low-space-watermark",
 		"free space kept on the data disk, e.g. 10GiB (0: off): below it cached assets are evicted whatever "+

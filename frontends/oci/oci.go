@@ -329,6 +329,9 @@ func defaultCode(err error, notFound string) error {
 		return &Error{Code: code, Status: http.StatusBadRequest, Message: err.Error()}
 	case frontends.ClassUnavailable:
 		return &Error{Code: CodeUnavailable, Status: http.StatusServiceUnavailable, Message: err.Error()}
+	case frontends.ClassNoSpace:
+		return &Error{Code: CodeUnavailable, Status: http.StatusInsufficientStorage,
+			Message: "this member's data disk is full: " + err.Error()}
 	default:
 		return err
 	}

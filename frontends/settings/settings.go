@@ -36,7 +36,7 @@ type Settings struct {
 	Replicas int `json:"replicas" yaml:"replicas"`
 	// CatalogInterval is how often the leader lists the upstream registry's versions (a Go duration, "15m0s").
 	CatalogInterval string `json:"catalogInterval" yaml:"catalogInterval"`
-	// CacheBudget bounds the bytes of assets each member keeps (least recently used go first); 0 is unlimited.
+	// CacheBudget bounds the bytes of assets each member keeps (least recently used go first); 0 is 80 % of the data disk (cas.DiskShare).
 	CacheBudget int64 `json:"cacheBudget" yaml:"cacheBudget"`
 	// LowSpaceWatermark is the free disk space each member keeps on its data disk: below it, cached assets are
 	// evicted (least recently used first) whatever the budget says. 0 turns it off.

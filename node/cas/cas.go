@@ -43,7 +43,7 @@ var ErrSizeMismatch = errors.New("size mismatch")
 // Options configure a Store.
 type Options struct {
 	// Budget is the number of bytes of disk the blobs may occupy (allocated blocks, so sparse images count for
-	// what they really use); 0 means unlimited.
+	// what they really use); 0 means DiskShare of the file system's size, whatever size it has at the time.
 	Budget int64
 	// MinFree is the free space (bytes available to this process) the store keeps on its file system: when less
 	// is free, blobs are evicted as if over budget, until enough is free or nothing more can go. 0: no floor.
@@ -242,12 +242,12 @@ func (s *Store) Has(digest string) bool {
 	return ok
 }
 
-// Usage returns the bytes of disk the blobs occupy (including deleted blobs still held open), the budget
-// (0 = unlimited) and the number of blobs.
+// Usage returns the bytes of disk the blobs occupy (including deleted blobs still held open), the budget in force
+// (the one set, or DiskShare of the file system) and the number of blobs.
 func (s *Store) Usage() (used, budget int64, blobs int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.used, s.budget, len(s.blobs)
+	return s.used, s.budgetLocked(), len(s.blobs)
 }
 
 func (s *Store) tmpDir() string { return filepath.Join(s.dir, "tmp") }

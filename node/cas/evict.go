@@ -26,13 +26,14 @@ type eviction struct {
 // added (nil at Open/Unpin/SetLimits): it is never its own victim.
 func (s *Store) evictLocked(keep *entry) eviction {
 	var ev eviction
-	limit, bounded := s.limitLocked()
+	budget := s.budgetLocked()
+	limit, bounded := s.limitLocked(budget)
 	if !bounded || s.used <= limit {
 		return ev
 	}
-	if keep != nil && limit == s.budget && keep.disk > s.budget {
+	if keep != nil && limit == budget && keep.disk > budget {
 		s.log.Warn("cas: blob larger than the budget stored over budget; it will be evicted first",
-			"digest", keep.digest, "bytes", keep.disk, "budget", s.budget)
+			"digest", keep.digest, "bytes", keep.disk, "budget", budget)
 		return ev
 	}
 	failed := make(map[*entry]bool)
@@ -56,10 +57,27 @@ func (s *Store) evictLocked(keep *entry) eviction {
 	return ev
 }
 
+// DiskShare is the part of its file system's size the blobs may occupy when no budget is set (Options.Budget 0):
+// the rest is left to the node's other state and to builds' work files.
+const DiskShare = 0.8
+
+// budgetLocked is the budget in force: the one set, or DiskShare of the file system's size (0 if that is unknown).
+func (s *Store) budgetLocked() int64 {
+	if s.budget > 0 {
+		return s.budget
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err != nil {
+		s.log.Warn("cas: file system size unknown; no budget is kept", "err", err)
+		return 0
+	}
+	return int64(float64(st.Blocks) * float64(st.Bsize) * DiskShare)
+}
+
 // limitLocked is how many bytes the blobs may occupy now: the budget, lowered while the file system has less than
 // minFree available by the shortfall. bounded is false when there is neither a budget nor a shortfall.
-func (s *Store) limitLocked() (limit int64, bounded bool) {
-	limit, bounded = s.budget, s.budget > 0
+func (s *Store) limitLocked(budget int64) (limit int64, bounded bool) {
+	limit, bounded = budget, budget > 0
 	if s.minFree == 0 {
 		return limit, bounded
 	}
@@ -85,6 +103,18 @@ func (s *Store) free() (int64, error) {
 		return 0, fmt.Errorf("statfs %s: %w", s.dir, err)
 	}
 	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// keepFloor evicts while the file system has less free space than the floor (nothing when there is no floor).
+func (s *Store) keepFloor() {
+	s.mu.Lock()
+	if s.minFree == 0 {
+		s.mu.Unlock()
+		return
+	}
+	ev := s.evictLocked(nil)
+	s.mu.Unlock()
+	s.finishEviction(ev)
 }
 
 // SetLimits changes the budget and the free-space floor (see Options) and evicts at once if the store is now over.

@@ -115,8 +115,14 @@ func (w *Writer) Write(p []byte) (int, error) {
 		w.err = fmt.Errorf("write blob: %w", err)
 		return 0, w.err
 	}
+	if off/floorCheck != (off+int64(len(p)))/floorCheck {
+		w.s.keepFloor() // a large blob arriving makes its own room, before the disk fills, not at its commit
+	}
 	return len(p), nil
 }
+
+// floorCheck is how many bytes a writer writes between two checks of the free-space floor.
+const floorCheck = 8 << 20
 
 // ReadAt reads bytes already written, while the blob is still being written: a node streams a blob to its client
 // as it arrives from a peer. Reading past Written returns io.EOF. The bytes are not verified until Commit, so a
