@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blang/semver/v4"
+	"go.etcd.io/bbolt"
 
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/internal/digest"
@@ -244,7 +245,14 @@ func checkHex64(s string) error {
 
 func checkDigest(d string) error { return digest.Check(d) }
 
+// checkVersion checks a catalog version, which is also the catalog's bbolt key. bbolt refuses keys over MaxKeySize
+// with an error the state machine can only take for a storage failure, so a longer version, valid semver or not,
+// would halt every member replaying the entry. The bound is bbolt's own, not a tighter one: every command that used to
+// apply still does, so logs written before the check replay as they did.
 func checkVersion(v string) error {
+	if len(v) > bbolt.MaxKeySize {
+		return fmt.Errorf("version of %d bytes, limit %d", len(v), bbolt.MaxKeySize)
+	}
 	rest, ok := strings.CutPrefix(v, "v")
 	if !ok {
 		return fmt.Errorf("version %q lacks the v prefix", v)

@@ -214,17 +214,24 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 // environment (EDGEFACTORY_<FLAG>) and the YAML config file (a flat map whose keys are flag names). Unknown keys
 // in the file are errors, so a typo cannot silently fall back to a default.
 func applyConfigSources(cmd *cobra.Command, configFile string) error {
-	file := map[string]yaml.Node{}
+	var data []byte
 
 	if configFile != "" {
-		data, err := os.ReadFile(configFile)
-		if err != nil {
+		var err error
+		if data, err = os.ReadFile(configFile); err != nil {
 			return fmt.Errorf("read config file: %w", err)
 		}
+	}
 
-		if err := yaml.Unmarshal(data, &file); err != nil {
-			return fmt.Errorf("parse config file %s: %w", configFile, err)
-		}
+	return applyConfig(cmd, configFile, data)
+}
+
+// applyConfig is applyConfigSources with the file's content already read (none: no file).
+func applyConfig(cmd *cobra.Command, configFile string, data []byte) error {
+	file := map[string]yaml.Node{}
+
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		return fmt.Errorf("parse config file %s: %w", configFile, err)
 	}
 
 	fs := cmd.Flags()

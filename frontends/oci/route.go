@@ -112,9 +112,10 @@ func ParseMirrored(p, ns string) (Route, error) {
 }
 
 // isRegistryHost reports whether a repository's first segment names a registry, as Docker reads references: it
-// holds a dot or a colon, or is localhost.
+// holds a dot or a colon, or is localhost. A path segment never holds a slash, but ?ns= can: "registry.k8s.io/"
+// or "a.io/x" would put an empty or extra segment into the repository of an imported image, so it is no host.
 func isRegistryHost(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost"
+	return (strings.ContainsAny(s, ".:") || s == "localhost") && !strings.Contains(s, "/")
 }
 
 func nameUnknown(format string, args ...any) error {

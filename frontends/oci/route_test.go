@@ -67,8 +67,14 @@ func TestParse(t *testing.T) {
 		})
 	}
 
-	_, err := ParseMirrored("pause/manifests/3.10", "not a host")
-	require.Error(t, err, "ns must name a registry")
+	// ns is one host; with a slash it would change the repository path (FuzzParse found "./").
+	for _, ns := range []string{"not a host", "registry.k8s.io/", "./", "a.io/x", "/a.io"} {
+		_, err := ParseMirrored("pause/manifests/3.10", ns)
+
+		var e *Error
+		require.ErrorAs(t, err, &e, "ns %q must name a registry", ns)
+		assert.Equal(t, CodeNameUnknown, e.Code)
+	}
 
 	// The official service's asserted 404s (docs/api.md §5.1), and digests that are not digests.
 	for _, tc := range []struct {

@@ -14,6 +14,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/imager/imageropts"
 	yaml "go.yaml.in/yaml/v4"
@@ -126,6 +130,8 @@ func IsInvalid(err error) bool {
 // Beyond what the official service checks, a schematic whose canonical form would not read back as itself is
 // rejected (ErrUnstable). Only pathological overlay options do that, e.g. {1: a, 1.0: b}, which both marshal as
 // the key "1": accepting them would store a text whose hash is the ID but which no longer parses.
+// A NaN mapping key in overlay options (.nan) is rejected too (ErrNaNKey): its value cannot be looked up and its
+// place in the sorted keys follows Go's random map order, so the same body would get a different ID each time.
 func Unmarshal(data []byte) (*Schematic, error) {
 	s, _, err := parse(data)
 
@@ -143,6 +149,11 @@ func Normalize(data []byte) (*Schematic, []byte, string, error) {
 	return s, canonical, IDOf(canonical), nil
 }
 
+// ErrNaNKey is wrapped (in an InvalidError) when overlay options use a YAML NaN (.nan, .NaN, !!float nan) as a
+// mapping key.
+var ErrNaNKey = errors.New("mapping key .nan is not a number, which never equals itself, so its value cannot be " +
+	"looked up and its place among the keys is random; quote it (\".nan\") to use the text")
+
 // ErrUnstable is wrapped (in an InvalidError) when a schematic's canonical form does not parse back to the same
 // canonical form.
 var ErrUnstable = errors.New("schematic has no stable canonical form")
@@ -155,6 +166,10 @@ func parse(data []byte) (*Schematic, []byte, error) {
 
 	if s.Owner != "" {
 		return nil, nil, &InvalidError{Err: ErrOwnerNotSupported}
+	}
+
+	if err := findNaNKey("overlay options", s.Overlay.Options); err != nil {
+		return nil, nil, &InvalidError{Err: err}
 	}
 
 	canonical, err := s.Marshal()
@@ -172,6 +187,52 @@ func parse(data []byte) (*Schematic, []byte, error) {
 	}
 
 	return s, canonical, nil
+}
+
+// findNaNKey looks for a NaN mapping key anywhere under an options value. The stability check in parse cannot be
+// trusted to catch one, because the canonical text it compares is itself written in random map order. Keys are
+// visited sorted, so a body with several NaN keys is refused with the same path every time.
+func findNaNKey(path string, v any) error {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			if err := findNaNKey(path+" "+k, v[k]); err != nil {
+				return err
+			}
+		}
+	case map[any]any:
+		// Two keys can print alike (1 and "1"), so both subtrees are kept, not looked up by their text.
+		type entry struct {
+			key   string
+			value any
+		}
+
+		entries := make([]entry, 0, len(v))
+
+		for k, value := range v {
+			if f, ok := k.(float64); ok && math.IsNaN(f) {
+				return fmt.Errorf("%s: %w", path, ErrNaNKey)
+			}
+
+			entries = append(entries, entry{fmt.Sprint(k), value})
+		}
+
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
+
+		for _, e := range entries {
+			if err := findNaNKey(path+" "+e.key, e.value); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, item := range v {
+			if err := findNaNKey(fmt.Sprintf("%s[%d]", path, i), item); err != nil {
+				return err
+			}
+		}
+	}
+
+	return nil
 }
 
 func decode(data []byte) (*Schematic, error) {

@@ -418,6 +418,13 @@ func TestUnmarshalErrors(t *testing.T) {
 		{name: "whitespace-only body", in: "  \n\n", want: "EOF", is: io.EOF},
 		{name: "syntax error", in: "customization: [", want: "yaml: line 2: did not find expected node content"},
 		{
+			name: "NaN key in options",
+			in:   "overlay:\n  options:\n    x: [{y: {.nan: a}}]\n",
+			want: "overlay options x[0] y: mapping key .nan is not a number, which never equals itself, so its value " +
+				"cannot be looked up and its place among the keys is random; quote it (\".nan\") to use the text",
+			is: schematic.ErrNaNKey,
+		},
+		{
 			name: "options without a stable canonical form",
 			in:   "overlay:\n  options:\n    x: {1: a, 1.0: b}\n",
 			is:   schematic.ErrUnstable,
@@ -492,4 +499,40 @@ func TestAccessors(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, s.HasOverlay())
 	require.Empty(t, s.Extensions())
+}
+
+// TestNaNKey is the issue 18 case: a YAML NaN (.nan) used as a mapping key inside overlay options. NaN never equals
+// itself, so the key's value could not be looked up (it was written as null) and, next to other keys, the sorted
+// order depended on Go's random map order: the same body gave a different ID, or an ErrUnstable refusal, from one
+// POST to the next. Such a key is refused, the same way every time; quoted, the same text is an ordinary string key.
+func TestNaNKey(t *testing.T) {
+	t.Parallel()
+
+	for _, in := range []string{
+		"overlay:\n  options:\n    x: {.nan: a}\n",
+		"overlay:\n  options:\n    x: {.nan: a, 1: b, 2: c}\n",
+		"overlay:\n  options:\n    x: {.nan: a, .inf: b}\n",
+		"overlay:\n  options:\n    x: [{y: {.NaN: a, 1: b}}]\n",
+		"overlay:\n  options:\n    b: {.nan: 1, 0: 2}\n    a: {.NAN: 1, 0: 2}\n",
+		"overlay:\n  options:\n    x: {!!float .nan: a, 1: b}\n",
+		"overlay:\n  options:\n    x: {1: {.nan: a}, 1.0: b}\n",
+		"overlay:\n  options:\n    x: {1.0: b, 1: {.nan: a}}\n",
+	} {
+		t.Run(in, func(t *testing.T) {
+			t.Parallel()
+
+			// Go's map order changes from one range to the next, so one refusal proves nothing: ask many times.
+			for range 50 {
+				_, _, _, err := schematic.Normalize([]byte(in))
+				require.ErrorIs(t, err, schematic.ErrNaNKey)
+				require.True(t, schematic.IsInvalid(err))
+			}
+		})
+	}
+
+	s, canonical, _, err := schematic.Normalize([]byte("overlay:\n  options:\n    x: {\".nan\": a, 1: b}\n"))
+	require.NoError(t, err)
+	require.Equal(t, "overlay:\n    image: \"\"\n    name: \"\"\n    options:\n        x:\n"+
+		"            1: b\n            \".nan\": a\ncustomization: {}\n", string(canonical))
+	require.Equal(t, map[any]any{".nan": "a", 1: "b"}, s.Overlay.Options["x"])
 }
