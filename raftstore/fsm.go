@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,12 @@ func openStateDB(path string) (*bbolt.DB, uint64, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: boltTimeout})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open state %s: %w", path, err)
+	}
+	// It holds what the Raft log holds (the cluster's private keys): only the node's user reads it, whatever mode a
+	// copy or an older version left it with (bbolt's mode applies only to a file it creates).
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, 0, fmt.Errorf("restrict state %s: %w", path, err)
 	}
 	var applied uint64
 	err = db.Update(func(tx *bbolt.Tx) error {
