@@ -59,6 +59,10 @@ type Config struct {
 	Logger          *slog.Logger
 	// Tune shortens timers for clusters on loopback (tests).
 	Tune *Tune
+	// StaleReads is for tests only: reads skip the leader check and serve this member's replica as it is, so the
+	// linearizability check (e2e/netns, TestNetnsLinearizable) can show that it catches stale reads. Never set it
+	// in production: a member cut off from its quorum would answer with old settings and "not found".
+	StaleReads bool
 }
 
 // Tune overrides timers that suit a LAN but slow tests down.
@@ -78,6 +82,8 @@ type Cluster struct {
 	raft    *raftMembers
 	view    *view
 	current currency // whether this member has caught up with the log as it stood when it started
+	// staleReads skips the leader check of reads (Config.StaleReads: tests only).
+	staleReads bool
 }
 
 // New starts gossip (joining the seeds in the background); Run keeps the Raft configuration and the view in line
@@ -104,7 +110,7 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 		return nil, fmt.Errorf("join the cluster: %w", err)
 	}
 
-	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m,
+	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m, staleReads: cfg.StaleReads,
 		view: newView(cfg.NodeName, cfg.URL, peerBase(cfg.URL, cfg.PeerURL), ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
 	c.raft = newRaftMembers(store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, cfg.Logger)
 	c.raft.removeSelf = c.removeFromRaft
