@@ -4,9 +4,11 @@
 // them, and everything that goes through the leader: writes forwarded from any member, read indexes, and records
 // a member lacks read from the leader instead of waited for.
 //
-// Guarantee: a write returns once committed and applied here (read-your-writes from any member); a member is
-// ready only once it has applied the log as far as the leader had it when the member came back; a member never
-// bootstraps a second cluster while a seed it was given might still answer.
+// Guarantee: a write returns once committed and applied here (read-your-writes from any member); a read of this
+// member's replica after ConfirmRead, and a record read from the leader, sees every write acknowledged before it
+// (linearizable, checked by e2e/netns TestNetnsLinearizable); a member is ready only once it has applied the log
+// as far as the leader had it when the member came back; a member never bootstraps a second cluster while a seed
+// it was given might still answer.
 //
 // It takes the replicated store (raftstore) and the peer client; it knows nothing of assets, catalogs or keys.
 package cluster
