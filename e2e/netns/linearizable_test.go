@@ -544,11 +544,15 @@ func illegalKeys(ops []porcupine.Operation) string {
 		if !porcupine.CheckOperations(linearModel, part) {
 			key := part[0].Input.(linearInput).Key
 			if key != settingsKey {
-				key = "schematic " + key
+				key = "schematic " + key[:12]
 			}
 
 			names = append(names, fmt.Sprintf("%s (%d operations)", key, len(part)))
 		}
+	}
+
+	if len(names) > 5 {
+		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
 	}
 
 	return strings.Join(names, ", ")
