@@ -249,6 +249,11 @@ func (n *Node) openStore() error {
 	return nil
 }
 
+// staleReadsEnv, set to 1, makes reads skip the leader check (cluster.Config.StaleReads). It exists for one test
+// only: the linearizability check in e2e/netns runs a cluster with it to show that the check catches stale reads.
+// It is read here and nowhere else, and is no flag so that nobody turns it on by accident.
+const staleReadsEnv = "EDGEFACTORY_TEST_STALE_READS"
+
 // clusterConfig is this member's part in the cluster as configured.
 func (n *Node) clusterConfig() cluster.Config {
 	cfg := n.cfg
@@ -257,6 +262,10 @@ func (n *Node) clusterConfig() cluster.Config {
 		GossipListen: cfg.GossipListen, GossipAdvertise: cfg.GossipAdvertise, Join: cfg.Join, GossipKey: cfg.GossipKey,
 		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
 		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log, Registerer: n.reg,
+		StaleReads: os.Getenv(staleReadsEnv) == "1",
+	}
+	if cc.StaleReads {
+		n.log.Warn("reads skip the Raft leader check and may be stale: " + staleReadsEnv + "=1 is for tests only")
 	}
 	if n.secure != nil {
 		cc.PeerURL = "https://" + n.secure.port.Addr().String()
@@ -331,7 +340,7 @@ func (n *Node) open() error {
 	}
 
 	n.settings = settings.New(settings.Config{
-		Store: store, Leader: n.cluster, Initial: cfg.initialSettings(), Apply: n.applySettings,
+		Store: store, Leader: n.cluster, Confirm: n.cluster.ConfirmRead, Initial: cfg.initialSettings(), Apply: n.applySettings,
 		Logger: n.log.With("component", "settings"),
 	})
 	n.settingsChanged = make(chan struct{}, 1)

@@ -96,9 +96,12 @@ func TestClusterSettings(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return m.do(t, "GET", "/versions?broken=true", "", nil).Body == `["v1.12.0"]`+"\n"
 		}, 10*time.Second, 50*time.Millisecond, "%s lists the broken version", m.name)
-		st := c.status(t, m)
-		assert.Equal(t, 3, st.Ring.Replicas, "%s places assets on 3 members", m.name)
-		assert.Equal(t, int64(1<<30), st.Cache.BudgetBytes, "%s keeps its cache within the cluster's budget", m.name)
+		// GET answers with the cluster's settings at once (a linearizable read); each member puts them in force
+		// at its next read of its replica, twice a second.
+		require.Eventually(t, func() bool { return c.status(t, m).Ring.Replicas == 3 }, 10*time.Second,
+			50*time.Millisecond, "%s places assets on 3 members", m.name)
+		require.Eventually(t, func() bool { return c.status(t, m).Cache.BudgetBytes == 1<<30 }, 10*time.Second,
+			50*time.Millisecond, "%s keeps its cache within the cluster's budget", m.name)
 	}
 
 	// The leader goes; the new one runs a catalog round under the cluster's settings, not its own flags.

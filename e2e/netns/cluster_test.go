@@ -124,6 +124,7 @@ type cluster struct {
 	urls  map[int]string      // node index → http://<mgmt IP>:8080
 	procs map[int]*os.Process // node index → its process
 	logs  map[int]*e2e.SyncBuffer
+	args  map[int][]string // node index → the arguments it was started with (restart starts it again with them)
 }
 
 // startCluster runs the synthetic upstream in the bridge namespace and one node per node namespace (with extraArgs
@@ -173,7 +174,8 @@ func startNodesOf(t testing.TB, lab *Lab, members int, secure bool, args ...stri
 		t.Setenv("EDGEFACTORY_MKSQUASHFS", filepath.Join(root, "build/hosttools/squashfs-tools/usr/bin/mksquashfs"))
 	}
 
-	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}, logs: map[int]*e2e.SyncBuffer{}}
+	c := &cluster{lab: lab, urls: map[int]string{}, procs: map[int]*os.Process{}, logs: map[int]*e2e.SyncBuffer{},
+		args: map[int][]string{}}
 
 	keyFile := filepath.Join(t.TempDir(), "release.pub")
 	require.NoError(t, os.WriteFile(keyFile, synthetic.PublicKeyPEM(), 0o644))
@@ -229,7 +231,8 @@ func startNodesOf(t testing.TB, lab *Lab, members int, secure bool, args ...stri
 			flags = append(flags, "--raft-listen", NodeIP(i)+":7947", "--cluster-secret", clusterSecret)
 		}
 
-		c.procs[i], c.logs[i] = startLoggedIn(t, lab, i, NodeNS(i), append(flags, args...)...)
+		c.args[i] = append(flags, args...)
+		c.procs[i], c.logs[i] = startLoggedIn(t, lab, i, NodeNS(i), c.args[i]...)
 		c.urls[i] = fmt.Sprintf("http://%s:%d", MgmtIP(i), httpPort)
 	}
 
@@ -238,6 +241,14 @@ func startNodesOf(t testing.TB, lab *Lab, members int, secure bool, args ...stri
 	}
 
 	return c
+}
+
+// restart starts node i again, on its data directory and with its arguments, after the test killed it; the new
+// process's logs replace the old one's.
+func (c *cluster) restart(t testing.TB, i int) {
+	t.Helper()
+
+	c.procs[i], c.logs[i] = startLoggedIn(t, c.lab, i, NodeNS(i)+" (restarted)", c.args[i]...)
 }
 
 func waitOK(t testing.TB, url string, within time.Duration, what string) {

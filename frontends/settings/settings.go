@@ -241,8 +241,9 @@ func invalid(msg string) error { return frontends.NewError(frontends.ClassInvali
 
 // Store reads and changes the cluster settings.
 type Store interface {
-	// Settings returns the settings in force.
-	Settings() Settings
+	// Read returns the cluster's settings, including every change acknowledged before the call through any
+	// member (a linearizable read); it fails when no Raft leader can confirm them.
+	Read(ctx context.Context) (Settings, error)
 	// Change applies a change checked by Parse on behalf of who, and returns the settings after it.
 	Change(ctx context.Context, change map[string]any, who string) (Settings, error)
 }
@@ -269,7 +270,14 @@ func (a *API) Mount(r chi.Router) {
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	frontends.WriteDocument(w, r, http.StatusOK, a.Store.Settings())
+	s, err := a.Store.Read(r.Context())
+	if err != nil {
+		frontends.WriteError(w, r, a.Logger, err)
+
+		return
+	}
+
+	frontends.WriteDocument(w, r, http.StatusOK, s)
 }
 
 // put changes the settings the body names, as a JSON object of setting → value; the others keep their values.

@@ -4,9 +4,11 @@
 // them, and everything that goes through the leader: writes forwarded from any member, read indexes, and records
 // a member lacks read from the leader instead of waited for.
 //
-// Guarantee: a write returns once committed and applied here (read-your-writes from any member); a member is
-// ready only once it has applied the log as far as the leader had it when the member came back; a member never
-// bootstraps a second cluster while a seed it was given might still answer.
+// Guarantee: a write returns once committed and applied here (read-your-writes from any member); a read of this
+// member's replica after ConfirmRead, and a record read from the leader, sees every write acknowledged before it
+// (linearizable, checked by e2e/netns TestNetnsLinearizable); a member is ready only once it has applied the log
+// as far as the leader had it when the member came back; a member never bootstraps a second cluster while a seed
+// it was given might still answer.
 //
 // It takes the replicated store (raftstore) and the peer client; it knows nothing of assets, catalogs or keys.
 package cluster
@@ -59,6 +61,10 @@ type Config struct {
 	Logger          *slog.Logger
 	// Tune shortens timers for clusters on loopback (tests).
 	Tune *Tune
+	// StaleReads is for tests only: reads skip the leader check and serve this member's replica as it is, so the
+	// linearizability check (e2e/netns, TestNetnsLinearizable) can show that it catches stale reads. Never set it
+	// in production: a member cut off from its quorum would answer with old settings and "not found".
+	StaleReads bool
 }
 
 // Tune overrides timers that suit a LAN but slow tests down.
@@ -78,6 +84,8 @@ type Cluster struct {
 	raft    *raftMembers
 	view    *view
 	current currency // whether this member has caught up with the log as it stood when it started
+	// staleReads skips the leader check of reads (Config.StaleReads: tests only).
+	staleReads bool
 }
 
 // New starts gossip (joining the seeds in the background); Run keeps the Raft configuration and the view in line
@@ -104,7 +112,7 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 		return nil, fmt.Errorf("join the cluster: %w", err)
 	}
 
-	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m,
+	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m, staleReads: cfg.StaleReads,
 		view: newView(cfg.NodeName, cfg.URL, peerBase(cfg.URL, cfg.PeerURL), ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
 	c.raft = newRaftMembers(store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, cfg.Logger)
 	c.raft.removeSelf = c.removeFromRaft

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/edgefactory/edgefactory/frontends"
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/raftstore"
 )
@@ -19,6 +20,10 @@ import (
 // applying everything acknowledged so far; elsewhere from the leader over the peer API. It does not wait for an
 // election; failing for want of a leader, it returns an error retryable reports as such.
 func (c *Cluster) leaderRecord(ctx context.Context, kind, id string) ([]byte, bool, error) {
+	if c.staleReads {
+		return c.store.Record(kind, id)
+	}
+
 	if c.store.IsLeader() {
 		_, err := c.store.ReadIndex(ctx)
 		if err == nil {
@@ -37,6 +42,32 @@ func (c *Cluster) leaderRecord(ctx context.Context, kind, id string) ([]byte, bo
 	}
 
 	return c.peers.Record(ctx, base, kind, id)
+}
+
+// ConfirmRead returns once this member has applied every write acknowledged before it was called (the leader's
+// read index), so that what it then reads from its own replica is linearizable: no older than a write any member
+// has already answered for. Replicas lag the leader by the replication delay, and a member cut off from its quorum
+// (or a deposed leader that has not noticed yet) would otherwise answer with what it had: a read confirmed here
+// either sees the latest acknowledged write or fails. Like a write it waits through an election, and answers
+// Unavailable (503) when no leader is reachable.
+func (c *Cluster) ConfirmRead(ctx context.Context) error {
+	if c.staleReads {
+		return nil
+	}
+
+	return c.withLeader(ctx, "confirm a read with the Raft leader", func(ctx context.Context) error {
+		idx, err := c.leaderReadIndex(ctx)
+		if err != nil {
+			return err
+		}
+
+		if err := c.store.WaitApplied(ctx, idx); err != nil {
+			return frontends.NewError(frontends.ClassUnavailable, fmt.Sprintf(
+				"node %s has not applied the Raft log as far as the leader's read index %d yet", c.name, idx), err)
+		}
+
+		return nil
+	})
 }
 
 // leaderJSON reads a JSON record from the leader into out; see leaderRecord.

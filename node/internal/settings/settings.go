@@ -35,6 +35,10 @@ type Config struct {
 	Store Reader
 	// Leader commits writes (the leader's store, or a member forwarding to it).
 	Leader raftstore.Applier
+	// Confirm returns once Store holds every change acknowledged before it was called (the Raft leader's read
+	// index), or fails when that cannot be known (no leader reachable); Read calls it first. Nil: Read answers
+	// from Store as it is.
+	Confirm func(context.Context) error
 	// Initial are this member's configured values: in force until Raft holds the cluster's, and recorded by Ensure.
 	Initial api.Settings
 	// Poll is how often the replica is read for changes (default 500 ms: a bbolt read).
@@ -78,6 +82,28 @@ func (k *Keeper) Settings() api.Settings {
 	s.BrokenVersions = slices.Clone(s.BrokenVersions)
 
 	return s
+}
+
+// Read returns the cluster's settings as of now, for a client to see: every change acknowledged before the call,
+// through whichever member (linearizable), rather than what this member adopted at its last poll or what a member
+// cut off from its quorum still holds. It fails, Unavailable, when no Raft leader can confirm the replica.
+func (k *Keeper) Read(ctx context.Context) (api.Settings, error) {
+	if k.cfg.Confirm != nil {
+		if err := k.cfg.Confirm(ctx); err != nil {
+			return api.Settings{}, err
+		}
+	}
+
+	raw, ok, err := k.cfg.Store.Setting(Key)
+	if err != nil {
+		return api.Settings{}, fmt.Errorf("read cluster settings: %w", err)
+	}
+
+	if !ok { // a new cluster whose leader has not recorded them yet: this member's own values are in force
+		return k.Settings(), nil
+	}
+
+	return k.decode(raw)
 }
 
 // Replicas is the replica count in force (asked on every placement, so without a copy of the whole document).
