@@ -109,6 +109,7 @@ type Builder struct {
 	closed  bool
 	queued  int
 	running int
+	started int64 // builds begun, for Stats
 }
 
 // New makes a Builder. It sets SOURCE_DATE_EPOCH and TMPDIR for the whole process: the Talos imager reads both
@@ -164,9 +165,11 @@ func New(cfg Config) (*Builder, error) {
 	}, nil
 }
 
-// Stats are the numbers of builds running and waiting for a slot.
+// Stats are the numbers of builds running and waiting for a slot, and of builds started since the builder was made
+// (each run of the imager or talosctl copy counted once when it begins, whatever its outcome).
 type Stats struct {
 	Running, Queued int
+	Started         int64
 }
 
 // Stats reports the current load.
@@ -174,7 +177,7 @@ func (b *Builder) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	return Stats{Running: b.running, Queued: b.queued}
+	return Stats{Running: b.running, Queued: b.queued, Started: b.started}
 }
 
 // Close cancels every build and waits until each has stopped and cleaned up. Builds started later fail.
@@ -251,6 +254,10 @@ func (b *Builder) BuildReporting(ctx context.Context, r recipe.Recipe, report Re
 		if slot {
 			defer b.release()
 		}
+
+		b.mu.Lock()
+		b.started++
+		b.mu.Unlock()
 
 		defer cancel()
 		defer stopOnClose()

@@ -263,7 +263,9 @@ func TestBuildOnce(t *testing.T) {
 
 	wg.Wait()
 	require.Len(t, bodies, 1, "every client received identical bytes")
-	assert.Equal(t, 1.0, n.metric(t, "edgefactory_builds_total"), "exactly one build")
+	require.True(t, waitFor(time.Minute, func() bool { return n.Status().Builds.Running == 0 }), "still building")
+	assert.Equal(t, 1.0, n.metric(t, "edgefactory_build_starts_total"), "exactly one build begun")
+	assert.Zero(t, n.metric(t, "edgefactory_build_conflicts_total"), "a second build lost to the first")
 
 	n.stop()
 
@@ -271,7 +273,7 @@ func TestBuildOnce(t *testing.T) {
 	resp := again.do(t, "GET", path, "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, bodies, sha256Hex(resp.Body))
-	assert.Equal(t, 0.0, again.metric(t, "edgefactory_builds_total"), "served after restart without rebuilding")
+	assert.Equal(t, 0.0, again.metric(t, "edgefactory_build_starts_total"), "served after restart without rebuilding")
 	assert.Equal(t, 1.0, again.metric(t, "edgefactory_cache_hits_total"))
 }
 

@@ -293,7 +293,7 @@ func TestClusterFiveNodes(t *testing.T) {
 // the nodes, cause exactly one build cluster-wide, and every client receives identical, complete bytes.
 func checkBootStorm(t *testing.T, c *cluster) {
 	id := c.live()[0].createSchematic(t, `customization: {extraKernelArgs: [storm]}`)
-	before := c.builds(t)
+	before := c.buildStarts(t)
 	require.Zero(t, before, "a fresh cluster")
 	start := time.Now()
 	results := storm(c.live(), "/image/"+id+"/v1.13.0/metal-amd64.iso", 200)
@@ -310,7 +310,7 @@ func checkBootStorm(t *testing.T, c *cluster) {
 	}
 
 	assert.Len(t, shas, 1, "every client received identical bytes")
-	assert.Equal(t, before+1, c.builds(t), "exactly one build cluster-wide")
+	assert.Equal(t, before+1, c.buildStarts(t), "exactly one build begun cluster-wide")
 	t.Logf("200 requests over %d nodes: %s, %d bytes each", len(c.live()), elapsed.Round(time.Millisecond),
 		results[0].size)
 }

@@ -42,21 +42,26 @@ func BenchmarkBootStorm(b *testing.B) {
 		round++
 		id := first.createSchematic(b, fmt.Sprintf(`customization: {extraKernelArgs: [bench-storm=%d]}`, round))
 		path := "/image/" + id + "/v1.13.0/metal-amd64.iso"
-		before := c.builds(b)
+		before := c.buildStarts(b)
 		start := time.Now()
 		results := stormWith(basesOf(c.live()), path, 200, false)
 		stormTime += time.Since(start)
-		builds += c.builds(b) - before
 
 		b.StopTimer()
 
-		checkStorm(b, results)
+		storms := c.buildStarts(b) - before
+		require.Equal(b, 1.0, storms, "a storm must cause exactly one build")
+		builds += storms
+
+		digest := "sha256:" + results[0].header.Get("X-Content-Sha256")
+		want := fileCRC(b, c.holderOf(b, digest).BlobPath(digest)) // the recorded bytes, hashed by the store
+		checkStorm(b, results, want)
 
 		start = time.Now()
-		checkStorm(b, stormWith(basesOf(c.live()), path, 200, false))
+		checkStorm(b, stormWith(basesOf(c.live()), path, 200, false), want)
 		cachedTime += time.Since(start)
 
-		bareTime += bare.storm(b, c, "sha256:"+results[0].header.Get("X-Content-Sha256"))
+		bareTime += bare.storm(b, c, digest, want)
 
 		build, transfer := buildThenTransfer(b, c, round)
 		buildTime += build
@@ -112,20 +117,10 @@ func startBareServers(b *testing.B, n int) *bareServers {
 
 // storm times the storm's 200 requests for a node's stored copy of digest. Like the cached storm it runs on
 // connections that have carried a storm before (a first storm on new connections is slower).
-func (s *bareServers) storm(b *testing.B, c *cluster, digest string) time.Duration {
+func (s *bareServers) storm(b *testing.B, c *cluster, digest, want string) time.Duration {
 	b.Helper()
 
-	var file string
-
-	for _, m := range c.live() {
-		if m.HasBlob(digest) {
-			file = m.BlobPath(digest)
-
-			break
-		}
-	}
-
-	require.NotEmpty(b, file, "a node holds %s", digest)
+	file := c.holderOf(b, digest).BlobPath(digest)
 	s.path.Store(&file)
 
 	var took time.Duration
@@ -135,18 +130,33 @@ func (s *bareServers) storm(b *testing.B, c *cluster, digest string) time.Durati
 		results := stormWith(s.bases, "/", 200, false)
 		took = time.Since(start)
 
-		checkStorm(b, results)
+		checkStorm(b, results, want)
 	}
 
 	return took
 }
 
-// checkStorm: every download is complete and names the same digest.
-func checkStorm(b *testing.B, results []fetched) {
+// checkStorm: every download is complete and its bytes are the recorded asset's (want: their CRC-32C).
+func checkStorm(b *testing.B, results []fetched, want string) {
 	for i, r := range results {
 		require.True(b, r.complete(), "request %d: %v", i, r.err)
-		require.Equal(b, results[0].header.Get("ETag"), r.header.Get("ETag"), "request %d", i)
+		require.Equal(b, want, r.crc, "request %d: the bytes differ from the recorded asset", i)
 	}
+}
+
+// holderOf is a live member storing digest.
+func (c *cluster) holderOf(t testing.TB, digest string) *member {
+	t.Helper()
+
+	for _, m := range c.live() {
+		if m.HasBlob(digest) {
+			return m
+		}
+	}
+
+	require.Failf(t, "no holder", "no live member stores %s", digest)
+
+	return nil
 }
 
 // buildThenTransfer times one build of a fresh ISO through its owner, then its first download through a node that

@@ -104,7 +104,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	return &Service{
 		store: cfg.Store, cas: cfg.CAS, builder: cfg.Builder, cluster: cfg.Members, leader: cfg.Leader,
-		peers: cfg.Peers, replicas: cfg.Replicas, metrics: newMetrics(cfg.Registerer), log: cfg.Logger,
+		peers: cfg.Peers, replicas: cfg.Replicas, metrics: newMetrics(cfg.Registerer, cfg.Builder), log: cfg.Logger,
 		bg: cfg.Background, inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
 		lost: map[string]time.Time{}, failed: map[string]failedBuild{},
 	}

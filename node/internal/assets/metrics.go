@@ -1,6 +1,10 @@
 package assets
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgefactory/edgefactory/imager"
+)
 
 // metrics are the asset service's counters.
 type metrics struct {
@@ -12,7 +16,7 @@ type metrics struct {
 	peerVerifyFailures prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, builder *imager.Builder) *metrics {
 	m := &metrics{
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgefactory_cache_hits_total",
@@ -41,6 +45,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 
+	// Counted as a build begins, not when it ends: a duplicate still running, or one whose record never reached
+	// Raft, is seen (tests assert exactly one build by it).
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "edgefactory_build_starts_total",
+		Help: "Builds begun on this node (the imager started), whatever their outcome.",
+	}, func() float64 { return float64(builder.Stats().Started) }))
 	reg.MustRegister(m.cacheHits, m.builds, m.buildSeconds, m.buildConflicts, m.peerFetches, m.peerVerifyFailures)
 
 	return m
