@@ -161,6 +161,8 @@ type tuning struct {
 	// noNetbootServer: Run starts no proxyDHCP and TFTP listeners, nor the wait for the iPXE binaries (tests, which
 	// must not bind port 67, call that wait themselves).
 	noNetbootServer bool
+	// now replaces the clock of what a member remembers about copies that went wrong (assets.Config.Now).
+	now func() time.Time
 }
 
 // ClusterUpstream as the upstream registry makes the cluster its own upstream: release inputs come from the images
@@ -442,6 +444,15 @@ func (c *Config) validate() error {
 
 // peerSilence is how long a peer may say nothing before it is abandoned: peer.SilenceTimeout unless a test
 // shortened it.
+// copyClock is the clock of what the member remembers about copies that went wrong (nil: the real one).
+func (c Config) copyClock() func() time.Time {
+	if c.tune != nil {
+		return c.tune.now
+	}
+
+	return nil
+}
+
 func (c Config) peerSilence() time.Duration {
 	if c.tune != nil && c.tune.peerSilence > 0 {
 		return c.tune.peerSilence

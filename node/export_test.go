@@ -34,6 +34,17 @@ func WithFastGossip(cfg Config) Config {
 	return cfg
 }
 
+// WithClock sets the clock of what the member remembers about copies that went wrong (tests move it forward).
+func WithClock(cfg Config, now func() time.Time) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.now = now
+
+	return cfg
+}
+
 // WithPeerSilence shortens how long a peer may send nothing (no answer, no heartbeat, no bytes) before a request
 // to it is abandoned for the next holder.
 func WithPeerSilence(cfg Config, d time.Duration) Config {

@@ -353,6 +353,7 @@ func (n *Node) open() error {
 	n.assets = assets.New(assets.Config{
 		Store: store, CAS: n.cas, Builder: n.builder, Members: n.cluster, Leader: n.cluster, Peers: n.peers,
 		Replicas: n.settings.Replicas, Background: n.ctx, Registerer: n.reg, Logger: n.log.With("component", "assets"),
+		Now: cfg.copyClock(),
 	})
 
 	n.registry = registry.New(registry.Config{

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,8 +109,14 @@ func assertGaveUpAfter(t *testing.T, elapsed, silence time.Duration) {
 // not match its digest. Both senders are asked to check their copies (the one that started it is the culprit: it
 // drops its copy, the healthy one keeps its own), and a client resuming the broken download from this node gets
 // the whole asset again (200), not the missing end of it: its beginning came from the rotten copy.
+//
+// Controls: the same resume through a member with no corruption history gets 206, and once the asking member's
+// memory of the bad copy has passed (badSourceMemory, 10 minutes, on a test clock) it gets 206 again.
 func TestClusterCorruptResumedCopy(t *testing.T) {
-	c, relays := startRelayedCluster(t, 3)
+	var shift atomic.Int64 // how far the members' copy-health clock is ahead of the real one
+
+	clock := func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
+	c, relays := startRelayedCluster(t, 3, func(_ int, cfg *node.Config) { *cfg = node.WithClock(*cfg, clock) })
 
 	leader := c.leader(t)
 
@@ -150,25 +158,57 @@ func TestClusterCorruptResumedCopy(t *testing.T) {
 	relays[rotten.index].cutAfter(-1)
 
 	assert.Greater(t, asker.metric(t, "edgefactory_peer_verify_failures_total"), failures, "the mismatch is counted")
+	assertNoCorruptCopy(t, asker, digest)
 	assert.True(t, waitFor(10*time.Second, func() bool { return !rotten.HasBlob(digest) }),
 		"the holder that began the copy was asked to check its copy, and dropped it")
 	assert.True(t, healthy.HasBlob(digest), "the healthy holder keeps its copy")
 
 	// The client resumes where its download broke, naming the asset it had begun.
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, asker.base+path, nil)
-	require.NoError(t, err)
-	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", broken.size))
-	req.Header.Set("If-Range", good.header.Get("ETag"))
+	resume := func(m *member) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, m.base+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", broken.size))
+		req.Header.Set("If-Range", good.header.Get("ETag"))
 
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
 
-	defer resp.Body.Close()
+		defer resp.Body.Close()
 
-	body, err := io.ReadAll(resp.Body)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+
+		return resp.StatusCode, string(body)
+	}
+
+	status, body := resume(asker)
+	assert.Equal(t, http.StatusOK, status, "a resumed download of a copy that went wrong starts over")
+	assert.Equal(t, good.sha, sha256Hex(body), "the whole asset, right")
+	assertNoCorruptCopy(t, asker, digest)
+
+	status, body = resume(healthy) // no corruption history there
+	assert.Equal(t, http.StatusPartialContent, status, "the same resume through %s, which saw no bad copy",
+		healthy.name)
+	assert.Equal(t, good.size-broken.size, int64(len(body)), "the rest of the asset")
+
+	shift.Store(int64(10*time.Minute + time.Second)) // the asker's memory of the bad copy has passed
+
+	status, body = resume(asker)
+	assert.Equal(t, http.StatusPartialContent, status, "resumed after the 10-minute window")
+	assert.Equal(t, good.size-broken.size, int64(len(body)), "the rest of the asset")
+}
+
+// assertNoCorruptCopy checks that m stores no copy of digest, or only one whose bytes match it.
+func assertNoCorruptCopy(t *testing.T, m *member, digest string) {
+	t.Helper()
+
+	if !m.HasBlob(digest) {
+		return
+	}
+
+	data, err := os.ReadFile(m.BlobPath(digest))
 	require.NoError(t, err)
-	assert.Equal(t, http.StatusOK, resp.StatusCode, "a resumed download of a copy that went wrong starts over")
-	assert.Equal(t, good.sha, sha256Hex(string(body)), "the whole asset, right")
+	assert.Equal(t, digest, "sha256:"+sha256Hex(string(data)), "%s keeps a corrupt copy", m.name)
 }
 
 // startRelayedCluster starts a cluster on the real release whose members reach each other's HTTP through relays

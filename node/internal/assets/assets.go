@@ -68,6 +68,8 @@ type Config struct {
 	Background context.Context //nolint:containedctx // a lifetime, not a request
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Now is the clock of what a member remembers about copies that went wrong (nil: time.Now; tests move it).
+	Now func() time.Time
 }
 
 // Service finds an asset by recipe key, along the miss path (docs/architecture.md): the replicated index says which
@@ -84,7 +86,8 @@ type Service struct {
 	replicas func() int // the cluster setting in force
 	metrics  *metrics
 	log      *slog.Logger
-	bg       context.Context //nolint:containedctx // the member's lifetime: background transfers end with it
+	bg       context.Context  //nolint:containedctx // the member's lifetime: background transfers end with it
+	now      func() time.Time // Config.Now
 
 	flight singleflight.Group // per recipe key: one build, or one request to the owner, per member
 
@@ -102,10 +105,14 @@ type Service struct {
 
 // New makes the asset service and registers its metrics.
 func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+
 	return &Service{
 		store: cfg.Store, cas: cfg.CAS, builder: cfg.Builder, cluster: cfg.Members, leader: cfg.Leader,
 		peers: cfg.Peers, replicas: cfg.Replicas, metrics: newMetrics(cfg.Registerer, cfg.Builder), log: cfg.Logger,
-		bg: cfg.Background, inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
+		bg: cfg.Background, now: cfg.Now, inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
 		lost: map[string]time.Time{}, failed: map[string]failedBuild{},
 	}
 }

@@ -18,7 +18,7 @@ const badSourceMemory = 10 * time.Minute
 // of failing the same way again.
 func (s *Service) markLost(digest string) {
 	s.mu.Lock()
-	s.lost[digest] = time.Now()
+	s.lost[digest] = s.now()
 	s.mu.Unlock()
 }
 
@@ -28,7 +28,7 @@ func (s *Service) lostRecently(digest string) bool {
 	defer s.mu.Unlock()
 
 	when, ok := s.lost[digest]
-	if ok && time.Since(when) >= badSourceMemory {
+	if ok && s.now().Sub(when) >= badSourceMemory {
 		delete(s.lost, digest)
 
 		return false
@@ -64,7 +64,7 @@ func (s *Service) badSourcesLocked(digest string) []string {
 	var names []string
 
 	for name, when := range s.bad[digest] {
-		if time.Since(when) < badSourceMemory {
+		if s.now().Sub(when) < badSourceMemory {
 			names = append(names, name)
 		} else {
 			delete(s.bad[digest], name)
@@ -83,7 +83,7 @@ func (s *Service) markBad(digest, name string) {
 	if s.bad[digest] == nil {
 		s.bad[digest] = map[string]time.Time{}
 	}
-	s.bad[digest][name] = time.Now()
+	s.bad[digest][name] = s.now()
 	s.mu.Unlock()
 
 	if base, ok := s.cluster.PeerURL(name); ok {

@@ -26,6 +26,7 @@ type transfer struct {
 	verified bool      // the bytes match the digest: the last byte may go out
 	err      error     // set when the transfer failed; readers fail with it
 	readers  int
+	waiting  int // readers blocked in awaitLocked (tests wait for a request to be held)
 	closed   bool
 	done     chan struct{} // closed when the transfer is over (stored, or failed for good)
 }
@@ -222,7 +223,9 @@ func (t *transfer) awaitLocked(ctx context.Context, ready func() bool) error {
 			return ctx.Err()
 		}
 
+		t.waiting++
 		t.changed.Wait()
+		t.waiting--
 	}
 }
 

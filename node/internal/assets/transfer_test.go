@@ -114,46 +114,65 @@ func TestTransferRangeWaitsForVerification(t *testing.T) {
 			require.NoError(t, err)
 			tr.progress()
 
-			fed := make(chan error, 1)
-
-			go func() {
-				time.Sleep(200 * time.Millisecond) // the request below is waiting by then
-				fed <- feed(tr, w, store, data[1<<20:])
-			}()
-
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
-			require.NoError(t, err)
-			req.Header.Set("Range", "bytes=100-199")
-
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				defer resp.Body.Close()
+			type answer struct {
+				status int
+				body   []byte
+				err    error
 			}
 
-			if tc.complete {
-				require.NoError(t, err)
-				require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+			answered := make(chan answer, 1)
 
-				got, err := io.ReadAll(resp.Body)
-				require.NoError(t, err)
-				require.Equal(t, data[100:200], got)
+			go func() {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+				if err != nil {
+					answered <- answer{err: err}
 
+					return
+				}
+
+				req.Header.Set("Range", "bytes=100-199")
+
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					answered <- answer{err: err}
+
+					return
+				}
+				defer resp.Body.Close()
+
+				body, err := io.ReadAll(resp.Body)
+				answered <- answer{resp.StatusCode, body, err}
+			}()
+
+			// The request is held: it waits on the transfer, and nothing has been answered.
+			require.Eventually(t, func() bool {
 				tr.mu.Lock()
-				verified := tr.verified
-				tr.mu.Unlock()
-				require.True(t, verified, "the part went out before the copy was verified")
-				require.NoError(t, <-fed)
+				defer tr.mu.Unlock()
+
+				return tr.waiting > 0
+			}, 10*time.Second, time.Millisecond, "the part asked for was not held back")
+
+			select {
+			case a := <-answered:
+				t.Fatalf("the part of an unverified copy went out: %d %q %v", a.status, a.body, a.err)
+			default:
+			}
+
+			fed := feed(tr, w, store, data[1<<20:])
+			a := <-answered
+
+			if tc.complete {
+				require.NoError(t, fed)
+				require.NoError(t, a.err)
+				require.Equal(t, http.StatusPartialContent, a.status)
+				require.Equal(t, data[100:200], a.body)
 
 				return
 			}
 
-			if err == nil {
-				got, rerr := io.ReadAll(resp.Body)
-				require.False(t, resp.StatusCode == http.StatusPartialContent && rerr == nil && len(got) == 100,
-					"a part of a corrupt copy went out complete: %d %q", resp.StatusCode, got)
-			}
-
-			require.ErrorIs(t, <-fed, cas.ErrDigestMismatch)
+			require.ErrorIs(t, fed, cas.ErrDigestMismatch)
+			require.False(t, a.err == nil && a.status == http.StatusPartialContent && len(a.body) == 100,
+				"a part of a corrupt copy went out complete: %d %q", a.status, a.body)
 		})
 	}
 }
