@@ -11,6 +11,12 @@ export EDGEFACTORY_BUILD_DIR ?= $(CURDIR)/build
 export EDGEFACTORY_PARTS ?= $(EDGEFACTORY_BUILD_DIR)/parts
 export EDGEFACTORY_MKSQUASHFS ?= $(EDGEFACTORY_BUILD_DIR)/hosttools/squashfs-tools/usr/bin/mksquashfs
 
+# Test output goes through scripts/testlog, which prints it as go test does and records each suite (what ran, what
+# skipped and why) under build/test-record for the summary CI ends with (.ci/run). pipefail keeps go test's status.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+TESTLOG = $(GO) run ./scripts/testlog
+
 .PHONY: all build deps run test test-unit test-ui test-boot test-netns test-netboot test-fuzz soak bench bench-serving bench-netns bench-netboot lint clean
 
 all: build
@@ -28,19 +34,21 @@ run: deps build
 test: test-unit test-ui test-boot test-netns test-fuzz
 
 test-unit:
-	$(GO) test -timeout $(TIMEOUT) ./...
+	$(GO) test -json -timeout $(TIMEOUT) ./... | $(TESTLOG) record test-unit
 
 # The web wizard walked in headless Chromium (chromedp; Debian's chromium from make deps), axe-core on every page.
 # Screenshots are test artifacts (under _artifacts/); EDGEFACTORY_UPDATE_SCREENSHOTS=1 refreshes docs/ui-*.png.
 test-ui:
 	mkdir -p $(CURDIR)/build/ui-artifacts
-	$(GO) test -count=1 -timeout $(TIMEOUT) -tags ui -artifacts -outputdir $(CURDIR)/build/ui-artifacts -v ./e2e/ui/
+	$(GO) test -json -count=1 -timeout $(TIMEOUT) -tags ui -artifacts -outputdir $(CURDIR)/build/ui-artifacts -v ./e2e/ui/ \
+		| $(TESTLOG) record -v test-ui
 
 test-boot:
-	$(GO) test -timeout $(TIMEOUT) -tags boot -run 'TestBoot' -v ./e2e/boot/
+	$(GO) test -json -timeout $(TIMEOUT) -tags boot -run 'TestBoot' -v ./e2e/boot/ | $(TESTLOG) record -v test-boot
 
 test-netns:
-	$(GO) test -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/
+	$(GO) test -json -count=1 -timeout $(TIMEOUT) -tags netns -run 'TestNetns' -v ./e2e/netns/ \
+		| $(TESTLOG) record -v test-netns
 
 # The network-boot lab alone (part of test-netns): QEMU guests PXE- and HTTP-boot on the lab's bridge from a site's
 # own dnsmasq + TFTP + nginx and from Edge Factory members (root, qemu, dnsmasq, OVMF, ipxe-qemu, make deps).

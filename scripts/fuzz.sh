@@ -39,3 +39,6 @@ export -f run
 export GO FUZZTIME
 
 printf '%s\n' "${targets[@]}" | xargs -P "$JOBS" -L 1 bash -c 'run "$@"' _
+
+# For the summary CI ends with (scripts/testlog): reached only when every target passed.
+"$GO" run ./scripts/testlog mark test-fuzz ran "(${#targets[@]} fuzz targets, ${FUZZTIME} each)"
