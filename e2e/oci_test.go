@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,24 +26,32 @@ import (
 	"github.com/edgefactory/edgefactory/imager/synthetic/synthetictest"
 )
 
-// TestSkopeoCopyInstaller pulls a cold installer image from `edgefactory dev` with Debian's skopeo, as a user
-// mirroring it would (`skopeo copy --all … oci:DIR`), checks the copy against docs/api.md §5.6, and verifies the
-// index's signature with the cosign CLI when it is installed.
+// TestSkopeoCopyInstaller runs the README's "Installer images" block as written (the dev server's address and a
+// schematic ID in place of 127.0.0.1:8080 and <schematic-id>, the cosign CLI that make deps builds on the PATH):
+// skopeo pulls a cold installer image from `edgefactory dev` into an OCI layout, and cosign verifies its signature
+// with the published key. The copy is then checked against docs/api.md §5.6, and another key must not verify.
 func TestSkopeoCopyInstaller(t *testing.T) {
 	RequireBuilds(t, "skopeo")
 
 	dev := StartDev(t)
+	bin := cosignCLI(t)
 
 	id := dev.CreateSchematic(t, "customization: {}\n")
 
 	image := dev.Addr + "/metal-installer/" + id
-	dir := filepath.Join(t.TempDir(), "oci")
 
-	out, err := exec.Command("skopeo", "copy", "--all", "--src-tls-verify=false",
-		"docker://"+image+":v1.13.0", "oci:"+dir).CombinedOutput()
-	require.NoError(t, err, "skopeo copy:\n%s", out)
+	blocks := ReadmeBlocks(t, "### Installer images", "sh")
+	require.Len(t, blocks, 1, "the section has one block of commands")
 
-	idx, err := layout.ImageIndexFromPath(dir)
+	dir := t.TempDir()
+	script := "export PATH=" + filepath.Dir(bin) + ":$PATH HOME=" + dir + "\n" +
+		strings.ReplaceAll(dev.Rewrite(blocks[0]), "<schematic-id>", id)
+	text, err := runReadmeBlock(t, dir, script, 10*time.Minute)
+	require.NoError(t, err, "the README's installer commands failed:\n%s", text)
+	assert.Contains(t, text, "verified against the specified public key",
+		"cosign verify, as the README runs it:\n%s", text)
+
+	idx, err := layout.ImageIndexFromPath(filepath.Join(dir, "installer"))
 	require.NoError(t, err)
 
 	top, err := idx.IndexManifest()
@@ -68,7 +78,6 @@ func TestSkopeoCopyInstaller(t *testing.T) {
 	checkInstallerLayout(t, installer)
 
 	t.Run("cosign verify", func(t *testing.T) {
-		bin := cosignCLI(t)
 		key := fetchBody(t, dev.URL+"/oci/cosign/signing-key.pub")
 
 		out, ok := cosignVerify(t, bin, image+"@"+digest, key)

@@ -53,3 +53,21 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	})
 }
+
+// TestReadmeFlavors runs the README's "Coming from image-service" block as written against `edgefactory dev`: a
+// flavor is created with the old route and read back by the ID the README names.
+func TestReadmeFlavors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped with -short")
+	}
+
+	dev := StartDev(t)
+	blocks := ReadmeBlocks(t, "## Coming from image-service", "sh")
+	require.Len(t, blocks, 1, "the section has one block of commands")
+
+	out, err := exec.Command("bash", "-euo", "pipefail", "-c", dev.Rewrite(blocks[0])).CombinedOutput()
+	require.NoError(t, err, "the README's flavor commands failed:\n%s", out)
+	assert.Contains(t, string(out), `{"id":"376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"}`,
+		"POST /flavors answers the ID the README reads back")
+	assert.Contains(t, string(out), "customization: {}", "GET /flavors/<id> answers the canonical schematic")
+}
