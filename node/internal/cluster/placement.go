@@ -140,6 +140,10 @@ var ErrNoBuilder = errors.New("may not build")
 // recipe keys with, whatever its own host.
 func (c *Cluster) BuildProfile() (buildprofile.Member, error) {
 	p := c.view.placement()
+	if p.profile == "" {
+		// The view is placed after gossip reports a change, a moment after this member starts: ask gossip now.
+		p = c.place(c.members.Alive())
+	}
 
 	switch {
 	case p.profile == "":
