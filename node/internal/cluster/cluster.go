@@ -89,12 +89,15 @@ type Cluster struct {
 // New starts gossip (joining the seeds in the background); Run keeps the Raft configuration and the view in line
 // with it.
 func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, error) {
+	build := cfg.Build
+	build.Name = "" // the metadata names the member already: gossip carries at most 512 bytes
+
 	mc := membershipConfig{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.GossipListen,
 		AdvertiseAddr: cfg.GossipAdvertise,
 		Meta: memberMeta{URL: cfg.URL, Peer: cfg.PeerURL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version,
-			Netboot: cfg.NetbootSegments, Build: &cfg.Build},
+			Netboot: cfg.NetbootSegments, Build: &build},
 		Seeds:        cfg.Join,
 		ResolveSeeds: cfg.ResolveSeeds,
 		Registerer:   cfg.Registerer,
