@@ -54,10 +54,12 @@ func (n *Node) AssetStatus(ctx context.Context, schematicID, version, path strin
 		return building(st, n.cfg.NodeName, b.Stage, b.Started), nil
 	}
 
-	owner, ok := n.cluster.Owner(r.Key)
-	if !ok {
+	builders := n.cluster.Builders(r.Key)
+	if len(builders) == 0 {
 		return st, nil
 	}
+
+	owner := builders[0] // the member that builds it
 
 	st.Member = owner
 

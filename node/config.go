@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	settingsapi "github.com/edgefactory/edgefactory/frontends/settings"
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
+	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/release"
 	"github.com/edgefactory/edgefactory/imager/signing"
 	"github.com/edgefactory/edgefactory/node/internal/keys"
@@ -134,6 +137,10 @@ type Config struct {
 	// Dev is the one-node lab of `edgefactory dev`: cluster settings may change without credentials there.
 	Dev bool
 
+	// Role is build (the default: builds when its build profile is the cluster's and its host tools are not
+	// degraded) or cache (never builds; fetches, serves and holds copies).
+	Role string
+
 	// Version is this build's version string.
 	Version string
 	// Logger receives everything the node logs.
@@ -163,6 +170,10 @@ type tuning struct {
 	noNetbootServer bool
 	// now replaces the clock of what a member remembers about copies that went wrong (assets.Config.Now).
 	now func() time.Time
+	// profileArch replaces the build profile's architecture (runtime.GOARCH): an arm64 member on an amd64 host.
+	profileArch string
+	// checkTools replaces hosttools.Check (a member whose tools are degraded, beside others that are not).
+	checkTools func(context.Context) hosttools.Report
 }
 
 // ClusterUpstream as the upstream registry makes the cluster its own upstream: release inputs come from the images
@@ -294,6 +305,7 @@ func Defaults() Config {
 		StallTimeout:      time.Minute,
 		SecureBootKeyBits: 4096,
 		Version:           "dev",
+		Role:              buildprofile.RoleBuild,
 	}
 }
 
@@ -378,6 +390,12 @@ func (c *Config) validate() error {
 
 	if n := len(c.GossipKey); n != 0 && n != 16 && n != 24 && n != 32 {
 		errs = append(errs, fmt.Errorf("gossip key must be 16, 24 or 32 bytes, got %d", n))
+	}
+
+	if role, err := buildprofile.ParseRole(c.Role); err != nil {
+		errs = append(errs, fmt.Errorf("--role: %w", err))
+	} else {
+		c.Role = role
 	}
 
 	if c.BootstrapExpect < 1 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 )
 
@@ -220,4 +221,42 @@ func WithCertValidity(cfg Config, d time.Duration) Config {
 	cfg.tune.certValidity = d
 
 	return cfg
+}
+
+// WithProfileArch makes the member's build profile name arch as its architecture (an arm64 member on this host).
+func WithProfileArch(cfg Config, arch string) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.profileArch = arch
+
+	return cfg
+}
+
+// WithToolCheck replaces the member's host-tool check at start (check runs the real one in another environment).
+func WithToolCheck(cfg Config, check func(context.Context) hosttools.Report) Config {
+	if cfg.tune == nil {
+		cfg.tune = &tuning{}
+	}
+
+	cfg.tune.checkTools = check
+
+	return cfg
+}
+
+// Builder is the member that builds key in this node's view: the first on the ring of members that may build.
+func (n *Node) Builder(key string) string {
+	if b := n.cluster.Builders(key); len(b) > 0 {
+		return b[0]
+	}
+
+	return ""
+}
+
+// AssetProfile is the build profile the replicated index records for key on this node.
+func (n *Node) AssetProfile(key string) string {
+	rec, _, _ := n.store.Asset(key)
+
+	return rec.Profile
 }

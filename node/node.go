@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ import (
 	settingsapi "github.com/edgefactory/edgefactory/frontends/settings"
 	"github.com/edgefactory/edgefactory/frontends/ui"
 	"github.com/edgefactory/edgefactory/imager"
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
 	"github.com/edgefactory/edgefactory/imager/hosttools"
 	"github.com/edgefactory/edgefactory/imager/inputs"
 	"github.com/edgefactory/edgefactory/imager/release"
@@ -65,6 +67,7 @@ type Node struct {
 	metrics  *metrics
 	reg      *prometheus.Registry
 	catalog  *catalog.Catalog
+	profile  buildprofile.Profile // what decides the bytes this member would build
 	keys     *keys.SecureBoot
 	cosign   *keys.Cosign
 	cas      *cas.Store
@@ -190,6 +193,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
+	if err := n.installTools(); err != nil {
+		ln.Close() // already failing
+		n.closeState()
+
+		return nil, err
+	}
+
 	if n.cluster, err = cluster.New(n.clusterConfig(), n.store, n.peers); err != nil {
 		ln.Close() // already failing
 		n.closeState()
@@ -263,6 +273,7 @@ func (n *Node) clusterConfig() cluster.Config {
 		BootstrapExpect: cfg.BootstrapExpect, DeadMemberGrace: cfg.DeadMemberGrace, RingPartitions: cfg.RingPartitions,
 		NetbootSegments: slices.Sorted(maps.Values(n.netbootSegments)), Logger: n.log, Registerer: n.reg,
 		StaleReads: os.Getenv(staleReadsEnv) == "1",
+		Build:      buildprofile.MemberOf(cfg.NodeName, n.profile, cfg.Role),
 	}
 	if cc.StaleReads {
 		n.log.Warn("reads skip the Raft leader check and may be stale: " + staleReadsEnv + "=1 is for tests only")
@@ -320,10 +331,6 @@ func (n *Node) open() error {
 		return fmt.Errorf("open release inputs: %w", err)
 	}
 
-	if err := n.installTools(); err != nil {
-		return err
-	}
-
 	n.builder, err = imager.New(imager.Config{
 		TmpDir:      filepath.Join(cfg.DataDir, "tmp"),
 		Concurrency: cfg.BuildConcurrency,
@@ -340,20 +347,21 @@ func (n *Node) open() error {
 	}
 
 	n.settings = settings.New(settings.Config{
-		Store: store, Leader: n.cluster, Confirm: n.cluster.ConfirmRead, Initial: cfg.initialSettings(), Apply: n.applySettings,
+		Store: store, Leader: n.cluster, Confirm: n.cluster.ConfirmRead, Initial: cfg.initialSettings(),
+		Apply: n.applySettings, Check: n.checkSettings,
 		Logger: n.log.With("component", "settings"),
 	})
 	n.settingsChanged = make(chan struct{}, 1)
 
 	n.catalog = catalog.New(catalog.Config{
-		Store: store, Leader: n.cluster, Schematics: n, Keys: n.keys, Source: src, Refresh: cfg.CatalogRefresh,
+		Store: store, Leader: n.cluster, Schematics: n, Keys: n.keys, Profile: n.cluster, Source: src, Refresh: cfg.CatalogRefresh,
 		Recheck: cfg.CatalogRecheck, Registerer: n.reg, Logger: n.log.With("component", "catalog"),
 	})
 
 	n.assets = assets.New(assets.Config{
 		Store: store, CAS: n.cas, Builder: n.builder, Members: n.cluster, Leader: n.cluster, Peers: n.peers,
-		Replicas: n.settings.Replicas, Background: n.ctx, Registerer: n.reg, Logger: n.log.With("component", "assets"),
-		Now: cfg.copyClock(),
+		Replicas: n.settings.Replicas, Profile: n.profile.ID(), Background: n.ctx, Registerer: n.reg,
+		Logger: n.log.With("component", "assets"), Now: cfg.copyClock(),
 	})
 
 	n.registry = registry.New(registry.Config{
@@ -369,7 +377,8 @@ func (n *Node) open() error {
 	return nil
 }
 
-// installTools puts the host-tool adapters first on PATH and reports tools the imager will miss.
+// installTools puts the host-tool adapters first on PATH, reports tools the imager will miss, and makes this
+// member's build profile from what it found.
 func (n *Node) installTools() error {
 	dir := filepath.Join(n.cfg.DataDir, "tools")
 	if err := hosttools.Install(dir); err != nil {
@@ -380,15 +389,27 @@ func (n *Node) installTools() error {
 		return fmt.Errorf("host-tool adapters on PATH: %w", err)
 	}
 
-	report := hosttools.Check(context.Background())
+	check, arch := hosttools.Check, runtime.GOARCH
+	if t := n.cfg.tune; t != nil && t.checkTools != nil {
+		check = t.checkTools
+	}
+
+	if t := n.cfg.tune; t != nil && t.profileArch != "" {
+		arch = t.profileArch
+	}
+
+	report := check(context.Background())
+	n.profile = buildprofile.New(n.cfg.Version, imager.Version, arch, report)
+	n.log.Info("build profile", "profile", n.profile.ID(), "arch", arch, "builder", imager.Version,
+		"role", n.cfg.Role)
 	if missing := report.MissingRequired(); len(missing) > 0 {
 		n.log.Error("host tools missing: builds that need them will fail; run `make deps` or `edgefactory doctor`",
 			"missing", missing)
 	}
 
 	for _, t := range report.Degraded() {
-		n.log.Warn("host tool degraded: builds work, but their bytes differ from other members'; run `make deps` "+
-			"or `edgefactory doctor`", "tool", t.Name, "why", t.Why)
+		n.log.Warn("host tool degraded: this member does not build (its bytes would differ from other members'), "+
+			"it fetches and serves; run `make deps` or `edgefactory doctor`", "tool", t.Name, "why", t.Why)
 	}
 
 	if missing := report.MissingForReproducibility(); len(missing) > 0 {
@@ -575,6 +596,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 		wg.Go(func() { n.cluster.Run(ctx) })
 		wg.Go(func() { n.settings.Run(ctx) })
+		wg.Go(func() { n.recordProfile(ctx) })
 
 		if n.secure != nil {
 			wg.Go(func() { n.secure.follow(ctx, n) })

@@ -15,14 +15,15 @@ import (
 
 // The JSON of GET /cluster is frontends/status's (the web UI reads it too); these are its names in this package.
 type (
-	ClusterStatus     = status.Cluster
-	CatalogSyncStatus = status.CatalogSync
-	ErrorStatus       = status.Error
-	MemberStatus      = status.Member
-	RingStatus        = status.Ring
-	BuildsStatus      = status.Builds
-	BuildStatus       = status.Build
-	CacheStatus       = status.Cache
+	ClusterStatus      = status.Cluster
+	CatalogSyncStatus  = status.CatalogSync
+	ErrorStatus        = status.Error
+	MemberStatus       = status.Member
+	RingStatus         = status.Ring
+	BuildsStatus       = status.Builds
+	BuildStatus        = status.Build
+	CacheStatus        = status.Cache
+	BuildProfileStatus = status.BuildProfile
 )
 
 // Status reports the cluster as this node sees it.
@@ -61,14 +62,23 @@ func (n *Node) Status() ClusterStatus {
 	}
 
 	shares := rg.Shares()
+	whyNot := n.buildStatus(&st)
 
 	for _, m := range n.cluster.MemberStates() {
 		ms := MemberStatus{Name: m.Name, URL: m.URL, Zone: m.Zone, Version: m.Version, State: m.State,
 			Raft: suffrage[m.Name], Voter: suffrage[m.Name] == "voter", Leader: m.Name == leader,
-			LastContact: m.LastContact, RingShare: shares[m.Name]}
+			LastContact: m.LastContact, RingShare: shares[m.Name], Profile: m.Build.Profile, Arch: m.Build.Arch,
+			Role: m.Build.Role, DegradedTools: m.Build.Degraded}
 		if ms.Raft == "" {
 			ms.Raft = "none"
 		}
+
+		why, alive := whyNot[m.Name]
+		if !alive {
+			why = "not alive"
+		}
+
+		ms.MayBuild, ms.WhyNot = why == "", why
 
 		st.Members = append(st.Members, ms)
 	}
@@ -78,6 +88,29 @@ func (n *Node) Status() ClusterStatus {
 	st.Transfers = n.assets.Transfers()
 
 	return st
+}
+
+// buildStatus fills in the build profile the cluster builds with, and returns why each alive member may not build
+// ("" when it may).
+func (n *Node) buildStatus(st *ClusterStatus) map[string]string {
+	id, setting, members := n.cluster.BuildStates()
+	st.Profile = n.profile
+	st.BuildProfile = BuildProfileStatus{ID: id, Setting: setting, Builders: []string{}}
+
+	if p, err := n.cluster.BuildProfile(); err == nil {
+		st.BuildProfile.Arch, st.BuildProfile.Builder = p.Arch, p.Builder
+	}
+
+	whyNot := map[string]string{}
+
+	for _, m := range members {
+		whyNot[m.Name] = m.WhyNot
+		if m.WhyNot == "" {
+			st.BuildProfile.Builders = append(st.BuildProfile.Builders, m.Name)
+		}
+	}
+
+	return whyNot
 }
 
 func (n *Node) cacheStatus(used, budget int64, blobs int) CacheStatus {

@@ -79,13 +79,16 @@ type CatalogMeta struct {
 
 // AssetRecord is the asset index entry for one recipe: what its bytes must hash to and where they came from.
 type AssetRecord struct {
-	Key       string    `json:"key"`    // recipe key, 64 lowercase hex
-	Digest    string    `json:"digest"` // "sha256:<hex>" of the asset bytes
-	Size      int64     `json:"size"`
-	MediaType string    `json:"mediaType"`
-	Filename  string    `json:"filename"`
-	Builder   string    `json:"builder"` // node name that built it
-	Created   time.Time `json:"created"`
+	Key       string `json:"key"`    // recipe key, 64 lowercase hex
+	Digest    string `json:"digest"` // "sha256:<hex>" of the asset bytes
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+	Filename  string `json:"filename"`
+	Builder   string `json:"builder"` // node name that built it
+	// Profile is the ID of the build profile it was built with (docs/architecture.md §16); empty in records older
+	// than build profiles, and for bytes made by no build (imported, cached source images).
+	Profile string    `json:"profile,omitempty"`
+	Created time.Time `json:"created"`
 	// Blobs are further content this asset consists of (an installer image's manifests, configs, layers and
 	// signature), so any node can find a recipe — and the members holding its bytes — by one of its blobs.
 	Blobs []Blob `json:"blobs,omitempty"`

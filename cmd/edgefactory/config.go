@@ -49,6 +49,8 @@ func nodeFlags(fs *pflag.FlagSet, cfg *node.Config) {
 		"join token admitting this member to a secure cluster (edgefactory token create; env "+envPrefix+
 			"JOIN_TOKEN); used once, to obtain the member's certificate")
 	fs.StringVar(&cfg.Zone, "zone", cfg.Zone, "location label of this member (voters spread across zones)")
+	fs.StringVar(&cfg.Role, "role", cfg.Role, "build: builds when its build profile is the cluster's and its host "+
+		"tools are sound; cache: never builds, fetches, serves and holds copies")
 	fs.BytesBase64Var(&cfg.GossipKey, "gossip-key", cfg.GossipKey,
 		"base64 of a 16, 24 or 32 byte key encrypting gossip (the same on every member)")
 	fs.StringVar(&cfg.APITokenFile, "api-token-file", cfg.APITokenFile,

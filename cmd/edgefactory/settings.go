@@ -41,7 +41,8 @@ with who made them.`,
 		Short: "Change settings: " + strings.Join(settings.Names, ", "),
 		Example: `  edgefactory settings set replicas=3
   edgefactory settings set brokenVersions=v1.12.1,v1.12.2 minVersion=1.10.0
-  edgefactory settings set cacheBudget=200GiB lowSpaceWatermark=20GiB catalogInterval=30m`,
+  edgefactory settings set cacheBudget=200GiB lowSpaceWatermark=20GiB catalogInterval=30m
+  edgefactory settings set buildProfile=6634bb31da717223   # "" again: the profile most members share`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			change := map[string]string{}

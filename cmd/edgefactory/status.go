@@ -80,10 +80,11 @@ func printStatus(w io.Writer, st node.ClusterStatus, now time.Time) error {
 	fmt.Fprintf(w, "cache: %s of %s in %d blobs; %d of %d requests answered from it (%.0f%%)\n",
 		humanize.IBytes(uint64(st.Cache.UsedBytes)), budget, st.Cache.Blobs, st.Cache.Hits, st.Cache.Requests,
 		100*st.Cache.HitRate)
-	fmt.Fprintf(w, "catalog: %s; %s\n\n", strings.Join(st.Catalog, " "), syncLine(st.CatalogSync, now))
+	fmt.Fprintf(w, "catalog: %s; %s\n", strings.Join(st.Catalog, " "), syncLine(st.CatalogSync, now))
+	fmt.Fprintf(w, "%s\n\n", buildProfileLine(st.BuildProfile))
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tSTATE\tRAFT\tRING\tHEARD\tZONE\tVERSION\tURL")
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tRAFT\tRING\tHEARD\tZONE\tVERSION\tPROFILE\tROLE\tBUILDS\tURL")
 
 	for _, m := range st.Members {
 		name := m.Name
@@ -96,13 +97,20 @@ func printStatus(w io.Writer, st node.ClusterStatus, now time.Time) error {
 			heard = ago(m.LastContact, now)
 		}
 
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\n", name, m.State, m.Raft, 100*m.RingShare, heard,
-			dash(m.Zone), dash(m.Version), m.URL)
+		builds := "yes"
+		if !m.MayBuild {
+			builds = "no"
+		}
+
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.State, m.Raft,
+			100*m.RingShare, heard, dash(m.Zone), dash(m.Version), profileCell(m), dash(m.Role), builds, m.URL)
 	}
 
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+
+	printWhyNot(w, st.Members)
 
 	if len(st.Builds.InFlight) > 0 {
 		fmt.Fprintln(w, "\nbuilds in flight:")
@@ -129,6 +137,50 @@ func printStatus(w io.Writer, st node.ClusterStatus, now time.Time) error {
 	}
 
 	return nil
+}
+
+// buildProfileLine says which build profile builds and who may build.
+func buildProfileLine(p node.BuildProfileStatus) string {
+	how := "the profile most live members share"
+	if p.Setting != "" {
+		how = "set explicitly (buildProfile)"
+	}
+
+	builders := strings.Join(p.Builders, " ")
+	if builders == "" {
+		builders = "NONE (nothing can be built)"
+	}
+
+	return fmt.Sprintf("build profile %s (%s), %s %s; builders: %s", dash(p.ID), how, dash(p.Arch),
+		dash(p.Builder), builders)
+}
+
+// profileCell is a member's build profile and architecture.
+func profileCell(m node.MemberStatus) string {
+	if m.Profile == "" {
+		return "-"
+	}
+
+	return m.Profile + " " + m.Arch
+}
+
+// printWhyNot lists the alive members that may not build, and why (role cache, another profile, degraded tools).
+func printWhyNot(w io.Writer, members []node.MemberStatus) {
+	first := true
+
+	for _, m := range members {
+		if m.MayBuild || m.State != "alive" {
+			continue
+		}
+
+		if first {
+			fmt.Fprintln(w, "\nmembers that do not build:")
+
+			first = false
+		}
+
+		fmt.Fprintf(w, "  %s: %s\n", m.Name, m.WhyNot)
+	}
 }
 
 func syncLine(s node.CatalogSyncStatus, now time.Time) string {

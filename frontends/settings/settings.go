@@ -41,6 +41,9 @@ type Settings struct {
 	// LowSpaceWatermark is the free disk space each member keeps on its data disk: below it, cached assets are
 	// evicted (least recently used first) whatever the budget says. 0 turns it off.
 	LowSpaceWatermark int64 `json:"lowSpaceWatermark" yaml:"lowSpaceWatermark"`
+	// BuildProfile is the ID of the build profile the cluster builds with (docs/architecture.md §16); "" is the
+	// profile most live members share. Set it explicitly during upgrades.
+	BuildProfile string `json:"buildProfile" yaml:"buildProfile"`
 
 	// ChangedBy and ChangedAt say who made the last change and when (empty: the cluster's initial values).
 	ChangedBy string     `json:"changedBy,omitempty" yaml:"changedBy,omitempty"`
@@ -62,7 +65,8 @@ const (
 )
 
 // Names lists the settings a change may name, in the order the document shows them.
-var Names = []string{"minVersion", "brokenVersions", "replicas", "catalogInterval", "cacheBudget", "lowSpaceWatermark"}
+var Names = []string{"minVersion", "brokenVersions", "replicas", "catalogInterval", "cacheBudget", "lowSpaceWatermark",
+	"buildProfile"}
 
 // Parse checks a change (setting name → JSON value) and returns it normalised, ready to merge into the stored
 // document: versions spelt in full, broken versions sorted without repeats, sizes in bytes. Each value may also be
@@ -139,6 +143,8 @@ func parseOne(name string, raw json.RawMessage) (any, error) {
 		return d.String(), nil
 	case "cacheBudget", "lowSpaceWatermark":
 		return size(raw)
+	case "buildProfile":
+		return profileID(raw)
 	case "changedBy", "changedAt":
 		return nil, errors.New("is recorded by the cluster, not set")
 	default:
@@ -173,6 +179,27 @@ func parseVersions(raw json.RawMessage) ([]string, error) {
 	slices.SortFunc(out, func(a, b string) int { return semver.MustParse(a[1:]).Compare(semver.MustParse(b[1:])) })
 
 	return slices.Compact(out), nil
+}
+
+// profileID reads a build profile ID (16 lowercase hex digits, as /cluster shows them), or "" for the profile most
+// live members share.
+func profileID(raw json.RawMessage) (string, error) {
+	s, err := str(raw)
+	if err != nil {
+		return "", err
+	}
+
+	s = strings.ToLower(s)
+	if s == "" {
+		return "", nil
+	}
+
+	if len(s) != 16 || strings.Trim(s, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is not a build profile ID (16 hex digits, as GET /cluster shows them; \"\" for "+
+			"the profile most live members share)", s)
+	}
+
+	return s, nil
 }
 
 // str reads a JSON string (or null, as "").

@@ -32,6 +32,8 @@ func TestParseNormalises(t *testing.T) {
 		`{"replicas":"5"}`:                                {"replicas": 5},
 		`{"cacheBudget":"2GiB","lowSpaceWatermark":1000}`: {"cacheBudget": int64(2 << 30), "lowSpaceWatermark": int64(1000)},
 		`{"cacheBudget":0}`:                               {"cacheBudget": int64(0)},
+		`{"buildProfile":"0123456789ABCDEF"}`:             {"buildProfile": "0123456789abcdef"},
+		`{"buildProfile":""}`:                             {"buildProfile": ""},
 	} {
 		got, err := settings.Parse(change(t, doc))
 		require.NoError(t, err, doc)
@@ -52,6 +54,7 @@ func TestParseRefuses(t *testing.T) {
 		`{"lowSpaceWatermark":"-5GiB"}`:              {`lowSpaceWatermark: "-5GiB" is negative`},
 		`{"brokenVersions":{"a":1}}`:                 {"brokenVersions: want a list of versions"},
 		`{"minVersion":3}`:                           {"minVersion: want a string"},
+		`{"buildProfile":"amd64"}`:                   {`buildProfile: "amd64" is not a build profile ID`},
 		`{"changedAt":"2026-01-01T00:00:00Z"}`:       {"changedAt: is recorded by the cluster"},
 		`{"replicas":0,"nope":true,"minVersion":""}`: {"replicas: 0 is out of range", "nope: unknown setting", `minVersion: "" is not a version`},
 	} {

@@ -3,7 +3,11 @@
 // it, from this member or, over HTTP, from the others.
 package status
 
-import "time"
+import (
+	"time"
+
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
+)
 
 // Cluster is the JSON of GET /cluster: what an operator needs to see at a glance.
 type Cluster struct {
@@ -22,6 +26,23 @@ type Cluster struct {
 	Transfers   int         `json:"transfersInFlight"`
 	// RecentErrors are this node's last failed builds and corrupt copies from peers, newest first.
 	RecentErrors []Error `json:"recentErrors"`
+	// BuildProfile is the build profile the cluster builds with and the members that may build.
+	BuildProfile BuildProfile `json:"buildProfile"`
+	// Profile is this node's own build profile, whole.
+	Profile buildprofile.Profile `json:"profile"`
+}
+
+// BuildProfile is the build profile the cluster builds with (docs/architecture.md §16).
+type BuildProfile struct {
+	// ID names it; Setting is the buildProfile cluster setting it comes from ("" = the profile most live members
+	// share).
+	ID      string `json:"id"`
+	Setting string `json:"setting"`
+	// Arch and Builder are what every member plans recipe keys with (empty when this node does not know them).
+	Arch    string `json:"arch,omitempty"`
+	Builder string `json:"builder,omitempty"`
+	// Builders are the alive members that may build.
+	Builders []string `json:"builders"`
 }
 
 // CatalogSync is the state of the release catalog's synchronisation with the upstream registry.
@@ -55,6 +76,17 @@ type Member struct {
 	LastContact time.Time `json:"lastContact,omitzero"`
 	// RingShare is the fraction of the ring's partitions the member owns (0 when it is not on the ring).
 	RingShare float64 `json:"ringShare"`
+	// Profile is the ID of the member's build profile and Arch its architecture; Role is build or cache (empty for
+	// a member older than build profiles).
+	Profile string `json:"profile,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Role    string `json:"role,omitempty"`
+	// DegradedTools names its host tools that run but make less than proper ones (an old mksquashfs).
+	DegradedTools []string `json:"degradedTools,omitempty"`
+	// MayBuild says whether it may build; WhyNot why not: role cache, another build profile, degraded tools, not
+	// alive.
+	MayBuild bool   `json:"mayBuild"`
+	WhyNot   string `json:"whyNot,omitempty"`
 }
 
 // Ring identifies this node's view of the ring (equal IDs place every key the same way).
@@ -112,7 +144,7 @@ type Asset struct {
 	State string `json:"state"`
 	Key   string `json:"key"`
 	// Member is the member holding it (this one when it has the bytes, else the one that built it), the one
-	// building it, or the one that would (the key's owner on the ring).
+	// building it, or the one that would (the first on the ring of members that may build).
 	Member         string    `json:"member,omitempty"`
 	Stage          string    `json:"stage,omitempty"`
 	Started        time.Time `json:"started,omitzero"`

@@ -32,12 +32,17 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// Members is what the asset service needs to know about the other members: who owns a key, who else should
-// hold it, and how to reach a member.
+// Members is what the asset service needs to know about the other members: who builds a key, who should hold it,
+// and how to reach a member.
 type Members interface {
 	Self() string
-	// Owner and Holders place a recipe key on the ring of alive members (Holders starts with the owner).
-	Owner(key string) (string, bool)
+	// Builders lists the alive members that may build (the cluster's build profile, role build, no degraded
+	// tool), in ring order for key on a ring of their own: the one that builds it first.
+	Builders(key string) []string
+	// CannotBuild says why this member may not build, nil when it may; NoBuilders says why no alive member may.
+	CannotBuild() error
+	NoBuilders() error
+	// Holders places a recipe key's copies on the ring of all alive members (the owner first).
 	Holders(key string, n int) []string
 	// Members lists alive members, sorted, including this one.
 	Members() []string
@@ -64,6 +69,8 @@ type Config struct {
 	Leader   Leader
 	Peers    *peer.Client
 	Replicas func() int // members holding each asset (the cluster setting in force)
+	// Profile is the ID of this member's build profile, recorded with what it builds.
+	Profile string
 	// Background is the member's lifetime: copies to and from peers end with it.
 	Background context.Context //nolint:containedctx // a lifetime, not a request
 	Registerer prometheus.Registerer
@@ -84,6 +91,7 @@ type Service struct {
 	leader   Leader
 	peers    *peer.Client
 	replicas func() int // the cluster setting in force
+	profile  string     // this member's build profile ID
 	metrics  *metrics
 	log      *slog.Logger
 	bg       context.Context  //nolint:containedctx // the member's lifetime: background transfers end with it
@@ -111,8 +119,9 @@ func New(cfg Config) *Service {
 
 	return &Service{
 		store: cfg.Store, cas: cfg.CAS, builder: cfg.Builder, cluster: cfg.Members, leader: cfg.Leader,
-		peers: cfg.Peers, replicas: cfg.Replicas, metrics: newMetrics(cfg.Registerer, cfg.Builder), log: cfg.Logger,
-		bg: cfg.Background, now: cfg.Now, inflight: map[string]*transfer{}, bad: map[string]map[string]time.Time{},
+		peers: cfg.Peers, replicas: cfg.Replicas, profile: cfg.Profile, metrics: newMetrics(cfg.Registerer, cfg.Builder),
+		log: cfg.Logger, bg: cfg.Background, now: cfg.Now, inflight: map[string]*transfer{},
+		bad:  map[string]map[string]time.Time{},
 		lost: map[string]time.Time{}, failed: map[string]failedBuild{},
 	}
 }
@@ -182,21 +191,47 @@ func (s *Service) Get(ctx context.Context, r recipe.Recipe, fromPeer bool) (fron
 				return s.attach(ctx, t)
 			}
 		}
-	} else if owner, ok := s.cluster.Owner(r.Key); ok && owner != s.cluster.Self() && !fromPeer {
-		a, err := s.fromHolders(ctx, r)
-		if err == nil {
-			return a, nil
+	} else if !fromPeer {
+		builders := s.cluster.Builders(r.Key)
+		if len(builders) == 0 {
+			return nil, unavailable(s.cluster.NoBuilders())
 		}
 
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if builders[0] != s.cluster.Self() {
+			a, err := s.fromHolders(ctx, r)
+			if err == nil {
+				return a, nil
+			}
+
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+
+			if s.cluster.CannotBuild() != nil {
+				return nil, err
+			}
+
+			s.log.Warn("no member that may build could deliver it; building here", "key", r.Key[:16],
+				"builder", builders[0], "ring", s.cluster.RingVersion(), "error", err)
+		}
+	}
+
+	if err := s.cluster.CannotBuild(); err != nil {
+		if known && !fromPeer {
+			// Its bytes are lost: a member that may build makes them again.
+			return s.fromHolders(ctx, r)
 		}
 
-		s.log.Warn("no holder of the key could deliver it; building here", "key", r.Key[:16], "owner", owner,
-			"ring", s.cluster.RingVersion(), "error", err)
+		return nil, unavailable(err)
 	}
 
 	return s.buildHere(ctx, r, known)
+}
+
+// unavailable presents a refusal to build as a 503: another member may build, or a change of the cluster's build
+// profile, roles or tools would let one.
+func unavailable(err error) error {
+	return frontends.NewError(frontends.ClassUnavailable, err.Error(), err)
 }
 
 // Complete returns r's asset from the local store: when its bytes come from a peer, it waits until the copy here
@@ -244,6 +279,10 @@ func (s *Service) local(rec raftstore.AssetRecord) (*Stored, error) {
 // key built already: then it fetches those bytes instead. Without a reachable leader it builds nothing, as it could
 // not record the build.
 func (s *Service) buildHere(ctx context.Context, r recipe.Recipe, recorded bool) (frontends.Asset, error) {
+	if err := s.cluster.CannotBuild(); err != nil { // Get routes elsewhere first: this is the last word
+		return nil, unavailable(err)
+	}
+
 	ch := s.flight.DoChan(r.Key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
 
@@ -397,6 +436,7 @@ func (s *Service) build(ctx context.Context, r recipe.Recipe, stage func(string)
 		MediaType: recipe.MediaType(r.Asset),
 		Filename:  r.Asset.Filename(),
 		Builder:   s.cluster.Self(),
+		Profile:   s.profile,
 		Created:   time.Now().UTC(),
 	})
 	if err != nil {

@@ -19,9 +19,9 @@ import (
 	"github.com/edgefactory/edgefactory/raftstore"
 )
 
-// fromHolders asks the key's holders in ring order — the owner first — to get or build the asset, and streams the
-// first answer (every waiter on this node shares one request). A holder that cannot be reached is skipped: the next
-// one builds if it must.
+// fromHolders asks the members that may build the key, in ring order — its builder first — to get or build the
+// asset, and streams the first answer (every waiter on this node shares one request). A member that cannot be
+// reached is skipped: the next one builds if it must.
 func (s *Service) fromHolders(ctx context.Context, r recipe.Recipe) (frontends.Asset, error) {
 	ch := s.flight.DoChan("ask:"+r.Key, func() (any, error) {
 		return s.askHolders(context.WithoutCancel(ctx), r)
@@ -60,7 +60,12 @@ func await[T any](ctx context.Context, ch <-chan singleflight.Result) (T, error)
 func (s *Service) askHolders(ctx context.Context, r recipe.Recipe) (*transfer, error) {
 	var errs []error
 
-	for _, name := range s.cluster.Holders(r.Key, len(s.cluster.Members())) {
+	builders := s.cluster.Builders(r.Key)
+	if len(builders) == 0 {
+		return nil, unavailable(s.cluster.NoBuilders())
+	}
+
+	for _, name := range builders {
 		if name == s.cluster.Self() {
 			continue
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/blang/semver/v4"
 
 	"github.com/edgefactory/edgefactory/frontends"
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
 	"github.com/edgefactory/edgefactory/imager/release"
 )
 
@@ -43,13 +44,22 @@ type Keys interface {
 	Fingerprint() string // "" while there are no keys yet
 }
 
+// Profile names the build profile the cluster builds with.
+type Profile interface {
+	// BuildProfile is its ID, architecture and builder; an error when this member does not know them.
+	BuildProfile() (buildprofile.Member, error)
+}
+
 // Config is what the catalog is built on.
 type Config struct {
 	Store      *raftstore.Store
 	Leader     Leader
 	Schematics Schematics
 	Keys       Keys
-	Source     release.Source // the upstream registry the leader reads
+	// Profile is the build profile the cluster builds with: every member plans with its architecture and builder,
+	// never its own host's, so that all plan the same recipe keys.
+	Profile Profile
+	Source  release.Source // the upstream registry the leader reads
 	// Refresh is how often the leader lists the upstream versions; Recheck how often a known version is read
 	// again in full.
 	Refresh, Recheck time.Duration
@@ -63,6 +73,7 @@ type Catalog struct {
 	leader       Leader
 	schematicsBy Schematics
 	keys         Keys
+	profile      Profile
 	sync         *catalogSync
 
 	catalogs   *memo.Memo[string, catalogEntry]         // version → decoded catalog (see Version)
@@ -72,7 +83,7 @@ type Catalog struct {
 // New makes the catalog and registers its metrics.
 func New(cfg Config) *Catalog {
 	return &Catalog{
-		store: cfg.Store, leader: cfg.Leader, schematicsBy: cfg.Schematics, keys: cfg.Keys,
+		store: cfg.Store, leader: cfg.Leader, schematicsBy: cfg.Schematics, keys: cfg.Keys, profile: cfg.Profile,
 		sync: newCatalogSync(cfg.Source, cfg.Store, cfg.Refresh, cfg.Recheck, newMetrics(cfg.Registerer),
 			cfg.Logger),
 		catalogs:   memo.New[string, catalogEntry](1_000),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/edgefactory/edgefactory/frontends"
-	"github.com/edgefactory/edgefactory/imager"
 	"github.com/edgefactory/edgefactory/imager/recipe"
 	"github.com/edgefactory/edgefactory/imager/schematic"
 )
@@ -45,7 +44,12 @@ func (cat *Catalog) Plan(ctx context.Context, schematicID, version, path string,
 		cat.schematics.Put(schematicID, s)
 	}
 
-	opts := recipe.PlanOptions{Author: author, Builder: imager.Version}
+	profile, err := cat.profile.BuildProfile()
+	if err != nil {
+		return recipe.Recipe{}, frontends.NewError(frontends.ClassUnavailable, "plan "+path+": "+err.Error(), err)
+	}
+
+	opts := recipe.PlanOptions{Author: author, Builder: profile.Builder, HostArch: profile.Arch}
 
 	if fingerprint := cat.keys.Fingerprint(); fingerprint != "" {
 		opts.SecureBootKeys = fingerprint

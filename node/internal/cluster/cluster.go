@@ -21,12 +21,14 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
 	"github.com/edgefactory/edgefactory/node/internal/peer"
 	"github.com/edgefactory/edgefactory/raftstore"
 	"github.com/edgefactory/edgefactory/ring"
@@ -58,7 +60,9 @@ type Config struct {
 	// NetbootSegments are the prefixes of the interfaces this member answers network boot on, gossiped so the
 	// members of a segment agree which of them answers a machine.
 	NetbootSegments []string
-	Logger          *slog.Logger
+	// Build is this member's build profile and role, gossiped so that every member agrees who may build.
+	Build  buildprofile.Member
+	Logger *slog.Logger
 	// Tune shortens timers for clusters on loopback (tests).
 	Tune *Tune
 	// StaleReads is for tests only: reads skip the leader check and serve this member's replica as it is, so the
@@ -83,7 +87,9 @@ type Cluster struct {
 	members *membership
 	raft    *raftMembers
 	view    *view
-	current currency // whether this member has caught up with the log as it stood when it started
+	current currency      // whether this member has caught up with the log as it stood when it started
+	setting atomic.Value  // string: the buildProfile setting in force (placement.go)
+	replace chan struct{} // 1-slot: the setting changed, place builders again
 	// staleReads skips the leader check of reads (Config.StaleReads: tests only).
 	staleReads bool
 }
@@ -91,12 +97,15 @@ type Cluster struct {
 // New starts gossip (joining the seeds in the background); Run keeps the Raft configuration and the view in line
 // with it.
 func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, error) {
+	build := cfg.Build
+	build.Name = "" // the metadata names the member already: gossip carries at most 512 bytes
+
 	mc := membershipConfig{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.GossipListen,
 		AdvertiseAddr: cfg.GossipAdvertise,
 		Meta: memberMeta{URL: cfg.URL, Peer: cfg.PeerURL, RaftAddr: store.Addr(), Zone: cfg.Zone, Version: cfg.Version,
-			Netboot: cfg.NetbootSegments},
+			Netboot: cfg.NetbootSegments, Build: &build},
 		Seeds:        cfg.Join,
 		ResolveSeeds: cfg.ResolveSeeds,
 		Registerer:   cfg.Registerer,
@@ -113,7 +122,8 @@ func New(cfg Config, store *raftstore.Store, peers *peer.Client) (*Cluster, erro
 	}
 
 	c := &Cluster{name: cfg.NodeName, log: cfg.Logger, store: store, peers: peers, members: m, staleReads: cfg.StaleReads,
-		view: newView(cfg.NodeName, cfg.URL, peerBase(cfg.URL, cfg.PeerURL), ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
+		replace: make(chan struct{}, 1),
+		view:    newView(cfg.NodeName, cfg.URL, peerBase(cfg.URL, cfg.PeerURL), ring.New(ring.Config{PartitionCount: cfg.RingPartitions}))}
 	c.raft = newRaftMembers(store, m, cfg.BootstrapExpect, cfg.DeadMemberGrace, cfg.Logger)
 	c.raft.removeSelf = c.removeFromRaft
 
@@ -190,19 +200,31 @@ func (c *Cluster) followMembership(ctx context.Context) {
 			}
 		}
 
+		alive := c.members.Alive()
 		urls, peers := map[string]string{}, map[string]string{}
-		for _, m := range c.members.Alive() {
+		for _, m := range alive {
 			urls[m.Name], peers[m.Name] = m.URL, peerBase(m.URL, m.Peer)
 		}
 
-		if len(urls) > 0 && c.view.set(urls, peers) {
-			c.log.Info("ring changed", "members", len(urls), "ring_version", c.view.RingVersion())
+		if len(urls) > 0 {
+			before := c.view.placement()
+			after := c.place(alive)
+
+			if c.view.set(urls, peers, after) {
+				c.log.Info("ring changed", "members", len(urls), "ring_version", c.view.RingVersion())
+			}
+
+			if before.profile != after.profile || !slices.Equal(before.builders(), after.builders()) {
+				c.log.Info("builders placed", "build_profile", after.profile, "setting", after.setting,
+					"builders", after.builders())
+			}
 		}
 
 		select {
 		case <-ctx.Done():
 			return
 		case <-changes:
+		case <-c.replace:
 		case <-tick.C:
 		}
 	}
@@ -233,6 +255,8 @@ type Member struct {
 	State string
 	// LastContact is when this member last heard from it (zero for this member itself).
 	LastContact time.Time
+	// Build is its build profile and role as it gossiped them (zero from a member older than build profiles).
+	Build buildprofile.Member
 }
 
 // Members lists the members as gossip sees them, departed ones included.
@@ -243,6 +267,10 @@ func (c *Cluster) MemberStates() []Member {
 		mb := Member{Name: m.Name, URL: m.Meta.URL, Zone: m.Meta.Zone, Version: m.Meta.Version, State: m.State}
 		if m.Name != c.Self() {
 			mb.LastContact = m.Heard
+		}
+
+		if m.Meta.Build != nil {
+			mb.Build = *m.Meta.Build
 		}
 
 		out = append(out, mb)

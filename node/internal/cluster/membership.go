@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/edgefactory/edgefactory/imager/buildprofile"
 )
 
 // memberMeta is what a member tells the others about itself through gossip (JSON, at most
@@ -36,6 +38,9 @@ type memberMeta struct {
 	Replicating bool `json:"replicating,omitempty"`
 	// Netboot lists the segments (interface prefixes, like "10.80.0.0/24") the member answers network boot on.
 	Netboot []string `json:"netboot,omitempty"`
+	// Build is the member's build profile (its ID, architecture and builder), role and degraded tools: what
+	// decides whether it may build (placement.go). Absent from members older than build profiles.
+	Build *buildprofile.Member `json:"build,omitempty"`
 }
 
 // wireMeta is memberMeta plus the leaving flag, which only the membership itself sets.

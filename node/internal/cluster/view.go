@@ -9,35 +9,43 @@ import (
 	"github.com/edgefactory/edgefactory/ring"
 )
 
-// view is this node's picture of the cluster: the alive members with their advertised URLs, and the ring placing
-// keys over them. It is rebuilt from membership whenever membership changes.
+// view is this node's picture of the cluster: the alive members with their advertised URLs, the ring placing
+// keys over them, and the ring of the members that may build (placement.go). It is rebuilt from membership
+// whenever membership changes.
 type view struct {
 	self string
 	ring atomic.Pointer[ring.Ring]
+	// builders places builds: the alive members that may build, on a ring of their own.
+	builders atomic.Pointer[ring.Ring]
 
 	mu    sync.RWMutex
 	urls  map[string]string
 	peers map[string]string // name → peer API base URL
+	build placement
 }
 
 func newView(self, selfURL, selfPeer string, r *ring.Ring) *view {
 	v := &view{self: self}
 	v.ring.Store(r)
-	v.set(map[string]string{self: selfURL}, map[string]string{self: selfPeer})
+	v.builders.Store(ring.New(r.Config()))
+	v.set(map[string]string{self: selfURL}, map[string]string{self: selfPeer}, placement{})
 
 	return v
 }
 
-// set replaces the alive members (name → URL, name → peer API URL) and reports whether the ring changed.
-func (v *view) set(urls, peers map[string]string) bool {
+// set replaces the alive members (name → URL, name → peer API URL) and who may build, and reports whether the
+// ring of all members changed.
+func (v *view) set(urls, peers map[string]string, build placement) bool {
 	v.mu.Lock()
-	v.urls, v.peers = maps.Clone(urls), maps.Clone(peers)
+	v.urls, v.peers, v.build = maps.Clone(urls), maps.Clone(peers), build
 	v.mu.Unlock()
+
+	v.builders.Load().Set(build.builders())
 
 	return v.ring.Load().Set(slices.Collect(maps.Keys(urls)))
 }
 
-// setPartitions rebuilds the ring with the cluster's partition count (kept in Raft since the cluster was created)
+// setPartitions rebuilds the rings with the cluster's partition count (kept in Raft since the cluster was created)
 // when it differs from this node's; it reports whether it did.
 func (v *view) setPartitions(n int) bool {
 	old := v.ring.Load()
@@ -47,11 +55,21 @@ func (v *view) setPartitions(n int) bool {
 
 	cfg := old.Config()
 	cfg.PartitionCount = n
-	r := ring.New(cfg)
+	r, b := ring.New(cfg), ring.New(cfg)
 	r.Set(old.Members())
+	b.Set(v.builders.Load().Members())
 	v.ring.Store(r)
+	v.builders.Store(b)
 
 	return true
+}
+
+// placement returns who may build, as last set.
+func (v *view) placement() placement {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.build
 }
 
 func (v *view) Self() string                       { return v.self }

@@ -1,5 +1,5 @@
 // Package settings keeps the cluster settings (frontends/settings: catalog policy, replicas, catalog interval,
-// cache budget, low-space watermark) in Raft under one key, changes them with a merge the log applies atomically,
+// cache budget, low-space watermark, build profile) in Raft under one key, changes them with a merge the log applies atomically,
 // and hands every member the settings in force as they change.
 //
 // A member starts with its own flags and config as the settings; the leader records them once as the cluster's
@@ -45,7 +45,10 @@ type Config struct {
 	Poll time.Duration
 	// Apply is called with the settings in force whenever they change; the member moves
 	// its catalog policy, replicas and cache limits with them.
-	Apply  func(api.Settings)
+	Apply func(api.Settings)
+	// Check, when set, refuses a change checked by api.Parse that the member knows to be wrong (a build profile no
+	// member ever ran with).
+	Check  func(change map[string]any) error
 	Logger *slog.Logger
 }
 
@@ -117,6 +120,12 @@ func (k *Keeper) Replicas() int {
 // Change merges a change checked by api.Parse into the cluster's document, recording who made it, and returns the
 // settings after it as this member now holds them.
 func (k *Keeper) Change(ctx context.Context, change map[string]any, who string) (api.Settings, error) {
+	if k.cfg.Check != nil {
+		if err := k.cfg.Check(change); err != nil {
+			return api.Settings{}, err
+		}
+	}
+
 	patch := maps.Clone(change)
 	patch["changedBy"] = who
 	patch["changedAt"] = time.Now().UTC().Truncate(time.Second)
@@ -290,7 +299,8 @@ func (k *Keeper) adopt(stored []byte) api.Settings {
 	if !equal(prev, next) {
 		k.cfg.Logger.Info("cluster settings in force", "by", next.ChangedBy, "min_version", next.MinVersion,
 			"broken_versions", next.BrokenVersions, "replicas", next.Replicas, "catalog_interval",
-			next.CatalogInterval, "cache_budget", next.CacheBudget, "low_space_watermark", next.LowSpaceWatermark)
+			next.CatalogInterval, "cache_budget", next.CacheBudget, "low_space_watermark", next.LowSpaceWatermark,
+			"build_profile", next.BuildProfile)
 
 		if k.cfg.Apply != nil {
 			k.cfg.Apply(next)
@@ -304,5 +314,5 @@ func (k *Keeper) adopt(stored []byte) api.Settings {
 func equal(a, b api.Settings) bool {
 	return a.MinVersion == b.MinVersion && slices.Equal(a.BrokenVersions, b.BrokenVersions) &&
 		a.Replicas == b.Replicas && a.CatalogInterval == b.CatalogInterval && a.CacheBudget == b.CacheBudget &&
-		a.LowSpaceWatermark == b.LowSpaceWatermark
+		a.LowSpaceWatermark == b.LowSpaceWatermark && a.BuildProfile == b.BuildProfile
 }
