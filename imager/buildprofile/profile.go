@@ -160,12 +160,14 @@ func mostShared(members []Member, counted func(Member) bool) string {
 	return best
 }
 
-// WhyNot says why m may not build when the cluster builds with profile, or "" when it may.
-func WhyNot(m Member, profile string) string {
+// WhyNot says why m may not build when the cluster builds with profile and has alive members, or "" when it may. A
+// member alone builds even with degraded tools (it warned at start): nothing else could, and a lab or a one-node
+// site would answer 503 to every build. Beside other members, one with degraded tools never builds.
+func WhyNot(m Member, profile string, alive int) string {
 	switch {
 	case m.Role == RoleCache:
 		return "role cache: never builds"
-	case len(m.Degraded) > 0:
+	case len(m.Degraded) > 0 && (alive > 1 || m.Profile != profile):
 		return fmt.Sprintf("degraded host tools (%s): its builds would differ; run `make deps` or `edgefactory "+
 			"doctor` there", joinNames(m.Degraded))
 	case m.Profile == "":

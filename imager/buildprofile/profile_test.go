@@ -39,14 +39,16 @@ func TestChoose(t *testing.T) {
 
 func TestWhyNot(t *testing.T) {
 	m := Member{Name: "a", Profile: "bbbb"}
-	assert.Empty(t, WhyNot(m, "bbbb"))
-	assert.Contains(t, WhyNot(m, "aaaa"), "build profile bbbb, the cluster builds with aaaa")
+	assert.Empty(t, WhyNot(m, "bbbb", 3))
+	assert.Contains(t, WhyNot(m, "aaaa", 3), "build profile bbbb, the cluster builds with aaaa")
 
 	m.Role = RoleCache
-	assert.Contains(t, WhyNot(m, "bbbb"), "role cache")
+	assert.Contains(t, WhyNot(m, "bbbb", 3), "role cache")
+	assert.Contains(t, WhyNot(m, "bbbb", 1), "role cache", "a cache member alone does not build either")
 
 	m.Role, m.Degraded = RoleBuild, []string{"mksquashfs"}
-	assert.Contains(t, WhyNot(m, "bbbb"), "degraded host tools (mksquashfs)")
+	assert.Contains(t, WhyNot(m, "bbbb", 3), "degraded host tools (mksquashfs)")
+	assert.Empty(t, WhyNot(m, "bbbb", 1), "a member alone builds with degraded tools: nothing else could")
 }
 
 func TestID(t *testing.T) {

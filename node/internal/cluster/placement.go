@@ -63,7 +63,7 @@ func (c *Cluster) place(alive []memberMeta) placement {
 	p.profile = buildprofile.Choose(p.setting, p.members)
 
 	for _, m := range p.members {
-		p.whyNot[m.Name] = buildprofile.WhyNot(m, p.profile)
+		p.whyNot[m.Name] = buildprofile.WhyNot(m, p.profile, len(p.members))
 
 		if m.Profile == p.profile && p.planning.Profile == "" {
 			p.planning = buildprofile.Member{Profile: m.Profile, Arch: m.Arch, Builder: m.Builder}
