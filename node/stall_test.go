@@ -49,8 +49,15 @@ func TestClusterStuckMember(t *testing.T) {
 		assert.Zero(t, stuck.metric(t, "edgefactory_builds_total"), "the stuck owner built nothing")
 
 		key, _ := c.recipeKey(t, leader, id, "v1.13.0", paths[0])
-		_, builder, ok := asker.AssetRecord(key)
-		require.True(t, ok, "no asset record")
+
+		var builder string
+
+		require.True(t, waitFor(10*time.Second, func() bool { // the asker applies the record in its own time
+			_, b, ok := asker.AssetRecord(key)
+			builder = b
+
+			return ok
+		}), "no asset record")
 		assert.Equal(t, holders[1], builder, "built by the next holder, not the asker %s", asker.name)
 	})
 
