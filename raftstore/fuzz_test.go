@@ -53,7 +53,12 @@ func FuzzCommand(f *testing.F) {
 		res, ok := sm.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}).(Result)
 		require.True(t, ok)
 		require.NoError(t, sm.failure(), "command %q halted the state machine", data)
-		require.Equal(t, err != nil, res.Error != "", "decode: %v, result: %+v", err, res)
+		// A command refused by the decoder is refused by the state machine too. One that decodes may still be
+		// refused for the state it meets (a merge patch of a setting that holds no JSON object: the failing input
+		// kept in testdata/fuzz/FuzzCommand/patch-of-a-setting-that-is-no-object, found in CI).
+		if err != nil {
+			require.NotEmpty(t, res.Error, "decode: %v, but the state machine applied it: %+v", err, res)
+		}
 	})
 }
 

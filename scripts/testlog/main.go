@@ -2,7 +2,7 @@
 // skipped, and why, and can fail on a skip nobody allowed (a missing tool is a broken machine, not a pass).
 //
 //	go test -json ... | testlog record [-v] SUITE   print the run as go test would, and record it
-//	testlog mark SUITE ran|skipped REASON           record a suite that is not a go test run (fuzzing)
+//	testlog mark SUITE ran|skipped|failed REASON    record a suite that is not a go test run (fuzzing)
 //	testlog summary [-allowed FILE] [-expect S,...] print every suite and every skip; exit 1 on a skip FILE
 //	                                                 does not allow (one regular expression per line, # comments),
 //	                                                 a failed suite, or an expected suite that never ran
@@ -208,11 +208,16 @@ func skipReason(lines []string, e event) string {
 }
 
 func mark(args []string) error {
-	if len(args) != 3 || (args[1] != "ran" && args[1] != "skipped") {
-		return errors.New("usage: testlog mark SUITE ran|skipped REASON")
+	if len(args) != 3 || !slices.Contains([]string{"ran", "skipped", "failed"}, args[1]) {
+		return errors.New("usage: testlog mark SUITE ran|skipped|failed REASON")
 	}
 
-	return save(Record{Suite: args[0], Status: args[1], Reason: args[2]})
+	r := Record{Suite: args[0], Status: args[1], Reason: args[2]}
+	if r.Status == "failed" {
+		r.Failed = []string{r.Reason}
+	}
+
+	return save(r)
 }
 
 // summary prints every suite recorded and every skip, and fails on a skip the allowed file does not allow.
