@@ -114,9 +114,10 @@ func TestThreeNodeCluster(t *testing.T) {
 			}
 			return false
 		}, 10*time.Second, 10*time.Millisecond)
+		// raft says it leads (IsLeader) a moment before its leadership event reaches the watchers: wait for it.
 		watch, stop := leader.WatchLeadership()
 		defer stop()
-		require.True(t, <-watch)
+		require.True(t, waitTrue(watch, 10*time.Second), "the new leader's watchers never heard it leads")
 
 		id, yaml := schematic(100)
 		require.NoError(t, leader.PutSchematic(ctx, id, yaml))
@@ -174,5 +175,25 @@ func TestBootstrapTogether(t *testing.T) {
 	for _, n := range nodes {
 		eventuallySchematic(t, n, id, yaml)
 		require.Len(t, serverIDs(t, n), 3)
+	}
+}
+
+// waitTrue reads a leadership watch until it says true, or gives up after d.
+func waitTrue(watch <-chan bool, d time.Duration) bool {
+	deadline := time.After(d)
+
+	for {
+		select {
+		case v, ok := <-watch:
+			if !ok {
+				return false
+			}
+
+			if v {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
 	}
 }

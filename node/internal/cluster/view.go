@@ -35,11 +35,15 @@ func newView(self, selfURL, selfPeer string, r *ring.Ring) *view {
 
 // set replaces the alive members (name → URL, name → peer API URL) and who may build, and reports whether the
 // ring of all members changed.
+//
+// The rings change under v.mu, as the rest of the view does: a ring replaced by setPartitions at the same moment
+// would otherwise lose the members set here (the builders' ring left empty until the next change), and a reader
+// told who may build (placement, under v.mu) finds them on the builders' ring already.
 func (v *view) set(urls, peers map[string]string, build placement) bool {
 	v.mu.Lock()
-	v.urls, v.peers, v.build = maps.Clone(urls), maps.Clone(peers), build
-	v.mu.Unlock()
+	defer v.mu.Unlock()
 
+	v.urls, v.peers, v.build = maps.Clone(urls), maps.Clone(peers), build
 	v.builders.Load().Set(build.builders())
 
 	return v.ring.Load().Set(slices.Collect(maps.Keys(urls)))
@@ -48,6 +52,9 @@ func (v *view) set(urls, peers map[string]string, build placement) bool {
 // setPartitions rebuilds the rings with the cluster's partition count (kept in Raft since the cluster was created)
 // when it differs from this node's; it reports whether it did.
 func (v *view) setPartitions(n int) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+
 	old := v.ring.Load()
 	if old.Config().PartitionCount == n {
 		return false
